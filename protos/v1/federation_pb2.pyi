@@ -1,0 +1,197 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_KIND_UNSPECIFIED: _ClassVar[TaskKind]
+    TASK_KIND_WAIT: _ClassVar[TaskKind]
+    TASK_KIND_TRAIN: _ClassVar[TaskKind]
+    TASK_KIND_DONE: _ClassVar[TaskKind]
+TASK_KIND_UNSPECIFIED: TaskKind
+TASK_KIND_WAIT: TaskKind
+TASK_KIND_TRAIN: TaskKind
+TASK_KIND_DONE: TaskKind
+
+class JoinRequest(_message.Message):
+    __slots__ = ("federation_id", "agent_version")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    agent_version: str
+    def __init__(self, federation_id: _Optional[str] = ..., agent_version: _Optional[str] = ...) -> None: ...
+
+class JoinReply(_message.Message):
+    __slots__ = ("federation_id", "silo_id", "plan_json", "plan_sha256")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SILO_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
+    PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    silo_id: str
+    plan_json: bytes
+    plan_sha256: str
+    def __init__(self, federation_id: _Optional[str] = ..., silo_id: _Optional[str] = ..., plan_json: _Optional[bytes] = ..., plan_sha256: _Optional[str] = ...) -> None: ...
+
+class PullTaskRequest(_message.Message):
+    __slots__ = ("federation_id", "plan_sha256", "wait_ms")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    plan_sha256: str
+    wait_ms: int
+    def __init__(self, federation_id: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("kind", "task_id", "federation_id", "round", "phase", "plan_sha256", "adapter_index", "globals_sha256", "local_steps", "deadline_unix_s", "retry_after_ms", "message")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_INDEX_FIELD_NUMBER: _ClassVar[int]
+    GLOBALS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    kind: TaskKind
+    task_id: str
+    federation_id: str
+    round: int
+    phase: str
+    plan_sha256: str
+    adapter_index: int
+    globals_sha256: str
+    local_steps: int
+    deadline_unix_s: float
+    retry_after_ms: int
+    message: str
+    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., globals_sha256: _Optional[str] = ..., local_steps: _Optional[int] = ..., deadline_unix_s: _Optional[float] = ..., retry_after_ms: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class DownloadRequest(_message.Message):
+    __slots__ = ("federation_id", "task_id")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    task_id: str
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ...) -> None: ...
+
+class TensorEntry(_message.Message):
+    __slots__ = ("name", "shape", "offset")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    offset: int
+    def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class TensorManifest(_message.Message):
+    __slots__ = ("tensors", "dtype", "total_bytes", "sha256")
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    tensors: _containers.RepeatedCompositeFieldContainer[TensorEntry]
+    dtype: str
+    total_bytes: int
+    sha256: str
+    def __init__(self, tensors: _Optional[_Iterable[_Union[TensorEntry, _Mapping]]] = ..., dtype: _Optional[str] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class TensorChunk(_message.Message):
+    __slots__ = ("manifest", "data")
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    manifest: TensorManifest
+    data: bytes
+    def __init__(self, manifest: _Optional[_Union[TensorManifest, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class PrivacySpend(_message.Message):
+    __slots__ = ("seq", "mechanism", "noise_multiplier", "sample_rate", "steps", "clip_norm", "delta", "epsilon_after", "budget_epsilon", "accountant", "secure_rng")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    CLIP_NORM_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_AFTER_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTANT_FIELD_NUMBER: _ClassVar[int]
+    SECURE_RNG_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    mechanism: str
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    clip_norm: float
+    delta: float
+    epsilon_after: float
+    budget_epsilon: float
+    accountant: str
+    secure_rng: bool
+    def __init__(self, seq: _Optional[int] = ..., mechanism: _Optional[str] = ..., noise_multiplier: _Optional[float] = ..., sample_rate: _Optional[float] = ..., steps: _Optional[int] = ..., clip_norm: _Optional[float] = ..., delta: _Optional[float] = ..., epsilon_after: _Optional[float] = ..., budget_epsilon: _Optional[float] = ..., accountant: _Optional[str] = ..., secure_rng: _Optional[bool] = ...) -> None: ...
+
+class UpdateHeader(_message.Message):
+    __slots__ = ("federation_id", "task_id", "round", "phase", "plan_sha256", "adapter_index", "protection", "manifest", "spend", "num_examples")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PROTECTION_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    SPEND_FIELD_NUMBER: _ClassVar[int]
+    NUM_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    task_id: str
+    round: int
+    phase: str
+    plan_sha256: str
+    adapter_index: int
+    protection: str
+    manifest: TensorManifest
+    spend: PrivacySpend
+    num_examples: int
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., protection: _Optional[str] = ..., manifest: _Optional[_Union[TensorManifest, _Mapping]] = ..., spend: _Optional[_Union[PrivacySpend, _Mapping]] = ..., num_examples: _Optional[int] = ...) -> None: ...
+
+class UploadPart(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: UpdateHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[UpdateHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("accepted", "message")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    message: str
+    def __init__(self, accepted: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+
+class DeclineRequest(_message.Message):
+    __slots__ = ("federation_id", "task_id", "round", "reason_code", "message", "epsilon_spent")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    REASON_CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    task_id: str
+    round: int
+    reason_code: str
+    message: str
+    epsilon_spent: float
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., round: _Optional[int] = ..., reason_code: _Optional[str] = ..., message: _Optional[str] = ..., epsilon_spent: _Optional[float] = ...) -> None: ...
