@@ -1,0 +1,1 @@
+"""The aggregator service: gRPC server, round state machine, FedAvg, durable store."""

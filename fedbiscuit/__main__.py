@@ -1,0 +1,5 @@
+import sys
+
+from fedbiscuit.cli import main
+
+sys.exit(main())

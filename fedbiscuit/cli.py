@@ -1,0 +1,55 @@
+"""Entry point of the `fedbiscuit` command: one parser, one module per subcommand.
+
+Each subcommand module exposes ``add_parser(subparsers)`` and sets ``func`` on its parser;
+``func(args) -> int`` returns the exit status. Errors a user can act on
+(``FedbiscuitError``) are printed as one clear message without a traceback, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from protos.errors import FedbiscuitError
+
+# Subcommand modules, imported lazily so `fedbiscuit pki` does not pay for torch.
+_SUBCOMMANDS = {
+    "pki": "fedbiscuit.pki_cli",
+    "aggregator": "fedbiscuit.aggregator_cli",
+    "silo": "fedbiscuit.silo_cli",
+    "demo": "fedbiscuit.demo_cli",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    from fedbiscuit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fedbiscuit",
+        description="Privacy-hardened cross-silo federated training of preference selectors.",
+    )
+    parser.add_argument("--version", action="version", version=f"fedbiscuit {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in _SUBCOMMANDS.items():
+        if only is not None and name != only:
+            subparsers.add_parser(name, help=f"(run `fedbiscuit {name} --help`)")
+            continue
+        importlib.import_module(module_name).add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if a in _SUBCOMMANDS), None)
+    parser = build_parser(only=chosen)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FedbiscuitError as exc:
+        print(f"fedbiscuit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fedbiscuit {args.command}: interrupted", file=sys.stderr)
+        return 130

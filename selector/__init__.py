@@ -1,0 +1,1 @@
+"""The selector model: backbones, LoRA adapters, pairwise preference loss, data and evaluation."""
