@@ -1,0 +1,90 @@
+"""The silo agent's configuration file: who it is, where the aggregator is, what it allows.
+
+Loaded once at the edge (`load_silo_config`) and passed inward as a typed object. Relative
+paths are resolved against the working directory of the process that loads the file, so
+deployments should write absolute paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FilePath
+
+from protos.config_files import load_model_file
+from silo.policy import PrivacyBudget, SiloPolicy
+
+_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiloPki(_Strict):
+    """The silo's mTLS material, issued by `fedbiscuit pki issue SILO_ID`."""
+
+    ca_cert: FilePath = Field(description="Federation CA certificate (PEM).")
+    cert: FilePath = Field(description="This silo's client certificate (PEM).")
+    key: FilePath = Field(description="This silo's private key (PEM, keep it 0600); never sent.")
+
+
+class SiloData(_Strict):
+    """Where the silo's private preference data lives; it never leaves the silo."""
+
+    train_path: FilePath = Field(
+        description="JSONL of {prompt, chosen, rejected} pairs (selector.data.read_jsonl)."
+    )
+
+
+class SiloConfig(_Strict):
+    """One silo agent in one federation."""
+
+    silo_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=_ID_PATTERN,
+        description="Must equal the id in this silo's certificate (the aggregator trusts that).",
+    )
+    federation_id: str = Field(
+        min_length=1, max_length=64, pattern=_ID_PATTERN, description="Federation to join."
+    )
+    aggregator_address: str = Field(
+        pattern=r"^[^\s:]+:\d{1,5}$", description="host:port of the aggregator's gRPC endpoint."
+    )
+    aggregator_server_name: str | None = Field(
+        None,
+        min_length=1,
+        description="TLS name to verify the aggregator's certificate against, when it differs "
+        "from the host in aggregator_address (e.g. dialling an IP or a tunnel).",
+    )
+    pki: SiloPki
+    data: SiloData
+    state_dir: Path = Field(
+        description="Directory for the privacy ledger and accountant state (created if missing)."
+    )
+    budget: PrivacyBudget
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where to train; 'auto' picks CUDA when torch sees a GPU."
+    )
+    seed: int | None = Field(
+        None,
+        ge=0,
+        description="Seed for local sampling and noise, for tests and demos only: leave unset in "
+        "production so DP noise is not reproducible.",
+    )
+    policy: SiloPolicy = SiloPolicy()
+
+    def resolved_device(self) -> str:
+        """'cpu' or 'cuda', resolving 'auto' (imports torch, so only call it to train)."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_silo_config(path: str | Path) -> SiloConfig:
+    """Read a silo YAML file; any fault raises InvalidInput naming file:line: field."""
+    return load_model_file(path, SiloConfig)

@@ -1,0 +1,122 @@
+"""What a silo agrees to, whatever the aggregator's plan says (DESIGN.md §3, §7).
+
+Silos do not trust the aggregator with their privacy: the plan arrives over the wire and is
+checked here against the silo operator's own limits before any data is touched. Each
+refusal names the plan field and the policy (or budget) field that disagree, so the two
+operators can settle it without reading code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from protos.errors import PolicyViolation
+from protos.plan import Plan
+
+log = logging.getLogger(__name__)
+
+
+class PrivacyBudget(BaseModel):
+    """The silo's total (epsilon, delta) for this federation, across every release it makes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epsilon: float = Field(gt=0, description="Largest total epsilon the silo will ever spend.")
+    delta: float = Field(
+        gt=0, lt=1, description="Largest delta the silo accepts; plan.delta must not exceed it."
+    )
+
+
+class SiloPolicy(BaseModel):
+    """Limits the silo's operator sets on any plan the silo will train under."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allow_insecure_plaintext: bool = Field(
+        False,
+        description="Accept plans whose updates reach the aggregator unprotected (it then sees "
+        "each silo's individual delta). Development and demos only.",
+    )
+    min_noise_multiplier: float = Field(
+        0.5, gt=0, description="Smallest DP-SGD noise multiplier sigma the silo will train with."
+    )
+    max_local_steps_per_round: int = Field(
+        1000, ge=1, description="Most DP-SGD steps the silo will run for one task."
+    )
+    max_rounds: int = Field(1000, ge=1, description="Longest federation (plan.rounds) accepted.")
+    allowed_backbones: list[Literal["minilm", "tiny"]] = Field(
+        default_factory=lambda: ["minilm", "tiny"],
+        min_length=1,
+        description="Backbones (plan.selector.backbone.kind) the silo will load.",
+    )
+    max_epsilon_per_round: float | None = Field(
+        None, gt=0, description="Most epsilon one round may cost; null: only the budget limits."
+    )
+
+
+def check_plan(policy: SiloPolicy, plan: Plan, budget: PrivacyBudget) -> None:
+    """Raise PolicyViolation if the silo must not train under `plan` at all."""
+    if plan.protection == "insecure_plaintext" and not policy.allow_insecure_plaintext:
+        raise PolicyViolation(
+            "plan.protection is 'insecure_plaintext' but policy.allow_insecure_plaintext is "
+            "false: the aggregator would see this silo's individual updates"
+        )
+    if plan.delta > budget.delta:
+        raise PolicyViolation(f"plan.delta is {plan.delta:g} but budget.delta is {budget.delta:g}")
+    kind = plan.selector.backbone.kind
+    if kind not in policy.allowed_backbones:
+        raise PolicyViolation(
+            f"plan.selector.backbone.kind is {kind!r} but policy.allowed_backbones is "
+            f"{policy.allowed_backbones}"
+        )
+    if plan.rounds > policy.max_rounds:
+        raise PolicyViolation(
+            f"plan.rounds is {plan.rounds} but policy.max_rounds is {policy.max_rounds}"
+        )
+    check_local_steps(policy, plan.training.local_steps, "plan.training.local_steps")
+    if plan.dp.noise_multiplier is not None:
+        check_noise_multiplier(policy, plan.dp.noise_multiplier, "plan.dp.noise_multiplier")
+    warn_if_plaintext(plan)
+
+
+def check_local_steps(policy: SiloPolicy, steps: int, source: str) -> None:
+    """Refuse more DP-SGD steps than the policy allows; `source` names where `steps` came from."""
+    if steps > policy.max_local_steps_per_round:
+        raise PolicyViolation(
+            f"{source} is {steps} but policy.max_local_steps_per_round is "
+            f"{policy.max_local_steps_per_round}"
+        )
+
+
+def check_noise_multiplier(policy: SiloPolicy, sigma: float, source: str) -> None:
+    """Refuse a noise multiplier below the policy's floor, fixed by the plan or derived."""
+    if sigma < policy.min_noise_multiplier:
+        raise PolicyViolation(
+            f"{source} is {sigma:.4g} but policy.min_noise_multiplier is "
+            f"{policy.min_noise_multiplier:g}"
+        )
+
+
+def check_round_epsilon(policy: SiloPolicy, epsilon_before: float, epsilon_after: float) -> None:
+    """Refuse a single round that costs more epsilon than policy.max_epsilon_per_round."""
+    limit = policy.max_epsilon_per_round
+    if limit is not None and epsilon_after - epsilon_before > limit:
+        raise PolicyViolation(
+            f"this round would cost epsilon {epsilon_after - epsilon_before:.4g} but "
+            f"policy.max_epsilon_per_round is {limit:g}"
+        )
+
+
+def warn_if_plaintext(plan: Plan, round_index: int | None = None) -> None:
+    """Say loudly, every time, that the aggregator sees this silo's individual updates."""
+    if plan.protection == "insecure_plaintext":
+        where = f" round={round_index}" if round_index is not None else ""
+        log.warning(
+            "INSECURE federation=%s%s protection=insecure_plaintext: the aggregator sees this "
+            "silo's individual DP updates unmasked (policy.allow_insecure_plaintext is true)",
+            plan.federation_id,
+            where,
+        )
