@@ -197,7 +197,11 @@ def issue_silo(
     paths = FederationPaths(root)
     cert_path, key_path = paths.silo_cert(silo_id), paths.silo_key(silo_id)
     if not force:
-        refuse_existing(cert_path, key_path, hint=f"pass force to re-issue silo {silo_id!r}")
+        refuse_existing(
+            cert_path,
+            key_path,
+            hint=f"re-issue silo {silo_id!r} with --force (force=True); that revokes the old one",
+        )
     federation = federation_id_of_ca(
         x509.load_pem_x509_certificate(read_file(paths.ca_cert, "CA certificate"))
     )
@@ -239,7 +243,9 @@ def issue_aggregator(
             ) from None
     if not force:
         refuse_existing(
-            paths.aggregator_cert, paths.aggregator_key, hint="pass force to re-issue it"
+            paths.aggregator_cert,
+            paths.aggregator_key,
+            hint="re-issue it with --force (force=True)",
         )
     federation = federation_id_of_ca(
         x509.load_pem_x509_certificate(read_file(paths.ca_cert, "CA certificate"))

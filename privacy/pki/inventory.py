@@ -10,6 +10,7 @@ from cryptography import x509
 
 from privacy.pki.layout import FederationPaths
 from privacy.pki.revocation import RevocationList
+from protos.errors import FailedPrecondition
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class CertInfo:
 def show(root: Path | str) -> list[CertInfo]:
     """The CA, aggregator and silo certificates in ``root`` (silos sorted by id)."""
     paths = FederationPaths(root)
+    if not paths.ca_cert.exists():
+        raise FailedPrecondition(f"no CA in {paths.root}; run `fedbiscuit pki init` first")
     revoked = RevocationList.load(paths.revocation_list)
     found = [("ca", paths.ca_cert), ("aggregator", paths.aggregator_cert)]
     found += [("silo", p) for p in sorted(paths.silos_dir.glob("*.pem"))]
