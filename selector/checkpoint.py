@@ -1,0 +1,89 @@
+"""A trained selector on disk: adapter tensors (safetensors) plus the spec that rebuilds it.
+
+The backbone is never saved: the spec names it and every party resolves it locally. Loading
+fails closed on an unknown format, version, spec field or tensor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from protos.errors import InvalidInput
+from protos.plan import SelectorSpec
+from selector.model import PairwiseSelector, build_selector, load_adapter_state
+
+ADAPTERS_FILE = "adapters.safetensors"
+SPEC_FILE = "selector.json"
+FORMAT = "fedbiscuit-selector"
+VERSION = 1
+
+
+def save_selector(
+    directory: str | Path,
+    spec: SelectorSpec,
+    state: Mapping[str, np.ndarray],
+    meta: Mapping[str, Any],
+) -> None:
+    """Writes the two files; `meta` (e.g. federation, rounds, agreement) must be JSON-able."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {name: np.ascontiguousarray(value) for name, value in state.items()},
+        str(directory / ADAPTERS_FILE),
+    )
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "spec": spec.model_dump(mode="json"),
+        "meta": dict(meta),
+    }
+    (directory / SPEC_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def load_selector(directory: str | Path) -> tuple[PairwiseSelector, SelectorSpec, dict[str, Any]]:
+    """The selector with its trained adapters, its spec and the saved meta."""
+    directory = Path(directory)
+    spec_path, adapters_path = directory / SPEC_FILE, directory / ADAPTERS_FILE
+    for path in (spec_path, adapters_path):
+        if not path.is_file():
+            raise InvalidInput(f"{path}: missing; is {directory} a saved selector?")
+    try:
+        document = json.loads(spec_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{spec_path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise InvalidInput(f"{spec_path}: not a {FORMAT} file")
+    if document.get("version") != VERSION:
+        raise InvalidInput(
+            f"{spec_path}: version {document.get('version')!r} unsupported (expected {VERSION})"
+        )
+    unknown = sorted(set(document) - {"format", "version", "spec", "meta"})
+    if unknown:
+        raise InvalidInput(f"{spec_path}: unknown field {unknown[0]!r}")
+    try:
+        spec = SelectorSpec.model_validate(document.get("spec"))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in ("spec", *error["loc"]))
+        raise InvalidInput(f"{spec_path}: {where}: {error['msg']}") from None
+    meta = document.get("meta", {})
+    if not isinstance(meta, dict):
+        raise InvalidInput(f"{spec_path}: meta must be a JSON object")
+    try:
+        state = load_file(str(adapters_path))
+    except (SafetensorError, OSError) as exc:
+        raise InvalidInput(f"{adapters_path}: unreadable safetensors file ({exc})") from None
+    model = build_selector(spec, seed=0)
+    try:
+        load_adapter_state(model, state)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{adapters_path}: {exc}") from None
+    return model, spec, meta

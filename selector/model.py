@@ -1,0 +1,123 @@
+"""The pairwise selector: a frozen encoder with LoRA adapters and a linear score head.
+
+Only the adapters and the head train, and only they ever travel (as `adapter_state`). A
+pair is one row with a block-diagonal attention mask, so both answers are scored in one
+forward pass and Opacus's per-sample gradients are per pair. The head runs once on
+[B, 2, H]: calling it twice would make Opacus accumulate its grad samples as a list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from torch import nn
+from transformers import BertModel
+
+from protos.errors import InvalidInput
+from protos.plan import SelectorSpec
+from selector.backbone import load_backbone
+from selector.data import PAD_HALF, PairBatch
+
+_PEFT_ADAPTER = ".default"
+
+
+class PairwiseSelector(nn.Module):
+    """forward(batch) = score(a) − score(b): the logit that side a is the preferred answer."""
+
+    def __init__(self, backbone: BertModel, spec: SelectorSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.backbone = backbone
+        # No bias: it cancels in score(a) − score(b), so it would only collect DP noise.
+        self.head = nn.Linear(backbone.config.hidden_size, 1, bias=False)
+
+    def forward(self, batch: PairBatch) -> torch.Tensor:
+        if len(batch) == 0:
+            # BERT cannot reshape a 0-row batch; an empty Poisson batch scores nothing.
+            return self.head.weight.new_zeros(0)
+        half = batch.half_ids
+        real = half != PAD_HALF
+        same_half = (half[:, :, None] == half[:, None, :]) & real[:, None, :]
+        # Padding rows attend to themselves only, so no row of the softmax is empty.
+        itself = torch.eye(half.shape[1], dtype=torch.bool, device=half.device)
+        mask = (same_half | itself)[:, None, :, :]
+        hidden = self.backbone(
+            input_ids=batch.input_ids,
+            attention_mask=mask,
+            token_type_ids=batch.token_type_ids,
+            position_ids=batch.position_ids,
+        ).last_hidden_state
+        sides = torch.arange(2, device=half.device)
+        weights = (half[:, None, :] == sides[None, :, None]).to(hidden.dtype)
+        weights = weights / weights.sum(dim=-1, keepdim=True).clamp(min=1.0)
+        scores = self.head(weights @ hidden).squeeze(-1)
+        return scores[:, 0] - scores[:, 1]
+
+    def trainable(self) -> dict[str, nn.Parameter]:
+        """The adapter and head parameters under their stable (wire) names."""
+        return {
+            name.replace(_PEFT_ADAPTER, ""): param
+            for name, param in self.named_parameters()
+            if param.requires_grad
+        }
+
+
+def build_selector(spec: SelectorSpec, seed: int) -> PairwiseSelector:
+    """A selector whose adapters and head are a deterministic function of `seed`.
+
+    Every party can rebuild the initial globals from the plan alone. LoRA B starts at zero
+    (peft's default), so a fresh selector scores with the frozen encoder plus the head.
+    """
+    backbone, _ = load_backbone(spec.backbone)
+    for param in backbone.parameters():
+        param.requires_grad_(False)
+    lora = LoraConfig(
+        r=spec.lora.rank,
+        lora_alpha=spec.lora.alpha,
+        target_modules=list(spec.lora.target_modules),
+        lora_dropout=0.0,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            backbone = inject_adapter_in_model(lora, backbone)
+        except ValueError as exc:
+            raise InvalidInput(f"selector.lora.target_modules: {exc}") from None
+        model = PairwiseSelector(backbone, spec)
+    model.eval()
+    return model
+
+
+def adapter_state(model: PairwiseSelector) -> dict[str, np.ndarray]:
+    """A float32 copy of what trains and travels: LoRA A/B and the head."""
+    return {
+        name: param.detach().cpu().numpy().astype(np.float32, copy=True)
+        for name, param in model.trainable().items()
+    }
+
+
+def load_adapter_state(model: PairwiseSelector, state: Mapping[str, np.ndarray]) -> None:
+    """Overwrites the adapters and head; names, shapes, dtype and finiteness must all match."""
+    params = model.trainable()
+    missing = sorted(set(params) - set(state))
+    if missing:
+        raise InvalidInput(f"adapter state lacks tensor {missing[0]!r}")
+    unexpected = sorted(set(state) - set(params))
+    if unexpected:
+        raise InvalidInput(f"adapter state has unexpected tensor {unexpected[0]!r}")
+    for name, param in params.items():
+        value = state[name]
+        if not isinstance(value, np.ndarray) or value.dtype != np.float32:
+            raise InvalidInput(f"adapter tensor {name!r} must be a float32 numpy array")
+        if value.shape != tuple(param.shape):
+            raise InvalidInput(
+                f"adapter tensor {name!r} has shape {value.shape}, expected {tuple(param.shape)}"
+            )
+        if not np.isfinite(value).all():
+            raise InvalidInput(f"adapter tensor {name!r} contains NaN or infinity")
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(torch.from_numpy(state[name]))
