@@ -1,0 +1,34 @@
+"""FedAvg over adapter deltas: the only arithmetic the FedBis aggregator does on updates.
+
+Pure and deterministic (float64 accumulation, float32 result) so a restarted aggregator that
+re-aggregates the same uploads produces bit-identical globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from protos.errors import InvalidInput
+
+
+def fedavg(
+    globals_vec: np.ndarray, deltas: Sequence[np.ndarray], weights: Sequence[float]
+) -> np.ndarray:
+    """New globals = globals + sum_i w_i * delta_i / sum_i w_i (weights > 0, one per delta)."""
+    if not deltas:
+        raise InvalidInput("fedavg needs at least one delta")
+    if len(deltas) != len(weights):
+        raise InvalidInput(f"fedavg got {len(deltas)} deltas but {len(weights)} weights")
+    w = np.asarray(weights, dtype=np.float64)
+    if not (np.isfinite(w).all() and (w > 0).all()):
+        raise InvalidInput("fedavg weights must be finite and positive")
+    total = np.zeros(globals_vec.shape, dtype=np.float64)
+    for index, delta in enumerate(deltas):
+        if delta.shape != globals_vec.shape:
+            raise InvalidInput(
+                f"delta {index} has shape {delta.shape}, globals have {globals_vec.shape}"
+            )
+        total += w[index] * delta.astype(np.float64)
+    return (globals_vec.astype(np.float64) + total / w.sum()).astype(np.float32)

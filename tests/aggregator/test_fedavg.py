@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from aggregator.fedavg import fedavg
+from protos.errors import InvalidInput
+
+
+def test_uniform_fedavg_adds_the_mean_delta_to_the_globals():
+    globals_vec = np.array([1.0, -2.0, 0.5], dtype=np.float32)
+    deltas = [np.array([0.5, 0.0, 1.0], np.float32), np.array([-0.25, 1.0, 0.0], np.float32)]
+
+    new = fedavg(globals_vec, deltas, [1.0, 1.0])
+
+    np.testing.assert_array_equal(new, np.array([1.125, -1.5, 1.0], np.float32))
+    assert new.dtype == np.float32
+
+
+def test_weighted_fedavg_weights_each_delta_by_its_share():
+    globals_vec = np.zeros(2, np.float32)
+    deltas = [np.array([4.0, 0.0], np.float32), np.array([0.0, 4.0], np.float32)]
+
+    new = fedavg(globals_vec, deltas, [3, 1])
+
+    np.testing.assert_array_equal(new, np.array([3.0, 1.0], np.float32))
+
+
+@pytest.mark.parametrize(
+    ("deltas", "weights", "problem"),
+    [
+        ([], [], "at least one delta"),
+        ([np.zeros(2, np.float32)], [1.0, 2.0], "weights"),
+        ([np.zeros(2, np.float32)], [0.0], "positive"),
+        ([np.zeros(3, np.float32)], [1.0], "shape"),
+    ],
+)
+def test_fedavg_refuses_inconsistent_inputs(deltas, weights, problem):
+    with pytest.raises(InvalidInput, match=problem):
+        fedavg(np.zeros(2, np.float32), deltas, weights)

@@ -1,0 +1,154 @@
+import numpy as np
+import pytest
+
+from aggregator.round_machine import Phase, RoundMachine, sample_silos
+from aggregator.store import PrivacySpendRecord, SqliteStore
+from protos.errors import FailedPrecondition
+from protos.plan import Plan
+
+PLAN = Plan(
+    federation_id="fed-test", rounds=2, silos_per_round=2, min_silos=2, round_deadline_s=60.0
+)
+SILOS = ("silo-1", "silo-2", "silo-3")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _machine(tmp_path, clock, plan=PLAN) -> RoundMachine:
+    store = SqliteStore.create(tmp_path / "state", plan)
+    if store.globals_record(0) is None:
+        store.put_globals(0, {"w": np.zeros(4, np.float32)})
+    return RoundMachine(store, clock)
+
+
+def _upload(machine: RoundMachine, silo: str, value: float = 1.0) -> None:
+    task = machine.pull(silo, 0).task
+    seq = 1 + len(machine._store.privacy_spends(silo))
+    spend = PrivacySpendRecord(
+        silo, seq, task.round, "dp-sgd", 1.0, 0.1, 5, 1.0, PLAN.delta, 0.5, 8.0, "rdp", False, 0
+    )
+    machine.accept_upload(silo, task.task_id, np.full(4, value, np.float32), 0, spend)
+
+
+def _decline(machine: RoundMachine, silo: str, reason: str = "budget_exhausted") -> None:
+    task = machine.pull(silo, 0).task
+    machine.decline(silo, task.task_id, reason, "out of budget", 7.9)
+
+
+def test_round_starts_once_silos_per_round_silos_joined(tmp_path, clock):
+    machine = _machine(tmp_path, clock)
+    machine.join("silo-1")
+    assert machine.state.phase == Phase.WAITING_FOR_SILOS
+
+    machine.join("silo-2")
+
+    assert machine.state.phase == Phase.TRAINING
+    assert machine.state.sampled == ("silo-1", "silo-2")
+
+
+def test_round_starts_with_min_silos_only_after_the_deadline(tmp_path, clock):
+    plan = PLAN.model_copy(update={"silos_per_round": 3})
+    machine = _machine(tmp_path, clock, plan)
+    machine.join("silo-1")
+    machine.join("silo-2")
+    assert machine.tick().phase == Phase.WAITING_FOR_SILOS
+
+    clock.now += plan.round_deadline_s
+
+    assert machine.tick().phase == Phase.TRAINING
+    assert machine.state.sampled == ("silo-1", "silo-2")
+
+
+def test_sample_is_reproducible_from_seed_round_and_attempt():
+    silos = tuple(f"silo-{i}" for i in range(10))
+    draws = {sample_silos(PLAN, 0, attempt, silos) for attempt in range(5)}
+
+    assert sample_silos(PLAN, 0, 0, silos) == sample_silos(PLAN, 0, 0, tuple(reversed(silos)))
+    assert len(draws) > 1
+    assert all(len(d) == PLAN.silos_per_round for d in draws)
+
+
+def test_unsampled_silo_waits_and_sampled_silo_trains(tmp_path, clock):
+    machine = _machine(tmp_path, clock)
+    for silo in SILOS:
+        machine.join(silo)
+    sampled = machine.state.sampled
+    idle = next(s for s in SILOS if s not in sampled)
+
+    train = machine.pull(sampled[0], 0)
+
+    assert train.kind == "TRAIN"
+    assert train.deadline_s == clock.now + PLAN.round_deadline_s
+    assert machine.pull(idle, 0).kind == "WAIT"
+
+
+def test_deadline_with_too_few_uploads_reruns_the_round_and_drops_its_uploads(tmp_path, clock):
+    machine = _machine(tmp_path, clock)
+    for silo in SILOS:
+        machine.join(silo)
+    first = machine.state.sampled
+    _upload(machine, first[0])
+
+    clock.now += PLAN.round_deadline_s
+    state = machine.tick()
+
+    assert (state.phase, state.round, state.attempt) == (Phase.TRAINING, 0, 1)
+    assert list((tmp_path / "state" / "blobs" / "uploads").iterdir()) == []
+    assert not machine._store.submissions(round_=0, attempt=0)[0].aggregated
+
+
+def test_all_sampled_silos_uploading_advances_the_round(tmp_path, clock):
+    machine = _machine(tmp_path, clock)
+    for silo in SILOS[:2]:
+        machine.join(silo)
+    _upload(machine, "silo-1", 1.0)
+    _upload(machine, "silo-2", 3.0)
+
+    state = machine.state
+
+    assert (state.phase, state.round, state.attempt) == (Phase.TRAINING, 1, 0)
+    np.testing.assert_array_equal(machine._store.load_globals(1)["w"], np.full(4, 2.0))
+
+
+def test_budget_exhausted_silo_is_never_sampled_again_and_too_few_silos_fail(tmp_path, clock):
+    machine = _machine(tmp_path, clock)
+    for silo in SILOS:
+        machine.join(silo)
+    exhausted = machine.state.sampled[0]
+    _decline(machine, exhausted)
+    _upload(machine, machine.state.sampled[1])
+
+    state = machine.state  # one upload < min_silos: re-run without the exhausted silo
+    assert (state.round, state.attempt) == (0, 1)
+    assert exhausted not in state.sampled
+    _decline(machine, state.sampled[0])
+
+    assert machine.state.phase == Phase.FAILED
+    assert "min_silos is 2" in machine.state.reason
+    with pytest.raises(FailedPrecondition, match="failed"):
+        machine.pull(exhausted, 0)
+
+
+def test_restarted_machine_resumes_the_same_round_and_attempt(tmp_path, clock):
+    machine = _machine(tmp_path, clock)
+    for silo in SILOS:
+        machine.join(silo)
+    _upload(machine, machine.state.sampled[0])
+    before = machine.state
+    machine._store.close()
+
+    resumed = _machine(tmp_path, clock)
+
+    assert resumed.state == before
+    assert len(resumed._store.submissions(round_=0, attempt=0)) == 1
