@@ -1,0 +1,146 @@
+"""Local DP-SGD on a silo's preference pairs: the only code that touches raw training data.
+
+Built from Opacus's parts rather than its PrivacyEngine so that exactly one accountant (the
+silo's `PrivacyAccountant`, fed by `dp_event`) decides what is spent. Each step: a Poisson
+sample of pairs at rate q = expected_batch_size / N, exact per-pair gradients
+(GradSampleModule, summed loss), clipping to `clip_norm`, Gaussian noise of std
+σ·clip_norm, then division by the EXPECTED batch size (DPOptimizer "mean"), which keeps
+the sensitivity of the update independent of the sampled batch's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from opacus import GradSampleModule
+from opacus.optimizers import DPOptimizer
+from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+
+from privacy.accounting import DpEvent
+from protos.errors import FailedPrecondition, InvalidInput
+from protos.plan import DpSpec, TrainingSpec
+from selector.data import PairEncoder, PreferencePair
+from selector.model import PairwiseSelector, adapter_state, load_adapter_state
+
+
+def _generator(device: torch.device, seed: int | None) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()  # fresh OS entropy; torch's default seed is a fixed constant
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+class LocalTrainer:
+    """Trains the adapters of `model` (moved to `device`) from given globals, privately.
+
+    `seed` makes sampling and noise reproducible (tests, audits); None draws from OS
+    entropy. Either way the generators are ordinary PRNGs: `secure_rng` is False because
+    Opacus's secure mode needs torchcsprng, so a plan that forbids insecure RNG is refused.
+    The generators carry over between rounds so no round reuses another's noise.
+    """
+
+    secure_rng = False
+
+    def __init__(
+        self,
+        model: PairwiseSelector,
+        encoder: PairEncoder,
+        train_pairs: Sequence[PreferencePair],
+        dp: DpSpec,
+        training: TrainingSpec,
+        noise_multiplier: float,
+        device: torch.device,
+        seed: int | None,
+    ) -> None:
+        if not dp.allow_insecure_rng:
+            raise FailedPrecondition(
+                "plan sets dp.allow_insecure_rng=false, but secure DP noise needs torchcsprng, "
+                "which this silo does not have"
+            )
+        if not train_pairs:
+            raise InvalidInput("the silo has no training pairs")
+        if dp.expected_batch_size > len(train_pairs):
+            raise InvalidInput(
+                f"dp.expected_batch_size={dp.expected_batch_size} exceeds the silo's "
+                f"{len(train_pairs)} training pairs"
+            )
+        if not noise_multiplier >= 0:
+            raise InvalidInput(f"noise multiplier {noise_multiplier} must be non-negative")
+        self.model = model.to(device)
+        self.dp = dp
+        self.training = training
+        self.noise_multiplier = float(noise_multiplier)
+        self.device = device
+        self._examples = encoder.encode(train_pairs)
+        self._module = GradSampleModule(self.model, loss_reduction="sum")
+        streams: list[int | None] = [None, None]
+        if seed is not None:
+            streams = [int(s) for s in np.random.SeedSequence(seed).generate_state(2, np.uint64)]
+        self._sample_generator = _generator(torch.device("cpu"), streams[0])
+        self._noise_generator = _generator(device, streams[1])
+
+    @property
+    def sample_rate(self) -> float:
+        return self.dp.expected_batch_size / len(self._examples)
+
+    def dp_event(self, steps: int) -> DpEvent:
+        """What `train_round(..., steps)` releases, for the budget guard and the ledger."""
+        return DpEvent("dp_sgd", self.noise_multiplier, self.sample_rate, steps)
+
+    def _optimizer(self, params: list[torch.nn.Parameter]) -> DPOptimizer:
+        """A fresh optimizer every round: each round starts from the globals."""
+        rate = self.training.learning_rate
+        inner = (
+            torch.optim.Adam(params, lr=rate)
+            if self.training.optimizer == "adam"
+            else torch.optim.SGD(params, lr=rate)
+        )
+        return DPOptimizer(
+            inner,
+            noise_multiplier=self.noise_multiplier,
+            max_grad_norm=self.dp.clip_norm,
+            expected_batch_size=self.dp.expected_batch_size,
+            loss_reduction="mean",
+            generator=self._noise_generator,
+        )
+
+    def train_round(
+        self, global_state: Mapping[str, np.ndarray], steps: int
+    ) -> dict[str, np.ndarray]:
+        """`steps` DP-SGD steps from `global_state`; returns the delta (new − global).
+
+        The caller must have charged `dp_event(steps)` to the budget before calling.
+        """
+        if steps < 1:
+            raise InvalidInput(f"local steps {steps} must be at least 1")
+        load_adapter_state(self.model, global_state)
+        params = list(self.model.trainable().values())
+        optimizer = self._optimizer(params)
+        sampler = UniformWithReplacementSampler(
+            num_samples=len(self._examples),
+            sample_rate=self.sample_rate,
+            generator=self._sample_generator,
+            steps=steps,
+        )
+        self._module.train()
+        try:
+            for rows in sampler:
+                optimizer.zero_grad(set_to_none=True)
+                if rows:
+                    scores = self._module(self._examples.select(rows).to(self.device))
+                    # −log σ(score): Bradley–Terry loss with the chosen answer on side a.
+                    torch.nn.functional.softplus(-scores).sum().backward()
+                else:
+                    # An empty Poisson batch: no gradient, but the step and its noise happen.
+                    for param in params:
+                        param.grad_sample = param.new_zeros((0, *param.shape))
+                optimizer.step()
+        finally:
+            optimizer.zero_grad(set_to_none=True)
+            self._module.eval()
+        updated = adapter_state(self.model)
+        return {name: updated[name] - global_state[name] for name in updated}

@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+import torch
+
+from protos.errors import FailedPrecondition, InvalidInput
+from protos.plan import DpSpec, TrainingSpec
+from selector.evaluation import agreement
+from selector.model import adapter_state, build_selector, load_adapter_state
+from silo.trainer import LocalTrainer
+
+CPU = torch.device("cpu")
+TRAINING = TrainingSpec(local_steps=3, learning_rate=1e-2, optimizer="adam")
+
+
+def _trainer(spec, encoder, pairs, *, seed, noise=1.0, dp=None, training=TRAINING):
+    dp = dp or DpSpec(clip_norm=1.0, expected_batch_size=8)
+    return LocalTrainer(build_selector(spec, 0), encoder, pairs, dp, training, noise, CPU, seed)
+
+
+def test_delta_has_the_adapter_state_layout(tiny_spec, tiny_encoder, tiny_dataset):
+    trainer = _trainer(tiny_spec, tiny_encoder, tiny_dataset["silo-1"].train, seed=0)
+    globals_ = adapter_state(build_selector(tiny_spec, 0))
+    delta = trainer.train_round(globals_, steps=2)
+    assert list(delta) == list(globals_)
+    assert all(
+        delta[n].shape == v.shape and delta[n].dtype == np.float32 for n, v in globals_.items()
+    )
+    assert all(np.any(delta[n] != 0) for n in delta)
+
+
+def test_training_changes_only_the_adapters(tiny_spec, tiny_encoder, tiny_dataset):
+    trainer = _trainer(tiny_spec, tiny_encoder, tiny_dataset["silo-1"].train, seed=0)
+    trainable = set(trainer.model.trainable().values())
+    frozen = {
+        name: param.detach().clone()
+        for name, param in trainer.model.named_parameters()
+        if param not in trainable
+    }
+    trainer.train_round(adapter_state(trainer.model), steps=2)
+    after = dict(trainer.model.named_parameters())
+    assert all(torch.equal(after[name], value) for name, value in frozen.items())
+
+
+def test_same_seed_gives_the_same_deltas_over_rounds(tiny_spec, tiny_encoder, tiny_dataset):
+    pairs = tiny_dataset["silo-1"].train
+    globals_ = adapter_state(build_selector(tiny_spec, 0))
+    first = _trainer(tiny_spec, tiny_encoder, pairs, seed=42)
+    second = _trainer(tiny_spec, tiny_encoder, pairs, seed=42)
+    other = _trainer(tiny_spec, tiny_encoder, pairs, seed=43)
+    for _ in range(2):
+        a, b, c = (t.train_round(globals_, steps=2) for t in (first, second, other))
+        assert all(np.array_equal(a[n], b[n]) for n in a)
+        assert not all(np.array_equal(a[n], c[n]) for n in a)
+    # Round two draws fresh samples and noise: it does not replay round one.
+    again = first.train_round(globals_, steps=2)
+    assert not all(np.array_equal(again[n], a[n]) for n in a)
+
+
+def test_empty_poisson_batches_still_step_with_noise(tiny_spec, tiny_encoder, tiny_dataset):
+    dp = DpSpec(clip_norm=1.0, expected_batch_size=1)  # q = 1/64: most batches are empty
+    sgd = TrainingSpec(local_steps=6, learning_rate=0.1, optimizer="sgd")
+    trainer = _trainer(
+        tiny_spec, tiny_encoder, tiny_dataset["silo-1"].train, seed=3, dp=dp, training=sgd
+    )
+    forwards = []
+    trainer.model.register_forward_hook(lambda module, args, out: forwards.append(len(out)))
+    delta = trainer.train_round(adapter_state(trainer.model), steps=6)
+    assert len(forwards) < 6  # at least one step had an empty batch
+    assert all(np.isfinite(v).all() and np.any(v != 0) for v in delta.values())
+
+
+def test_dp_event_describes_the_round(tiny_spec, tiny_encoder, tiny_dataset):
+    trainer = _trainer(tiny_spec, tiny_encoder, tiny_dataset["silo-1"].train, seed=0, noise=1.3)
+    assert trainer.sample_rate == 8 / 64
+    event = trainer.dp_event(5)
+    assert (event.mechanism, event.noise_multiplier, event.sample_rate, event.steps) == (
+        "dp_sgd",
+        1.3,
+        0.125,
+        5,
+    )
+    assert trainer.secure_rng is False
+
+
+def test_plans_the_silo_cannot_honour_are_refused(tiny_spec, tiny_encoder, tiny_dataset):
+    pairs = tiny_dataset["silo-1"].train
+    with pytest.raises(FailedPrecondition, match="allow_insecure_rng"):
+        _trainer(tiny_spec, tiny_encoder, pairs, seed=0, dp=DpSpec(allow_insecure_rng=False))
+    with pytest.raises(InvalidInput, match="exceeds the silo's 64 training pairs"):
+        _trainer(tiny_spec, tiny_encoder, pairs, seed=0, dp=DpSpec(expected_batch_size=65))
+
+
+def test_federated_rounds_without_noise_beat_chance(tiny_spec, tiny_encoder, tiny_dataset):
+    dp = DpSpec(clip_norm=10.0, expected_batch_size=16)
+    trainers = [
+        _trainer(tiny_spec, tiny_encoder, part.train, seed=i, noise=0.0, dp=dp)
+        for i, part in enumerate(tiny_dataset.values())
+    ]
+    test = [pair for part in tiny_dataset.values() for pair in part.test]
+    globals_ = adapter_state(build_selector(tiny_spec, 0))
+    for _ in range(3):
+        deltas = [trainer.train_round(globals_, steps=10) for trainer in trainers]
+        globals_ = {n: v + np.mean([d[n] for d in deltas], axis=0) for n, v in globals_.items()}
+    model = build_selector(tiny_spec, 0)
+    load_adapter_state(model, globals_)
+    assert agreement(model, tiny_encoder, test) >= 0.7
