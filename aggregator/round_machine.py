@@ -192,7 +192,7 @@ class RoundMachine:
                 state = RoundState.from_dict(saved)
             self._state = state
             log.info(
-                "federation=%s resumed phase=%s round=%d attempt=%d",
+                "federation=%s state phase=%s round=%d attempt=%d",
                 self._plan.federation_id,
                 state.phase,
                 state.round,

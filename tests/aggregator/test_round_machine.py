@@ -6,18 +6,12 @@ from aggregator.store import PrivacySpendRecord, SqliteStore
 from protos.errors import FailedPrecondition
 from protos.plan import Plan
 
+from .conftest import FakeClock
+
 PLAN = Plan(
     federation_id="fed-test", rounds=2, silos_per_round=2, min_silos=2, round_deadline_s=60.0
 )
 SILOS = ("silo-1", "silo-2", "silo-3")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

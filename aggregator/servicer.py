@@ -1,0 +1,263 @@
+"""The gRPC edge: validates every field a silo sends, asks the round machine, maps errors.
+
+Identity comes only from `authenticated_silo(context)` (the verified certificate). Our own
+errors become their status code and message; anything else becomes INTERNAL "internal
+error" with the details in the server log only.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from aggregator.auth import authenticated_silo
+from aggregator.round_machine import Phase, RoundMachine
+from aggregator.store import PrivacySpendRecord, TaskRecord
+from protos import codec
+from protos.errors import BudgetExceeded, FailedPrecondition, FedbiscuitError, InvalidInput
+from protos.plan import Plan
+from protos.v1 import federation_pb2 as pb
+from protos.v1 import federation_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_MS = 1_000
+DECLINE_REASONS = frozenset({"budget_exhausted", "policy_violation", "data_error"})
+MAX_DECLINE_MESSAGE_CHARS = 500
+_MIB = 1 << 20
+
+
+def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
+    if isinstance(exc, FedbiscuitError):
+        context.abort(exc.status, str(exc))
+    log.error("internal error in %s", method, exc_info=exc)
+    context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+def _unary(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def handler(self: FederationServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as exc:
+            _abort(context, method.__name__, exc)
+
+    return handler
+
+
+def _streaming(method: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    @functools.wraps(method)
+    def handler(
+        self: FederationServicer, request: Any, context: grpc.ServicerContext
+    ) -> Iterator[Any]:
+        try:
+            yield from method(self, request, context)
+        except Exception as exc:
+            _abort(context, method.__name__, exc)
+
+    return handler
+
+
+class FederationServicer(pb_grpc.FederationServicer):
+    def __init__(self, machine: RoundMachine, plan: Plan, max_long_poll_s: float):
+        self._machine = machine
+        self._plan = plan
+        self._plan_sha256 = plan.sha256()
+        self._max_long_poll_s = max_long_poll_s
+
+    @_unary
+    def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
+        silo_id = authenticated_silo(context)
+        self._check_federation(request.federation_id)
+        self._machine.join(silo_id)
+        return pb.JoinReply(
+            federation_id=self._plan.federation_id,
+            silo_id=silo_id,
+            plan_json=self._plan.canonical_json(),
+            plan_sha256=self._plan_sha256,
+        )
+
+    @_unary
+    def PullTask(self, request: pb.PullTaskRequest, context: grpc.ServicerContext) -> pb.Task:
+        silo_id = authenticated_silo(context)
+        self._check_federation(request.federation_id)
+        self._check_plan(request.plan_sha256)
+        wait_s = min(request.wait_ms / 1000, self._max_long_poll_s)
+        assignment = self._machine.pull(silo_id, wait_s)
+        common = {"federation_id": self._plan.federation_id, "plan_sha256": self._plan_sha256}
+        if assignment.kind == "DONE":
+            return pb.Task(kind=pb.TASK_KIND_DONE, message=assignment.message, **common)
+        if assignment.kind == "WAIT":
+            return pb.Task(
+                kind=pb.TASK_KIND_WAIT,
+                retry_after_ms=RETRY_AFTER_MS,
+                message=assignment.message,
+                **common,
+            )
+        task = assignment.task
+        return pb.Task(
+            kind=pb.TASK_KIND_TRAIN,
+            task_id=task.task_id,
+            round=task.round,
+            phase=Phase.TRAINING.value,
+            adapter_index=0,
+            globals_sha256=assignment.globals_sha256,
+            local_steps=self._plan.training.local_steps,
+            deadline_unix_s=assignment.deadline_s,
+            **common,
+        )
+
+    @_streaming
+    def DownloadGlobals(
+        self, request: pb.DownloadRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.TensorChunk]:
+        silo_id = authenticated_silo(context)
+        self._check_federation(request.federation_id)
+        task = self._machine.current_task(silo_id, request.task_id)
+        manifest, vector = self._machine.globals_vector(task.round)
+        yield pb.TensorChunk(manifest=codec.manifest_to_proto(manifest))
+        for chunk in codec.iter_chunks(codec.to_bytes(vector)):
+            yield pb.TensorChunk(data=chunk)
+
+    @_unary
+    def UploadUpdate(
+        self, request_iterator: Iterator[pb.UploadPart], context: grpc.ServicerContext
+    ) -> pb.Ack:
+        silo_id = authenticated_silo(context)
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidInput("the first message of an upload must be its UpdateHeader")
+        header = first.header
+        self._check_federation(header.federation_id)
+        self._check_plan(header.plan_sha256)
+        if header.protection != self._plan.protection:
+            raise FailedPrecondition(
+                f"upload protection {header.protection!r} does not match the plan's "
+                f"{self._plan.protection!r}"
+            )
+        if not header.HasField("manifest"):
+            raise InvalidInput("upload header lacks its tensor manifest")
+        max_bytes = int(self._plan.max_update_mib * _MIB)
+        manifest = codec.manifest_from_proto(header.manifest, max_bytes=max_bytes)
+        task = self._machine.upload_target(silo_id, header.task_id, manifest.sha256)
+        self._check_header_matches(header, task)
+        spend = self._spend_record(silo_id, task, header)
+        num_examples = self._num_examples(header)
+        assembler = codec.ChunkAssembler(manifest, self._machine.globals_layout(task.round))
+        for part in request_iterator:
+            if part.WhichOneof("part") != "data":
+                raise InvalidInput("only data chunks may follow the upload header")
+            assembler.add(part.data)
+        update = assembler.finish()
+        new = self._machine.accept_upload(silo_id, task.task_id, update, num_examples, spend)
+        return pb.Ack(accepted=True, message="update accepted" if new else "already accepted")
+
+    @_unary
+    def Decline(self, request: pb.DeclineRequest, context: grpc.ServicerContext) -> pb.Ack:
+        silo_id = authenticated_silo(context)
+        self._check_federation(request.federation_id)
+        if request.reason_code not in DECLINE_REASONS:
+            raise InvalidInput(
+                f"decline reason_code {request.reason_code!r} is not one of "
+                f"{sorted(DECLINE_REASONS)}"
+            )
+        if not (math.isfinite(request.epsilon_spent) and request.epsilon_spent >= 0):
+            raise InvalidInput("decline epsilon_spent must be a finite non-negative number")
+        task = self._machine.current_task(silo_id, request.task_id)
+        if request.round != task.round:
+            raise FailedPrecondition(
+                f"decline names round {request.round} but task {task.task_id!r} is for round "
+                f"{task.round}"
+            )
+        message = request.message[:MAX_DECLINE_MESSAGE_CHARS]
+        self._machine.decline(
+            silo_id, task.task_id, request.reason_code, message, request.epsilon_spent
+        )
+        return pb.Ack(accepted=True, message="decline recorded")
+
+    def _check_federation(self, federation_id: str) -> None:
+        if federation_id != self._plan.federation_id:
+            raise FailedPrecondition(
+                f"this aggregator serves federation {self._plan.federation_id!r}, "
+                f"not {federation_id!r}"
+            )
+
+    def _check_plan(self, plan_sha256: str) -> None:
+        if plan_sha256 != self._plan_sha256:
+            raise FailedPrecondition(
+                f"plan {plan_sha256[:12]!r} is not the federation's current plan "
+                f"{self._plan_sha256[:12]!r}; join again to fetch and check the current plan"
+            )
+
+    def _check_header_matches(self, header: pb.UpdateHeader, task: TaskRecord) -> None:
+        if header.round != task.round:
+            raise FailedPrecondition(
+                f"upload names round {header.round} but task {task.task_id!r} is for round "
+                f"{task.round}"
+            )
+        if header.phase != Phase.TRAINING.value:
+            raise FailedPrecondition(
+                f"upload names phase {header.phase!r}; task {task.task_id!r} is a "
+                f"{Phase.TRAINING.value} task"
+            )
+        if header.adapter_index != 0:
+            raise InvalidInput(f"adapter_index {header.adapter_index} does not exist in FedBis")
+
+    def _num_examples(self, header: pb.UpdateHeader) -> int:
+        if self._plan.weighting == "num_examples":
+            if header.num_examples < 1:
+                raise InvalidInput("the plan weights by num_examples; the upload must give it")
+            return header.num_examples
+        if header.num_examples != 0:
+            raise InvalidInput("the plan weights uniformly; num_examples must not be sent")
+        return 0
+
+    def _spend_record(
+        self, silo_id: str, task: TaskRecord, header: pb.UpdateHeader
+    ) -> PrivacySpendRecord:
+        """The reported DP release, refused unless it is a plausible spend under this plan."""
+        if not header.HasField("spend"):
+            raise InvalidInput("upload header lacks its privacy spend")
+        s, dp = header.spend, self._plan.dp
+        numbers = ("noise_multiplier", "sample_rate", "clip_norm", "delta", "epsilon_after",
+                   "budget_epsilon")  # fmt: skip
+        for name in numbers:
+            value = getattr(s, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise InvalidInput(f"spend.{name} = {value} is not a finite non-negative number")
+        if not (s.mechanism and s.accountant):
+            raise InvalidInput("spend.mechanism and spend.accountant must be named")
+        if s.noise_multiplier <= 0 or not 0 < s.sample_rate <= 1 or s.steps < 1:
+            raise InvalidInput(
+                "spend needs noise_multiplier > 0, sample_rate in (0, 1] and steps >= 1"
+            )
+        if dp.noise_multiplier is not None and s.noise_multiplier != dp.noise_multiplier:
+            raise FailedPrecondition(
+                f"spend.noise_multiplier {s.noise_multiplier} differs from the plan's "
+                f"{dp.noise_multiplier}"
+            )
+        if s.clip_norm != dp.clip_norm:
+            raise FailedPrecondition(
+                f"spend.clip_norm {s.clip_norm} differs from the plan's {dp.clip_norm}"
+            )
+        if s.delta != self._plan.delta:
+            raise FailedPrecondition(
+                f"spend.delta {s.delta} differs from the plan's {self._plan.delta}"
+            )
+        if s.epsilon_after > s.budget_epsilon:
+            raise BudgetExceeded(
+                f"spend.epsilon_after {s.epsilon_after} exceeds the silo's budget "
+                f"{s.budget_epsilon}; the update is refused"
+            )
+        if not s.secure_rng and not dp.allow_insecure_rng:
+            raise FailedPrecondition("the plan requires DP noise from a secure RNG")
+        return PrivacySpendRecord(
+            silo_id, s.seq, task.round, s.mechanism, s.noise_multiplier, s.sample_rate, s.steps,
+            s.clip_norm, s.delta, s.epsilon_after, s.budget_epsilon, s.accountant, s.secure_rng,
+            received_at_s=0.0,
+        )  # fmt: skip

@@ -1,0 +1,172 @@
+"""A real aggregator on 127.0.0.1:0 over mutual TLS, and silos driven through the generated
+stub with certificates issued by privacy.pki. Deadlines follow a fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from aggregator.config import AggregatorConfig, AggregatorPki
+from aggregator.server import AggregatorServer
+from privacy.pki import FederationPaths, channel_credentials, init_ca, issue_aggregator, issue_silo
+from protos import codec
+from protos.config_files import save_model_file
+from protos.plan import BackboneSpec, Plan, SelectorSpec
+from protos.v1 import federation_pb2 as pb
+from protos.v1 import federation_pb2_grpc as pb_grpc
+
+FEDERATION_ID = "fed-test"
+SILOS = ("silo-1", "silo-2", "silo-3")
+TIMEOUT_S = 20
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> FederationPaths:
+    paths = init_ca(tmp_path_factory.mktemp("pki") / "fed", FEDERATION_ID)
+    issue_aggregator(paths.root)
+    for silo in SILOS:
+        issue_silo(paths.root, silo)
+    return paths
+
+
+def tiny_plan(**overrides: object) -> Plan:
+    fields = {
+        "federation_id": FEDERATION_ID,
+        "rounds": 2,
+        "silos_per_round": 2,
+        "min_silos": 2,
+        "round_deadline_s": 60.0,
+        "selector": SelectorSpec(backbone=BackboneSpec(kind="tiny")),
+    }
+    return Plan(**{**fields, **overrides})
+
+
+class Silo:
+    """One silo's view of the federation: the calls a silo agent would make."""
+
+    def __init__(self, silo_id: str, stub: pb_grpc.FederationStub, plan: Plan):
+        self.silo_id, self.stub, self.plan = silo_id, stub, plan
+        self.seq = 0
+
+    def join(self) -> pb.JoinReply:
+        return self.stub.Join(
+            pb.JoinRequest(federation_id=self.plan.federation_id), timeout=TIMEOUT_S
+        )
+
+    def pull(self) -> pb.Task:
+        request = pb.PullTaskRequest(
+            federation_id=self.plan.federation_id, plan_sha256=self.plan.sha256(), wait_ms=0
+        )
+        return self.stub.PullTask(request, timeout=TIMEOUT_S)
+
+    def download(self, task: pb.Task) -> tuple[codec.Manifest, np.ndarray]:
+        request = pb.DownloadRequest(federation_id=self.plan.federation_id, task_id=task.task_id)
+        parts = list(self.stub.DownloadGlobals(request, timeout=TIMEOUT_S))
+        manifest = codec.manifest_from_proto(parts[0].manifest, max_bytes=1 << 30)
+        return manifest, codec.assemble(manifest, [p.data for p in parts[1:]])
+
+    def header(self, task: pb.Task, delta: np.ndarray, **overrides: object) -> pb.UpdateHeader:
+        """A well-formed header for `delta` (in the globals' layout); fields can be overridden."""
+        layout = self.download(task)[0].layout()
+        self.seq += 1
+        spend = pb.PrivacySpend(
+            seq=self.seq, mechanism="dp-sgd", noise_multiplier=1.0, sample_rate=0.1,
+            steps=task.local_steps, clip_norm=self.plan.dp.clip_norm, delta=self.plan.delta,
+            epsilon_after=0.5 * self.seq, budget_epsilon=8.0, accountant="rdp", secure_rng=False,
+        )  # fmt: skip
+        fields = {
+            "federation_id": task.federation_id,
+            "task_id": task.task_id,
+            "round": task.round,
+            "phase": task.phase,
+            "plan_sha256": task.plan_sha256,
+            "adapter_index": task.adapter_index,
+            "protection": self.plan.protection,
+            "manifest": codec.manifest_to_proto(codec.Manifest(layout, codec.sha256_of(delta))),
+            "spend": spend,
+        }
+        return pb.UpdateHeader(**{**fields, **overrides})
+
+    def upload(
+        self, task: pb.Task, delta: np.ndarray, header: pb.UpdateHeader | None = None
+    ) -> pb.Ack:
+        header = header or self.header(task, delta)
+        parts = [pb.UploadPart(header=header)]
+        parts += [pb.UploadPart(data=c) for c in codec.iter_chunks(codec.to_bytes(delta))]
+        return self.stub.UploadUpdate(iter(parts), timeout=TIMEOUT_S)
+
+    def decline(self, task: pb.Task, reason: str = "budget_exhausted") -> pb.Ack:
+        request = pb.DeclineRequest(
+            federation_id=task.federation_id, task_id=task.task_id, round=task.round,
+            reason_code=reason, message="no budget left", epsilon_spent=7.9,
+        )  # fmt: skip
+        return self.stub.Decline(request, timeout=TIMEOUT_S)
+
+
+@dataclass
+class Federation:
+    """Builds servers on one state dir (restartable) and silo connections to them."""
+
+    root: Path
+    pki: FederationPaths
+    clock: FakeClock = field(default_factory=FakeClock)
+    plan: Plan = field(default_factory=tiny_plan)
+    _stack: ExitStack = field(default_factory=ExitStack)
+
+    def config(self) -> AggregatorConfig:
+        plan_path = self.root / "plan.yaml"
+        save_model_file(plan_path, self.plan)
+        return AggregatorConfig(
+            listen_address="127.0.0.1:0",
+            pki=AggregatorPki(
+                ca_cert=self.pki.ca_cert,
+                server_cert=self.pki.aggregator_cert,
+                server_key=self.pki.aggregator_key,
+                revocation_list=self.pki.revocation_list,
+            ),
+            state_dir=self.root / "state",
+            plan_path=plan_path,
+            export_dir=self.root / "selector",
+            max_long_poll_s=0.5,
+        )
+
+    def start(self) -> AggregatorServer:
+        """A started server; stopped at the end of the test (or earlier by the test)."""
+        server = AggregatorServer(self.config(), clock=self.clock, tick_interval_s=3600)
+        self._stack.callback(server.stop, 0)
+        return server.start()
+
+    def silo(self, server: AggregatorServer, silo_id: str) -> Silo:
+        credentials = channel_credentials(
+            self.pki.ca_cert, self.pki.silo_cert(silo_id), self.pki.silo_key(silo_id)
+        )
+        channel = grpc.secure_channel(f"127.0.0.1:{server.port}", credentials)
+        self._stack.callback(channel.close)
+        return Silo(silo_id, pb_grpc.FederationStub(channel), self.plan)
+
+    def joined(self, server: AggregatorServer, silo_ids: tuple[str, ...] = SILOS) -> list[Silo]:
+        silos = [self.silo(server, silo_id) for silo_id in silo_ids]
+        for silo in silos:
+            silo.join()
+        return silos
+
+
+@pytest.fixture
+def federation(tmp_path: Path, pki: FederationPaths) -> Iterator[Federation]:
+    fed = Federation(tmp_path, pki)
+    with fed._stack:
+        yield fed
