@@ -1,0 +1,146 @@
+"""The aggregator process: mTLS gRPC server + round machine + a deadline ticker.
+
+`AggregatorServer` is a context manager bound at construction (port 0 picks a free port,
+see `.port`). Everything lives in `config.state_dir`, so a new server on the same dir
+resumes the same round, attempt, globals and accepted submissions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+
+from aggregator.auth import SiloAuthInterceptor
+from aggregator.config import AggregatorConfig
+from aggregator.round_machine import Phase, RoundMachine
+from aggregator.servicer import FederationServicer
+from aggregator.store import SqliteStore
+from privacy.pki import server_credentials
+from protos.errors import InvalidInput
+from protos.v1 import federation_pb2_grpc as pb_grpc
+from selector.checkpoint import save_selector
+from selector.model import adapter_state, build_selector
+
+log = logging.getLogger(__name__)
+
+# Chunks are at most 1 MiB; the rest is headroom for a header with its manifest.
+MAX_MESSAGE_BYTES = 2 << 20
+# Each silo's long-poll holds a worker thread while it waits.
+MAX_WORKERS = 64
+FINISHED = (Phase.DONE, Phase.FAILED)
+
+
+class AggregatorServer:
+    def __init__(
+        self,
+        config: AggregatorConfig,
+        clock: Callable[[], float] = time.time,
+        tick_interval_s: float = 1.0,
+    ):
+        """Open the state (initialising round-0 globals once) and bind the port; `start()`
+        (or `with`) serves. `clock` drives round deadlines; the ticker polls it."""
+        self.config = config
+        self.plan = config.load_plan()
+        self._store = SqliteStore.create(
+            config.state_dir, self.plan, allow_plan_change=config.allow_plan_change
+        )
+        try:
+            if self._store.globals_record(0) is None:
+                model = build_selector(self.plan.selector, seed=self.plan.seed)
+                self._store.put_globals(0, adapter_state(model))
+            export = self._export if config.export_dir is not None else None
+            self.machine = RoundMachine(self._store, clock, export)
+            self._server = grpc.server(
+                ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="aggregator-rpc"),
+                interceptors=[
+                    SiloAuthInterceptor(self.plan.federation_id, config.pki.revocation_list)
+                ],
+                options=[
+                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ],
+            )
+            servicer = FederationServicer(self.machine, self.plan, config.max_long_poll_s)
+            pb_grpc.add_FederationServicer_to_server(servicer, self._server)
+            credentials = server_credentials(
+                config.pki.server_cert, config.pki.server_key, config.pki.ca_cert
+            )
+            try:
+                self.port = self._server.add_secure_port(config.listen_address, credentials)
+            except RuntimeError as exc:
+                raise InvalidInput(f"cannot listen on {config.listen_address}: {exc}") from exc
+        except BaseException:
+            self._store.close()
+            raise
+        self._tick_interval_s = tick_interval_s
+        self._stopping = threading.Event()
+        self._ticker = threading.Thread(
+            target=self._tick_loop, name="aggregator-ticker", daemon=True
+        )
+
+    def start(self) -> AggregatorServer:
+        self._server.start()
+        self._ticker.start()
+        log.info("federation=%s listening port=%d", self.plan.federation_id, self.port)
+        return self
+
+    def __enter__(self) -> AggregatorServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Refuse new calls, let calls in flight finish for `grace_s`, then close the store."""
+        self._stopping.set()
+        self._server.stop(grace_s).wait()
+        if self._ticker.is_alive():
+            self._ticker.join()
+        self._store.close()
+        log.info("federation=%s stopped", self.plan.federation_id)
+
+    @property
+    def phase(self) -> Phase:
+        return self.machine.state.phase
+
+    def wait_until_finished(self, timeout_s: float | None = None) -> Phase:
+        """Block until DONE or FAILED (or the timeout) and return the phase then."""
+        return self.machine.wait_until_finished(timeout_s)
+
+    def _tick_loop(self) -> None:
+        while not self._stopping.wait(self._tick_interval_s):
+            try:
+                self.machine.tick()
+            except Exception:
+                log.exception("federation=%s deadline tick failed", self.plan.federation_id)
+
+    def _export(self, final: Mapping[str, np.ndarray]) -> None:
+        meta = {
+            "federation_id": self.plan.federation_id,
+            "algorithm": self.plan.algorithm,
+            "rounds": self.plan.rounds,
+            "plan_sha256": self.plan.sha256(),
+        }
+        save_selector(self.config.export_dir, self.plan.selector, final, meta)
+        log.info(
+            "federation=%s selector exported to %s", self.plan.federation_id, self.config.export_dir
+        )
+
+
+def serve_forever(config: AggregatorConfig, stop: threading.Event | None = None) -> Phase:
+    """Serve until the federation is DONE or FAILED, or `stop` is set (e.g. on SIGTERM)."""
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    stop = stop or threading.Event()
+    with AggregatorServer(config) as server:
+        phase = server.phase
+        while phase not in FINISHED and not stop.is_set():
+            phase = server.wait_until_finished(1.0)
+        return phase

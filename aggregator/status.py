@@ -1,0 +1,93 @@
+"""A read-only view of an aggregator's state dir, for `aggregator status` and the demo.
+
+Opens SQLite with `mode=ro`, so it is safe to run beside a live aggregator. Shows counts
+and the epsilon each silo reported, never updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from aggregator.round_machine import Phase, RoundState
+from aggregator.store import SqliteStore
+
+
+@dataclass(frozen=True)
+class SiloStatus:
+    id: str
+    joined_at_unix_s: float
+    last_seen_unix_s: float
+    exhausted: bool
+    rounds_participated: int  # rounds whose globals include this silo's update
+    last_round: int | None  # the latest such round
+    epsilon: float  # latest epsilon_after the silo reported at the plan's delta; 0 if none
+    budget_epsilon: float | None  # the budget the silo reported with it; None if no spend yet
+    declines: int
+
+
+@dataclass(frozen=True)
+class FederationStatus:
+    federation_id: str
+    algorithm: str
+    phase: Phase
+    round: int  # round in progress (0-based); equals rounds_total when DONE
+    attempt: int
+    round_sampled: int  # silos sampled for the attempt in progress
+    round_uploads: int  # of them, how many uploads are accepted so far
+    rounds_total: int
+    rounds_completed: int
+    reason: str  # why the federation FAILED, else ""
+    silos: tuple[SiloStatus, ...]
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in (Phase.DONE, Phase.FAILED)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "finished": self.finished}
+
+
+def read_status(state_dir: str | Path) -> FederationStatus:
+    store = SqliteStore.open_read_only(state_dir)
+    try:
+        plan = store.plan
+        saved = store.load_state()
+        state = (
+            RoundState.from_dict(saved) if saved else RoundState(Phase.WAITING_FOR_SILOS, 0, 0, 0)
+        )
+        silos = []
+        for silo in store.silos():
+            aggregated = sorted(
+                {s.round for s in store.submissions(silo_id=silo.silo_id) if s.aggregated}
+            )
+            spends = store.privacy_spends(silo.silo_id)
+            latest = spends[-1] if spends else None
+            silos.append(
+                SiloStatus(
+                    id=silo.silo_id,
+                    joined_at_unix_s=silo.joined_at_s,
+                    last_seen_unix_s=silo.last_seen_s,
+                    exhausted=silo.exhausted,
+                    rounds_participated=len(aggregated),
+                    last_round=aggregated[-1] if aggregated else None,
+                    epsilon=latest.epsilon_after if latest else 0.0,
+                    budget_epsilon=latest.budget_epsilon if latest else None,
+                    declines=len(store.declines(silo_id=silo.silo_id)),
+                )
+            )
+        return FederationStatus(
+            federation_id=plan.federation_id,
+            algorithm=plan.algorithm,
+            phase=state.phase,
+            round=state.round,
+            attempt=state.attempt,
+            round_sampled=len(state.sampled) if state.phase == Phase.TRAINING else 0,
+            round_uploads=len(store.submissions(round_=state.round, attempt=state.attempt)),
+            rounds_total=plan.rounds,
+            rounds_completed=min(state.round, plan.rounds),
+            reason=state.reason,
+            silos=tuple(silos),
+        )
+    finally:
+        store.close()

@@ -1,0 +1,91 @@
+"""`fedbiscuit aggregator`: run the aggregator service, or look at its state.
+
+`run` serves until the federation is DONE (exit 0) or FAILED (exit 1); SIGTERM (exit 143) or
+Ctrl-C (exit 130) stop it gracefully, and it resumes from its state dir when started again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from aggregator.config import load_config
+from aggregator.round_machine import Phase
+from aggregator.status import FederationStatus, read_status
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `fedbiscuit aggregator` and its actions on the top-level parser."""
+    parser = subparsers.add_parser(
+        "aggregator",
+        help="run the aggregator or show its state",
+        description="Serve a federation to its silos over mutual TLS, or show its progress.",
+    )
+    actions = parser.add_subparsers(dest="aggregator_action", metavar="ACTION", required=True)
+
+    run = actions.add_parser("run", help="serve until the federation is DONE or FAILED")
+    run.add_argument("--config", required=True, type=Path, metavar="FILE", help="aggregator YAML")
+    run.set_defaults(func=_run)
+
+    status = actions.add_parser("status", help="show rounds, silos and budgets (read-only)")
+    status.add_argument("--state-dir", required=True, type=Path, metavar="DIR")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(func=_status)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from aggregator.server import serve_forever  # imports torch: only when serving
+
+    config = load_config(args.config)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    try:
+        phase = serve_forever(config, stop)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if phase == Phase.DONE:
+        return 0
+    if phase == Phase.FAILED:
+        print(f"fedbiscuit aggregator: federation failed: {read_status(config.state_dir).reason}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"fedbiscuit aggregator: stopped in phase {phase}; run again to resume", file=sys.stderr)
+    return 128 + signal.SIGTERM
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = read_status(args.state_dir)
+    if args.json:
+        print(json.dumps(status.to_dict(), indent=2))
+    else:
+        _print_table(status)
+    return 0
+
+
+def _print_table(status: FederationStatus) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"federation [bold]{status.federation_id}[/] ({status.algorithm}): {status.phase}, "
+        f"round {status.rounds_completed}/{status.rounds_total} done"
+        + (f", attempt {status.attempt}" if status.attempt else "")
+        + (f" — {status.reason}" if status.reason else "")
+    )
+    table = Table("silo", "rounds", "last round", "epsilon", "budget", "declines", "exhausted")
+    for silo in status.silos:
+        table.add_row(
+            silo.id,
+            str(silo.rounds_participated),
+            "-" if silo.last_round is None else str(silo.last_round),
+            f"{silo.epsilon:.3f}",
+            "-" if silo.budget_epsilon is None else f"{silo.budget_epsilon:.3f}",
+            str(silo.declines),
+            "yes" if silo.exhausted else "no",
+        )
+    console.print(table)
