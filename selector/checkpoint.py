@@ -56,9 +56,11 @@ def load_selector(directory: str | Path) -> tuple[PairwiseSelector, SelectorSpec
         if not path.is_file():
             raise InvalidInput(f"{path}: missing; is {directory} a saved selector?")
     try:
-        document = json.loads(spec_path.read_text())
+        document = json.loads(spec_path.read_bytes())
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{spec_path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{spec_path}: not UTF-8 text") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise InvalidInput(f"{spec_path}: not a {FORMAT} file")
     if document.get("version") != VERSION:

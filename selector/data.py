@@ -61,11 +61,18 @@ def _parse_line(line: str, where: str) -> PreferencePair:
 def read_jsonl(path: str | Path) -> list[PreferencePair]:
     """All pairs of a JSONL file; blank lines are skipped, anything malformed stops the read."""
     path = Path(path)
+    try:
+        raw_lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read ({exc.strerror})") from None
     pairs = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                pairs.append(_parse_line(line, f"{path}:{number}"))
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{path}:{number}: not UTF-8 text") from None
+        if line.strip():
+            pairs.append(_parse_line(line, f"{path}:{number}"))
     if not pairs:
         raise InvalidInput(f"{path}: no preference pairs")
     return pairs

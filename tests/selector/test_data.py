@@ -46,6 +46,15 @@ def test_broken_line_is_reported_with_file_and_line(tmp_path, line, message):
     assert str(error.value).startswith(f"{path}:3:")
 
 
+def test_undecodable_line_and_missing_file_are_reported(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(GOOD.encode() + b"\n" + '{"prompt": "caf\u00e9"}'.encode("latin-1") + b"\n")
+    with pytest.raises(InvalidInput, match=f"{path}:2: not UTF-8"):
+        read_jsonl(path)
+    with pytest.raises(InvalidInput, match="cannot read"):
+        read_jsonl(tmp_path / "absent.jsonl")
+
+
 def test_empty_file_is_refused(tmp_path):
     path = tmp_path / "empty.jsonl"
     path.write_text("\n")
