@@ -29,7 +29,8 @@ def minilm_folder() -> Path:
 
 
 @functools.cache
-def _tokenizer() -> PreTrainedTokenizerBase:
+def load_tokenizer() -> PreTrainedTokenizerBase:
+    """The MiniLM WordPiece tokenizer every backbone kind uses (loaded once per process)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     return BertTokenizerFast.from_pretrained(str(minilm_folder()))
 
@@ -67,7 +68,7 @@ def load_backbone(spec: BackboneSpec) -> tuple[BertModel, PreTrainedTokenizerBas
     'tiny' is a 2-layer, 32-wide BERT whose random weights depend only on `spec.seed`, so
     every silo and the aggregator build the same frozen encoder without shipping it.
     """
-    tokenizer = _tokenizer()
+    tokenizer = load_tokenizer()
     if spec.kind == "minilm":
         model = copy.deepcopy(_pristine_minilm())
     else:
