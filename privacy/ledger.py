@@ -1,0 +1,238 @@
+"""The silo's append-only privacy ledger: one hash-chained JSON line per DP release.
+
+Why: the ledger is the authoritative record of what a silo has spent. An entry is written
+and fsync'd *before* the release leaves the silo, so a crash can only over-count, never
+under-count; replaying the entries through a fresh accountant restores the spend after a
+restart. Each entry carries the SHA-256 of its predecessor, so an edited, deleted or
+reordered entry is detected when the ledger is opened (a truncated tail is not: the silo
+cross-checks its accountant state for that). Signatures come in a later version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from privacy.accounting import DpEvent, PrivacyAccountant
+from protos.errors import InvalidInput
+
+LEDGER_VERSION = 1
+GENESIS_HASH = "0" * 64
+_HASH_PATTERN = r"^[0-9a-f]{64}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReleaseParams(_Strict):
+    """Everything an independent accountant needs to recompute a release's epsilon."""
+
+    noise_multiplier: float = Field(gt=0)
+    sample_rate: float = Field(gt=0, le=1)
+    steps: int = Field(ge=1)
+    clip_norm: float = Field(gt=0)
+    delta: float = Field(gt=0, lt=1)
+    accountant: Literal["rdp"] = "rdp"
+
+
+class LedgerEntry(_Strict):
+    """One release as the silo accounted it; `entry_hash` covers every other field."""
+
+    version: Literal[1] = LEDGER_VERSION
+    federation_id: str = Field(min_length=1)
+    silo_id: str = Field(min_length=1)
+    seq: int = Field(ge=0)
+    round: int = Field(ge=0)
+    mechanism: str = Field(min_length=1)
+    params: ReleaseParams
+    secure_rng: bool
+    epsilon_after: float = Field(ge=0)
+    budget_epsilon: float = Field(gt=0)
+    timestamp: float = Field(description="Seconds since the Unix epoch when it was appended.")
+    prev_hash: str = Field(pattern=_HASH_PATTERN)
+    entry_hash: str = Field(pattern=_HASH_PATTERN)
+
+    def computed_hash(self) -> str:
+        """SHA-256 of the canonical JSON of this entry without `entry_hash`."""
+        body = self.model_dump(mode="json", exclude={"entry_hash"})
+        return hashlib.sha256(_canonical(body)).hexdigest()
+
+    def dp_event(self) -> DpEvent:
+        return DpEvent(
+            mechanism=self.mechanism,
+            noise_multiplier=self.params.noise_multiplier,
+            sample_rate=self.params.sample_rate,
+            steps=self.params.steps,
+        )
+
+
+class Ledger:
+    """An open, verified ledger file; `append` is the only way to add to it."""
+
+    def __init__(
+        self,
+        path: Path,
+        federation_id: str,
+        silo_id: str,
+        entries: list[LedgerEntry],
+        clock: Callable[[], float],
+    ):
+        self._path = path
+        self._federation_id = federation_id
+        self._silo_id = silo_id
+        self._entries = entries
+        self._clock = clock
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        federation_id: str,
+        silo_id: str,
+        clock: Callable[[], float] = time.time,
+    ) -> Ledger:
+        """Open (or start) the ledger at `path`, verifying the whole chain and its owner.
+
+        Raises InvalidInput naming the line and seq of the first entry that is malformed,
+        out of order, missing a predecessor, altered, or belongs to another silo/federation.
+        """
+        path = Path(path)
+        entries = _read_verified(path, federation_id, silo_id) if path.exists() else []
+        return cls(path, federation_id, silo_id, entries, clock)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def entries(self) -> tuple[LedgerEntry, ...]:
+        return tuple(self._entries)
+
+    def append(
+        self,
+        *,
+        round_index: int,
+        event: DpEvent,
+        clip_norm: float,
+        delta: float,
+        secure_rng: bool,
+        epsilon_after: float,
+        budget_epsilon: float,
+    ) -> LedgerEntry:
+        """Write one release durably (flush + fsync) before returning; release only after."""
+        fields = dict(
+            federation_id=self._federation_id,
+            silo_id=self._silo_id,
+            seq=len(self._entries),
+            round=round_index,
+            mechanism=event.mechanism,
+            params=ReleaseParams(
+                noise_multiplier=event.noise_multiplier,
+                sample_rate=event.sample_rate,
+                steps=event.steps,
+                clip_norm=clip_norm,
+                delta=delta,
+            ),
+            secure_rng=secure_rng,
+            epsilon_after=epsilon_after,
+            budget_epsilon=budget_epsilon,
+            timestamp=self._clock(),
+            prev_hash=self._entries[-1].entry_hash if self._entries else GENESIS_HASH,
+        )
+        unsigned = LedgerEntry.model_construct(**fields, entry_hash=GENESIS_HASH)
+        entry = LedgerEntry.model_validate({**fields, "entry_hash": unsigned.computed_hash()})
+        line = _canonical(entry.model_dump(mode="json")) + b"\n"
+        self._write_durably(line)
+        self._entries.append(entry)
+        return entry
+
+    def replay_into(self, accountant: PrivacyAccountant) -> float:
+        """Record every entry's event into an empty accountant; return the final epsilon.
+
+        Fails closed if the recomputed epsilon disagrees with what an entry recorded: the
+        ledger and this accountant would then not describe the same spend.
+        """
+        if accountant.events:
+            raise InvalidInput(f"{self._path}: replay needs an empty accountant")
+        epsilon = 0.0
+        for entry in self._entries:
+            accountant.record(entry.dp_event())
+            epsilon = accountant.epsilon(entry.params.delta)
+            if not math.isclose(epsilon, entry.epsilon_after, rel_tol=1e-6, abs_tol=1e-9):
+                raise InvalidInput(
+                    f"{self._path}: seq {entry.seq}: recorded epsilon_after "
+                    f"{entry.epsilon_after:.6g} but replay gives {epsilon:.6g}"
+                )
+        return epsilon
+
+    def _write_durably(self, line: bytes) -> None:
+        created = not self._path.exists()
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(self._path.parent)
+
+
+def _read_verified(path: Path, federation_id: str, silo_id: str) -> list[LedgerEntry]:
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        raise InvalidInput(
+            f"{path}: the last line is incomplete (a crash during append?); that release was "
+            "not made. Inspect the file and remove the partial line to continue."
+        )
+    entries: list[LedgerEntry] = []
+    prev_hash = GENESIS_HASH
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        where = f"{path}:{lineno}"
+        try:
+            entry = LedgerEntry.model_validate_json(line)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            field = ".".join(str(p) for p in problem["loc"]) or "(entry)"
+            raise InvalidInput(f"{where}: malformed entry: {field}: {problem['msg']}") from exc
+        expected_seq = len(entries)
+        at = f"{where}: seq {entry.seq}"
+        if entry.seq != expected_seq:
+            raise InvalidInput(f"{at}: expected seq {expected_seq} (entries missing or reordered)")
+        if entry.computed_hash() != entry.entry_hash:
+            raise InvalidInput(f"{at}: entry_hash does not match its content (entry altered)")
+        if entry.prev_hash != prev_hash:
+            raise InvalidInput(
+                f"{at}: prev_hash does not match the entry before it (entries missing, "
+                "reordered or altered)"
+            )
+        if (entry.federation_id, entry.silo_id) != (federation_id, silo_id):
+            raise InvalidInput(
+                f"{at}: entry belongs to federation {entry.federation_id!r} silo "
+                f"{entry.silo_id!r}, not {federation_id!r} {silo_id!r}"
+            )
+        entries.append(entry)
+        prev_hash = entry.entry_hash
+    return entries
+
+
+def _canonical(data: dict) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a newly created file's directory entry durable too."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
