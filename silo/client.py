@@ -1,0 +1,246 @@
+"""The silo's gRPC client: the only code in a silo that talks to the aggregator.
+
+The silo dials out over mutual TLS (DESIGN.md §4). Transient failures (the aggregator
+restarting, a dropped connection) are retried with exponential backoff and jitter; every
+other status becomes one of our errors carrying the aggregator's message, so the agent
+stops with something an operator can act on. Downloads are verified (size limit, hash,
+layout) before they are used; uploads stream in chunks of at most 1 MiB.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+import numpy as np
+
+from privacy.pki import channel_credentials
+from protos import codec
+from protos.errors import (
+    FailedPrecondition,
+    FedbiscuitError,
+    InvalidInput,
+    NotAuthenticated,
+    PermissionDenied,
+    ResourceExhausted,
+)
+from protos.v1 import federation_pb2 as pb
+from protos.v1 import federation_pb2_grpc as pb_grpc
+from silo.config import SiloConfig
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# What the agent reports in Join: the wire protocol it speaks (silo/ cannot import the CLI's
+# package version, and the protocol is what the aggregator needs to know).
+AGENT_VERSION = "fedbiscuit-silo/v1"
+# Control messages are tiny and payloads stream in 1 MiB chunks; anything bigger is hostile.
+MAX_MESSAGE_BYTES = 2 << 20
+_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+_ERRORS: dict[grpc.StatusCode, type[FedbiscuitError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
+    grpc.StatusCode.UNAUTHENTICATED: NotAuthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+}
+
+
+class AggregatorUnavailable(FedbiscuitError):
+    """The aggregator could not be reached even after retrying."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: attempt n waits about initial * multiplier**n seconds."""
+
+    max_attempts: int = 10
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    multiplier: float = 2.0
+
+    def delay_s(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait after failed attempt `attempt` (0-based); jitter spreads silos out."""
+        ceiling = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier**attempt)
+        return ceiling * rng.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class RpcTimeouts:
+    """Seconds each call may take, beyond any long-poll wait the silo asks for."""
+
+    control_s: float = 30.0
+    transfer_s: float = 300.0
+
+
+class SiloClient:
+    """One mTLS channel to the aggregator; close it (or use `with`) when done."""
+
+    def __init__(
+        self,
+        config: SiloConfig,
+        *,
+        retry: RetryPolicy = RetryPolicy(),
+        timeouts: RpcTimeouts = RpcTimeouts(),
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._address = config.aggregator_address
+        self._federation_id = config.federation_id
+        self._retry = retry
+        self._timeouts = timeouts
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        options: list[tuple[str, int | str]] = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if config.aggregator_server_name:
+            options.append(("grpc.ssl_target_name_override", config.aggregator_server_name))
+        credentials = channel_credentials(config.pki.ca_cert, config.pki.cert, config.pki.key)
+        self._channel = grpc.secure_channel(self._address, credentials, options=options)
+        self._stub = pb_grpc.FederationStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> SiloClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def join(self) -> pb.JoinReply:
+        """Register with the aggregator; the reply's plan is NOT yet verified (the caller does)."""
+        request = pb.JoinRequest(federation_id=self._federation_id, agent_version=AGENT_VERSION)
+        return self._call("Join", lambda: self._stub.Join(request, timeout=self._control_s()))
+
+    def pull_task(self, plan_sha256: str, wait_ms: int) -> pb.Task:
+        """Long-poll for the next task; the aggregator may hold the call up to `wait_ms`."""
+        request = pb.PullTaskRequest(
+            federation_id=self._federation_id, plan_sha256=plan_sha256, wait_ms=wait_ms
+        )
+        timeout = self._control_s() + wait_ms / 1000
+        return self._call("PullTask", lambda: self._stub.PullTask(request, timeout=timeout))
+
+    def download_globals(self, task: pb.Task, max_bytes: int) -> tuple[codec.Manifest, np.ndarray]:
+        """Fetch the globals `task` starts from, checked against its size limit and hash."""
+        request = pb.DownloadRequest(federation_id=task.federation_id, task_id=task.task_id)
+
+        def download() -> tuple[codec.Manifest, np.ndarray]:
+            chunks = self._stub.DownloadGlobals(request, timeout=self._timeouts.transfer_s)
+            return _assemble_globals(chunks, task.globals_sha256, max_bytes)
+
+        return self._call("DownloadGlobals", download)
+
+    def upload_update(
+        self,
+        task: pb.Task,
+        manifest: codec.Manifest,
+        vector: np.ndarray,
+        *,
+        protection: str,
+        spend: pb.PrivacySpend,
+        num_examples: int | None,
+    ) -> pb.Ack:
+        """Stream one update: the header (task, manifest, privacy spend) then ≤1 MiB chunks.
+
+        `num_examples` is sent only when the plan weights by example count (it reveals size).
+        Retrying is safe: the aggregator treats a repeated submission for a task as one.
+        """
+        header = pb.UpdateHeader(
+            federation_id=task.federation_id,
+            task_id=task.task_id,
+            round=task.round,
+            phase=task.phase,
+            plan_sha256=task.plan_sha256,
+            adapter_index=task.adapter_index,
+            protection=protection,
+            manifest=codec.manifest_to_proto(manifest),
+            spend=spend,
+            num_examples=num_examples or 0,
+        )
+        payload = codec.to_bytes(vector)
+
+        def parts() -> Iterator[pb.UploadPart]:
+            yield pb.UploadPart(header=header)
+            for chunk in codec.iter_chunks(payload):
+                yield pb.UploadPart(data=chunk)
+
+        return self._call(
+            "UploadUpdate",
+            lambda: self._stub.UploadUpdate(parts(), timeout=self._timeouts.transfer_s),
+        )
+
+    def decline(
+        self, task: pb.Task, reason_code: str, message: str, epsilon_spent: float
+    ) -> pb.Ack:
+        """Tell the aggregator this silo refuses `task` and why (so it can stop scheduling it)."""
+        request = pb.DeclineRequest(
+            federation_id=task.federation_id,
+            task_id=task.task_id,
+            round=task.round,
+            reason_code=reason_code,
+            message=message,
+            epsilon_spent=epsilon_spent,
+        )
+        return self._call("Decline", lambda: self._stub.Decline(request, timeout=self._control_s()))
+
+    def _control_s(self) -> float:
+        return self._timeouts.control_s
+
+    def _call(self, rpc: str, attempt_once: Callable[[], T]) -> T:
+        """Run one RPC, retrying transient failures; translate the rest into our errors."""
+        for attempt in range(self._retry.max_attempts):
+            try:
+                return attempt_once()
+            except grpc.RpcError as exc:
+                code, details = exc.code(), exc.details() or ""
+                if code not in _RETRYABLE:
+                    error = _ERRORS.get(code, FedbiscuitError)
+                    raise error(
+                        f"aggregator {self._address} refused {rpc}: {details} ({code.name})"
+                    ) from None
+                if attempt + 1 == self._retry.max_attempts:
+                    raise AggregatorUnavailable(
+                        f"aggregator {self._address} unreachable for {rpc} after "
+                        f"{self._retry.max_attempts} attempts: {details} ({code.name})"
+                    ) from None
+                delay = self._retry.delay_s(attempt, self._rng)
+                log.warning(
+                    "rpc=%s status=%s attempt=%d retry_in_s=%.2f",
+                    rpc,
+                    code.name,
+                    attempt + 1,
+                    delay,
+                )
+                self._sleep(delay)
+        raise AssertionError("unreachable: RetryPolicy.max_attempts must be >= 1")
+
+
+def _assemble_globals(
+    chunks: Iterator[pb.TensorChunk], expected_sha256: str, max_bytes: int
+) -> tuple[codec.Manifest, np.ndarray]:
+    first = next(chunks, None)
+    if first is None or first.WhichOneof("part") != "manifest":
+        raise InvalidInput("globals stream did not start with a manifest")
+    manifest = codec.manifest_from_proto(first.manifest, max_bytes)
+    if manifest.sha256 != expected_sha256:
+        raise InvalidInput(
+            f"globals manifest sha256 {manifest.sha256[:12]}… differs from the task's "
+            f"globals_sha256 {expected_sha256[:12]}…"
+        )
+    assembler = codec.ChunkAssembler(manifest)
+    for chunk in chunks:
+        if chunk.WhichOneof("part") != "data":
+            raise InvalidInput("globals stream sent a second manifest")
+        assembler.add(chunk.data)
+    return manifest, assembler.finish()

@@ -1,0 +1,106 @@
+"""The silo's gRPC client: verified downloads, our errors with the server's message, and
+retries with backoff for transient failures only (against the real aggregator over mTLS)."""
+
+from __future__ import annotations
+
+import random
+import socket
+
+import pytest
+
+from privacy.pki import FederationPaths, revoke
+from protos.errors import FailedPrecondition, InvalidInput, NotAuthenticated
+from protos.plan import Plan
+from protos.v1 import federation_pb2 as pb
+from silo.client import AggregatorUnavailable, RetryPolicy, SiloClient
+from tests.silo.conftest import AggregatorFactory, SiloConfigFactory
+
+SOLO = {"silos_per_round": 1, "min_silos": 1}
+
+
+def _unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_unreachable_aggregator_is_retried_with_growing_backoff_then_reported(
+    silo_config: SiloConfigFactory,
+) -> None:
+    config = silo_config("silo-1", _unused_port())
+    delays: list[float] = []
+    retry = RetryPolicy(max_attempts=4, initial_backoff_s=1.0, max_backoff_s=3.0)
+
+    with (
+        SiloClient(config, retry=retry, rng=random.Random(0), sleep=delays.append) as client,
+        pytest.raises(AggregatorUnavailable, match=r"unreachable for Join after 4 attempts"),
+    ):
+        client.join()
+
+    assert len(delays) == 3
+    for attempt, delay in enumerate(delays):
+        ceiling = min(3.0, 2.0**attempt)
+        assert ceiling / 2 <= delay <= ceiling
+
+
+def test_join_returns_the_plan_and_the_identity_from_the_certificate(
+    tiny_plan: Plan, aggregator: AggregatorFactory, silo_config: SiloConfigFactory
+) -> None:
+    with aggregator(tiny_plan) as server, SiloClient(silo_config("silo-2", server.port)) as client:
+        reply = client.join()
+
+    assert reply.silo_id == "silo-2"
+    assert Plan.from_canonical_json(reply.plan_json) == tiny_plan
+    assert reply.plan_sha256 == tiny_plan.sha256()
+
+
+def test_globals_are_downloaded_and_checked_against_the_task(
+    tiny_plan: Plan, aggregator: AggregatorFactory, silo_config: SiloConfigFactory
+) -> None:
+    plan = tiny_plan.model_copy(update=SOLO)
+    with aggregator(plan) as server, SiloClient(silo_config("silo-1", server.port)) as client:
+        client.join()
+        task = client.pull_task(plan.sha256(), wait_ms=2_000)
+        manifest, vector = client.download_globals(task, max_bytes=1 << 20)
+        forged = pb.Task()
+        forged.CopyFrom(task)
+        forged.globals_sha256 = "0" * 64
+        with pytest.raises(InvalidInput, match="differs from the task's globals_sha256"):
+            client.download_globals(forged, max_bytes=1 << 20)
+
+    assert task.kind == pb.TASK_KIND_TRAIN
+    assert manifest.sha256 == task.globals_sha256
+    assert vector.size == manifest.num_elements
+
+
+def test_refusals_carry_the_aggregators_message_and_are_not_retried(
+    tiny_plan: Plan, aggregator: AggregatorFactory, silo_config: SiloConfigFactory
+) -> None:
+    delays: list[float] = []
+    with aggregator(tiny_plan) as server:
+        config = silo_config("silo-1", server.port).model_copy(update={"federation_id": "other"})
+        with (
+            SiloClient(config, sleep=delays.append) as client,
+            pytest.raises(FailedPrecondition, match="serves federation 'test-fed', not 'other'"),
+        ):
+            client.join()
+
+    assert delays == []
+
+
+def test_revoked_silo_is_told_it_is_not_authenticated(
+    tiny_plan: Plan,
+    aggregator: AggregatorFactory,
+    silo_config: SiloConfigFactory,
+    pki: FederationPaths,
+) -> None:
+    revoke(pki.root, "silo-1")
+    delays: list[float] = []
+    with (
+        aggregator(tiny_plan) as server,
+        SiloClient(silo_config("silo-1", server.port), sleep=delays.append) as client,
+        pytest.raises(NotAuthenticated, match="refused Join"),
+    ):
+        client.join()
+
+    assert delays == []
