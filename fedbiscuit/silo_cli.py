@@ -1,0 +1,59 @@
+"""`fedbiscuit silo`: run a silo agent, or show what it has spent (silo.agent does the work)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `fedbiscuit silo run|status --config FILE` on the top-level parser."""
+    parser = subparsers.add_parser(
+        "silo",
+        help="run a silo agent or show its privacy spend",
+        description="Take part in a federation as one silo, under its own privacy budget.",
+    )
+    actions = parser.add_subparsers(dest="silo_action", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", required=True, type=Path, metavar="FILE", help="the silo's YAML config"
+    )
+    run = actions.add_parser(
+        "run", parents=[common], help="join the federation and train until it is done"
+    )
+    run.set_defaults(func=_run)
+    status = actions.add_parser(
+        "status", parents=[common], help="epsilon spent vs budget, from the verified ledger"
+    )
+    status.set_defaults(func=_status)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from silo.agent import run_silo
+    from silo.config import load_silo_config
+
+    config = load_silo_config(args.config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return run_silo(config, stop)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from silo.agent import silo_status
+    from silo.config import load_silo_config
+
+    config = load_silo_config(args.config)
+    status = silo_status(config)
+    print(f"silo {config.silo_id} in federation {config.federation_id}")
+    print(
+        f"  epsilon spent: {status.epsilon_spent:.4f} of {status.budget_epsilon:g} "
+        f"(delta {status.delta:g})"
+    )
+    print(f"  releases: {status.releases}")
+    last = "none" if status.last_round is None else str(status.last_round)
+    print(f"  last round trained: {last}")
+    return 0

@@ -1,0 +1,67 @@
+"""The silo agent as a program: config → privacy state → client → task loop.
+
+`run_silo` is what `fedbiscuit silo run` calls (and what tests call in threads); `silo_status`
+is the read-only view `fedbiscuit silo status` prints. Neither writes anything secret.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from privacy.accounting import PrivacyAccountant
+from privacy.ledger import Ledger
+from protos.errors import FailedPrecondition
+from silo.client import SiloClient
+from silo.config import SiloConfig
+from silo.task_loop import ACCOUNTANT_FILE, LEDGER_FILE, PrivacyState, TaskLoop
+
+
+def run_silo(
+    config: SiloConfig,
+    stop: threading.Event | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    wait_ms: int = 10_000,
+) -> int:
+    """Take part in the federation until the aggregator says DONE or `stop` is set.
+
+    Returns the exit status: 0 when the federation is done, 1 when stopped before that
+    (restart it with the same state_dir to resume). Errors an operator can act on are
+    raised as our own exception types, for the CLI to print.
+    """
+    privacy = PrivacyState.restore(config.state_dir, config.federation_id, config.silo_id, clock)
+    with SiloClient(config) as client:
+        outcome = TaskLoop(config, client, privacy, stop=stop, wait_ms=wait_ms).run()
+    return 0 if outcome.finished else 1
+
+
+@dataclass(frozen=True)
+class SiloStatus:
+    """What the silo has spent, from its ledger: the numbers its operator answers for."""
+
+    releases: int
+    epsilon_spent: float
+    budget_epsilon: float
+    delta: float
+    last_round: int | None
+
+
+def silo_status(config: SiloConfig) -> SiloStatus:
+    """Verify the ledger and recompute the spend, without writing anything."""
+    ledger_path = config.state_dir / LEDGER_FILE
+    if not ledger_path.exists() and (config.state_dir / ACCOUNTANT_FILE).exists():
+        raise FailedPrecondition(f"the ledger {ledger_path} is missing but the silo has spent")
+    ledger = Ledger.open(ledger_path, federation_id=config.federation_id, silo_id=config.silo_id)
+    accountant = PrivacyAccountant()
+    epsilon = ledger.replay_into(accountant)
+    entries = ledger.entries
+    return SiloStatus(
+        releases=len(entries),
+        epsilon_spent=epsilon,
+        budget_epsilon=config.budget.epsilon,
+        delta=entries[-1].params.delta if entries else config.budget.delta,
+        last_round=entries[-1].round if entries else None,
+    )

@@ -1,0 +1,326 @@
+"""The silo's task loop: join, check the plan, then pull tasks until the federation is done.
+
+The order inside a TRAIN task is the privacy contract (DESIGN.md §7): the budget guard
+decides first (a refused release is declined, nothing trains); the ledger entry is fsync'd
+and the accountant updated *before* the update leaves, so a crash or failed upload can only
+over-count. Logs carry federation, round, silo and phase, never data, losses or updates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+
+from privacy.accounting import DpEvent, PrivacyAccountant, derive_noise_multiplier
+from privacy.budget_guard import BudgetGuard
+from privacy.ledger import Ledger
+from protos import codec
+from protos.errors import BudgetExceeded, FailedPrecondition, InvalidInput, PolicyViolation
+from protos.plan import Plan
+from protos.v1 import federation_pb2 as pb
+from selector.backbone import load_tokenizer
+from selector.data import PairEncoder, read_jsonl
+from selector.model import build_selector
+from silo.client import SiloClient
+from silo.config import SiloConfig
+from silo.policy import (
+    check_local_steps,
+    check_noise_multiplier,
+    check_plan,
+    check_round_epsilon,
+    warn_if_plaintext,
+)
+from silo.trainer import LocalTrainer
+
+log = logging.getLogger(__name__)
+
+LEDGER_FILE = "ledger.jsonl"
+ACCOUNTANT_FILE = "accountant.json"
+_MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class LoopOutcome:
+    """How a run ended: `finished` is True when the aggregator said DONE.
+
+    `tasks` counts TRAIN tasks by what became of them: "uploaded", "declined" (refused
+    before any release) or "stale" (the aggregator had moved on; any spend stays spent).
+    """
+
+    finished: bool
+    tasks: dict[str, int]
+
+
+class PrivacyState:
+    """The silo's ledger and the accountant restored from it, kept consistent on disk.
+
+    The ledger is authoritative; `accountant.json` exists to notice a lost or truncated
+    ledger (the hash chain cannot see a cut-off tail), in which case the silo refuses to
+    run rather than forget what it spent.
+    """
+
+    def __init__(self, ledger: Ledger, accountant: PrivacyAccountant, accountant_path: Path):
+        self.ledger = ledger
+        self.accountant = accountant
+        self._accountant_path = accountant_path
+
+    @classmethod
+    def restore(
+        cls, state_dir: Path, federation_id: str, silo_id: str, clock: Callable[[], float]
+    ) -> PrivacyState:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        ledger_path, accountant_path = state_dir / LEDGER_FILE, state_dir / ACCOUNTANT_FILE
+        if accountant_path.exists() and not ledger_path.exists():
+            raise FailedPrecondition(
+                f"{accountant_path} records past releases but the ledger {ledger_path} is "
+                "missing: refusing to run and forget that spend. Restore the ledger from backup."
+            )
+        ledger = Ledger.open(ledger_path, federation_id=federation_id, silo_id=silo_id, clock=clock)
+        accountant = PrivacyAccountant()
+        ledger.replay_into(accountant)
+        if accountant_path.exists():
+            saved = PrivacyAccountant()
+            try:
+                saved.load_state_dict(json.loads(accountant_path.read_text(encoding="utf-8")))
+            except (json.JSONDecodeError, InvalidInput) as exc:
+                raise InvalidInput(f"{accountant_path}: unreadable: {exc}") from exc
+            if saved.events != accountant.events[: len(saved.events)]:
+                raise FailedPrecondition(
+                    f"{accountant_path} records {len(saved.events)} releases that the ledger "
+                    f"{ledger_path} ({len(accountant.events)} entries) does not start with: the "
+                    "ledger was truncated or replaced. Restore it from backup."
+                )
+        state = cls(ledger, accountant, accountant_path)
+        state._save_accountant()
+        return state
+
+    def record(
+        self,
+        round_index: int,
+        event: DpEvent,
+        plan: Plan,
+        *,
+        secure_rng: bool,
+        epsilon_after: float,
+        budget_epsilon: float,
+    ) -> pb.PrivacySpend:
+        """Append the ledger entry (fsync), then the accountant; return the spend to upload."""
+        entry = self.ledger.append(
+            round_index=round_index,
+            event=event,
+            clip_norm=plan.dp.clip_norm,
+            delta=plan.delta,
+            secure_rng=secure_rng,
+            epsilon_after=epsilon_after,
+            budget_epsilon=budget_epsilon,
+        )
+        self.accountant.record(entry.dp_event())
+        self._save_accountant()
+        return pb.PrivacySpend(
+            seq=entry.seq,
+            mechanism=entry.mechanism,
+            noise_multiplier=entry.params.noise_multiplier,
+            sample_rate=entry.params.sample_rate,
+            steps=entry.params.steps,
+            clip_norm=entry.params.clip_norm,
+            delta=entry.params.delta,
+            epsilon_after=entry.epsilon_after,
+            budget_epsilon=entry.budget_epsilon,
+            accountant=entry.params.accountant,
+            secure_rng=entry.secure_rng,
+        )
+
+    def _save_accountant(self) -> None:
+        tmp = self._accountant_path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            json.dump(self.accountant.state_dict(), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(self._accountant_path)
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """What the loop trains with, built once per run after the plan was accepted."""
+
+    trainer: LocalTrainer
+    sigma: float
+    num_examples: int
+    secure_rng: bool
+
+
+def build_training(config: SiloConfig, plan: Plan) -> TrainingSetup:
+    """Load the silo's data and the plan's selector; fix sigma, checked against the policy.
+
+    A plan without a fixed sigma gets the smallest one whose `participations_budgeted`
+    rounds fit the silo's whole budget, so every round the silo is asked for is affordable.
+    """
+    pairs = read_jsonl(config.data.train_path)
+    sample_rate = min(1.0, plan.dp.expected_batch_size / len(pairs))
+    if plan.dp.noise_multiplier is not None:
+        sigma, source = plan.dp.noise_multiplier, "plan.dp.noise_multiplier"
+    else:
+        steps = plan.participations_budgeted * plan.training.local_steps
+        sigma = derive_noise_multiplier(config.budget.epsilon, plan.delta, sample_rate, steps)
+        source = f"the noise multiplier derived for budget.epsilon={config.budget.epsilon:g}"
+    check_noise_multiplier(config.policy, sigma, source)
+    trainer = LocalTrainer(
+        build_selector(plan.selector, plan.seed),
+        PairEncoder(load_tokenizer(), plan.selector.max_tokens_per_answer),
+        pairs,
+        plan.dp,
+        plan.training,
+        noise_multiplier=sigma,
+        device=torch.device(config.resolved_device()),
+        seed=config.seed,
+    )
+    if not math.isclose(trainer.sample_rate, sample_rate):
+        raise FailedPrecondition(
+            f"trainer samples at rate {trainer.sample_rate:g}; sigma assumed {sample_rate:g}"
+        )
+    return TrainingSetup(trainer, sigma, len(pairs), secure_rng=trainer.secure_rng)
+
+
+class TaskLoop:
+    """One silo's participation in one federation, from Join to DONE."""
+
+    def __init__(
+        self,
+        config: SiloConfig,
+        client: SiloClient,
+        privacy: PrivacyState,
+        *,
+        stop: threading.Event | None = None,
+        wait_ms: int = 10_000,
+    ):
+        self._config = config
+        self._client = client
+        self._privacy = privacy
+        self._stop = stop or threading.Event()
+        self._wait_ms = wait_ms
+
+    def run(self) -> LoopOutcome:
+        plan, plan_sha256 = self._join()
+        check_plan(self._config.policy, plan, self._config.budget)
+        training = build_training(self._config, plan)
+        self._log("setup", plan_sha256=plan_sha256[:12], noise_multiplier=training.sigma)
+        tasks: Counter[str] = Counter()
+        while not self._stop.is_set():
+            task = self._client.pull_task(plan_sha256, self._wait_ms)
+            if task.kind == pb.TASK_KIND_WAIT:
+                self._stop.wait(task.retry_after_ms / 1000)
+            elif task.kind == pb.TASK_KIND_DONE:
+                self._log("done", message=repr(task.message), **tasks)
+                return LoopOutcome(True, dict(tasks))
+            elif task.kind == pb.TASK_KIND_TRAIN:
+                self._validate(plan, plan_sha256, task)
+                try:
+                    tasks[self._train(plan, training, task)] += 1
+                except FailedPrecondition as exc:
+                    # The round closed or was re-run meanwhile; what was spent stays spent.
+                    self._log("stale", task.round, message=repr(str(exc)))
+                    tasks["stale"] += 1
+            else:
+                raise InvalidInput(f"aggregator sent a task of unknown kind {task.kind}")
+        self._log("stopped", **tasks)
+        return LoopOutcome(False, dict(tasks))
+
+    def _join(self) -> tuple[Plan, str]:
+        """Join and accept only a plan for our federation whose bytes match its hash."""
+        reply = self._client.join()
+        config = self._config
+        if reply.silo_id != config.silo_id:
+            raise InvalidInput(
+                f"silo_id is {config.silo_id!r} but the aggregator reads {reply.silo_id!r} from "
+                "this silo's certificate (pki.cert)"
+            )
+        if hashlib.sha256(reply.plan_json).hexdigest() != reply.plan_sha256:
+            raise InvalidInput("the plan sent by the aggregator does not match its plan_sha256")
+        try:
+            plan = Plan.from_canonical_json(reply.plan_json)
+        except ValidationError as exc:
+            raise InvalidInput(f"the aggregator's plan is invalid: {exc}") from None
+        if plan.sha256() != reply.plan_sha256:
+            raise InvalidInput("the aggregator's plan is not in canonical form")
+        if plan.federation_id != config.federation_id:
+            raise InvalidInput(
+                f"federation_id is {config.federation_id!r} but the aggregator's plan is for "
+                f"{plan.federation_id!r}"
+            )
+        self._log("joined", plan_sha256=reply.plan_sha256[:12], rounds=plan.rounds)
+        return plan, reply.plan_sha256
+
+    def _train(self, plan: Plan, training: TrainingSetup, task: pb.Task) -> str:
+        """Handle one validated TRAIN task: "uploaded", or "declined" (nothing released)."""
+        warn_if_plaintext(plan, task.round)
+        privacy, budget = self._privacy, self._config.budget
+        event = training.trainer.dp_event(task.local_steps)
+        before = privacy.accountant.epsilon(plan.delta)
+        try:
+            after = BudgetGuard(privacy.accountant, budget.epsilon, plan.delta).check(event)
+            check_round_epsilon(self._config.policy, before, after)
+        except (BudgetExceeded, PolicyViolation) as exc:
+            reason = "budget_exhausted" if isinstance(exc, BudgetExceeded) else "policy_violation"
+            self._client.decline(task, reason, str(exc), before)
+            self._log("declined", task.round, reason=reason, epsilon_spent=round(before, 4))
+            return "declined"
+        manifest, vector = self._client.download_globals(task, int(plan.max_update_mib * _MIB))
+        spend = privacy.record(
+            task.round,
+            event,
+            plan,
+            secure_rng=training.secure_rng,
+            epsilon_after=after,
+            budget_epsilon=budget.epsilon,
+        )
+        self._log("train", task.round, seq=spend.seq, epsilon_after=round(after, 4))
+        delta_state = training.trainer.train_round(
+            codec.unflatten(manifest, vector), task.local_steps
+        )
+        update_manifest, update = codec.flatten(delta_state)
+        num_examples = training.num_examples if plan.weighting == "num_examples" else None
+        ack = self._client.upload_update(
+            task,
+            update_manifest,
+            update,
+            protection=plan.protection,
+            spend=spend,
+            num_examples=num_examples,
+        )
+        self._log("uploaded", task.round, accepted=ack.accepted)
+        return "uploaded"
+
+    def _validate(self, plan: Plan, plan_sha256: str, task: pb.Task) -> None:
+        """A task for another federation, plan or an impossible round stops the agent."""
+        where = f"task {task.task_id!r} round {task.round}"
+        if task.federation_id != self._config.federation_id:
+            raise FailedPrecondition(f"{where} is for federation {task.federation_id!r}")
+        if task.plan_sha256 != plan_sha256:
+            raise FailedPrecondition(f"{where} is for another plan than the one this silo accepted")
+        if task.round >= plan.rounds:
+            raise FailedPrecondition(f"{where} is beyond the plan's {plan.rounds} rounds")
+        if task.local_steps < 1:
+            raise FailedPrecondition(f"{where} asks for {task.local_steps} local steps")
+        check_local_steps(self._config.policy, task.local_steps, "task.local_steps")
+
+    def _log(self, phase: str, round_index: int | None = None, **fields: object) -> None:
+        parts = [
+            f"federation={self._config.federation_id}",
+            f"silo={self._config.silo_id}",
+            f"phase={phase}",
+        ]
+        if round_index is not None:
+            parts.append(f"round={round_index}")
+        parts.extend(f"{key}={value}" for key, value in fields.items())
+        log.info(" ".join(parts))

@@ -1,0 +1,76 @@
+"""A restarted silo remembers what it spent, and refuses to run if that memory was cut."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fedbiscuit.cli import main
+from privacy.accounting import DpEvent
+from protos.config_files import save_model_file
+from protos.errors import FailedPrecondition
+from protos.plan import Plan
+from silo.task_loop import ACCOUNTANT_FILE, LEDGER_FILE, PrivacyState
+from tests.silo.conftest import FEDERATION, SiloConfigFactory
+
+EVENT = DpEvent("dp_sgd", noise_multiplier=1.0, sample_rate=0.125, steps=2)
+PLAN = Plan(federation_id=FEDERATION)
+
+
+def _restore(state_dir: Path) -> PrivacyState:
+    return PrivacyState.restore(state_dir, FEDERATION, "silo-1", clock=lambda: 0.0)
+
+
+def _spend_rounds(state_dir: Path, rounds: int) -> float:
+    state = _restore(state_dir)
+    for round_index in range(rounds):
+        after = state.accountant.epsilon_after(EVENT, PLAN.delta)
+        state.record(
+            round_index, EVENT, PLAN, secure_rng=False, epsilon_after=after, budget_epsilon=8.0
+        )
+    return state.accountant.epsilon(PLAN.delta)
+
+
+def test_restarted_silo_restores_its_spend_from_the_ledger(tmp_path: Path) -> None:
+    spent = _spend_rounds(tmp_path, rounds=3)
+
+    restored = _restore(tmp_path)
+
+    assert restored.accountant.epsilon(PLAN.delta) == pytest.approx(spent)
+    assert len(restored.ledger.entries) == 3
+
+
+def test_silo_whose_ledger_was_lost_refuses_to_run(tmp_path: Path) -> None:
+    _spend_rounds(tmp_path, rounds=1)
+    (tmp_path / LEDGER_FILE).unlink()
+
+    with pytest.raises(FailedPrecondition, match="ledger .* is missing"):
+        _restore(tmp_path)
+
+
+def test_silo_whose_ledger_lost_its_last_entries_refuses_to_run(tmp_path: Path) -> None:
+    _spend_rounds(tmp_path, rounds=3)
+    ledger = tmp_path / LEDGER_FILE
+    ledger.write_text("".join(ledger.read_text().splitlines(keepends=True)[:2]))
+
+    with pytest.raises(FailedPrecondition, match=r"records 3 releases .* \(2 entries\)"):
+        _restore(tmp_path)
+    assert (tmp_path / ACCOUNTANT_FILE).exists()
+
+
+def test_status_command_prints_spend_against_budget(
+    silo_config: SiloConfigFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = silo_config("silo-1", 50051)
+    spent = _spend_rounds(config.state_dir, rounds=2)
+    config_path = tmp_path / "silo.yaml"
+    save_model_file(config_path, config)
+
+    status = main(["silo", "status", "--config", str(config_path)])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert f"epsilon spent: {spent:.4f} of 50" in out
+    assert "releases: 2" in out
+    assert "last round trained: 1" in out
