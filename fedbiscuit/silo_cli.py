@@ -36,7 +36,9 @@ def _run(args: argparse.Namespace) -> int:
     from silo.config import load_silo_config
 
     config = load_silo_config(args.config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     return run_silo(config, stop)
