@@ -121,14 +121,16 @@ class SiloClient:
     def join(self) -> pb.JoinReply:
         """Register with the aggregator; the reply's plan is NOT yet verified (the caller does)."""
         request = pb.JoinRequest(federation_id=self._federation_id, agent_version=AGENT_VERSION)
-        return self._call("Join", lambda: self._stub.Join(request, timeout=self._control_s()))
+        return self._call(
+            "Join", lambda: self._stub.Join(request, timeout=self._timeouts.control_s)
+        )
 
     def pull_task(self, plan_sha256: str, wait_ms: int) -> pb.Task:
         """Long-poll for the next task; the aggregator may hold the call up to `wait_ms`."""
         request = pb.PullTaskRequest(
             federation_id=self._federation_id, plan_sha256=plan_sha256, wait_ms=wait_ms
         )
-        timeout = self._control_s() + wait_ms / 1000
+        timeout = self._timeouts.control_s + wait_ms / 1000
         return self._call("PullTask", lambda: self._stub.PullTask(request, timeout=timeout))
 
     def download_globals(self, task: pb.Task, max_bytes: int) -> tuple[codec.Manifest, np.ndarray]:
@@ -192,10 +194,9 @@ class SiloClient:
             message=message,
             epsilon_spent=epsilon_spent,
         )
-        return self._call("Decline", lambda: self._stub.Decline(request, timeout=self._control_s()))
-
-    def _control_s(self) -> float:
-        return self._timeouts.control_s
+        return self._call(
+            "Decline", lambda: self._stub.Decline(request, timeout=self._timeouts.control_s)
+        )
 
     def _call(self, rpc: str, attempt_once: Callable[[], T]) -> T:
         """Run one RPC, retrying transient failures; translate the rest into our errors."""
