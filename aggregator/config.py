@@ -50,6 +50,13 @@ class AggregatorConfig(_Strict):
     max_long_poll_s: float = Field(
         10.0, gt=0, le=300, description="Longest a PullTask call is held open waiting for a task."
     )
+    finish_linger_s: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="After the federation finishes, keep serving until every joined silo has "
+        "been told so, for at most this long.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def load_plan(self) -> Plan:

@@ -183,6 +183,9 @@ class RoundMachine:
         self._export = export
         self._cond = threading.Condition(threading.RLock())
         self._globals_cache: tuple[int, codec.Manifest, np.ndarray] | None = None
+        # Silos that have been told the federation finished (in memory: after a restart they
+        # simply ask again); the server keeps serving until all know, so none is cut off.
+        self._told_finished: set[str] = set()
         with self._cond:
             saved = store.load_state()
             if saved is None:
@@ -228,6 +231,9 @@ class RoundMachine:
                 )
             while True:
                 self._advance()
+                if self._state.phase in (Phase.DONE, Phase.FAILED):
+                    self._told_finished.add(silo_id)
+                    self._cond.notify_all()
                 assignment = self._assignment_for(silo_id)
                 remaining = give_up - time.monotonic()
                 if assignment.kind != "WAIT" or remaining <= 0:
@@ -349,6 +355,20 @@ class RoundMachine:
                     break
                 self._cond.wait(remaining)
             return self._state.phase
+
+    def wait_until_all_told_finished(self, timeout_s: float) -> bool:
+        """Block (real time) until every joined silo has pulled since the federation finished;
+        False if some had not by the timeout (e.g. a silo that crashed)."""
+        give_up = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                joined = {record.silo_id for record in self._store.silos()}
+                if joined <= self._told_finished:
+                    return True
+                remaining = give_up - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
 
     def _owned_task(self, silo_id: str, task_id: str) -> TaskRecord:
         task = self._store.task(task_id)

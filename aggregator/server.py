@@ -143,4 +143,25 @@ def serve_forever(config: AggregatorConfig, stop: threading.Event | None = None)
         phase = server.phase
         while phase not in FINISHED and not stop.is_set():
             phase = server.wait_until_finished(1.0)
+        if phase in FINISHED:
+            _linger_until_silos_know(server, config.finish_linger_s, stop)
         return phase
+
+
+def _linger_until_silos_know(
+    server: AggregatorServer, linger_s: float, stop: threading.Event
+) -> None:
+    """Silos learn the outcome by pulling: keep serving until each has, the linger ends, or
+    `stop` is set, so no silo's long-poll is cut off by the process exiting."""
+    give_up = time.monotonic() + linger_s
+    while not stop.is_set():
+        remaining = give_up - time.monotonic()
+        if server.machine.wait_until_all_told_finished(min(1.0, max(0.0, remaining))):
+            return
+        if remaining <= 0:
+            log.warning(
+                "federation=%s stopping before every silo learnt it is %s",
+                server.plan.federation_id,
+                server.phase,
+            )
+            return
