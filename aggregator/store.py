@@ -265,8 +265,13 @@ class SqliteStore(FederationStore):
         conn = sqlite3.connect(
             f"{db.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
         )
-        row = conn.execute("SELECT canonical_json FROM plan").fetchone()
+        try:
+            row = conn.execute("SELECT canonical_json FROM plan").fetchone()
+        except sqlite3.DatabaseError as exc:  # being created right now, or not ours
+            conn.close()
+            raise InvalidInput(f"{state_dir}: aggregator state is not readable: {exc}") from exc
         if row is None:
+            conn.close()
             raise InvalidInput(f"{state_dir}: aggregator state holds no plan")
         return cls(state_dir, conn, Plan.from_canonical_json(row[0]))
 
