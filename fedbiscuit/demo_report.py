@@ -1,0 +1,83 @@
+"""The demo's report: one typed object, shown as a table and optionally written as JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.table import Table
+
+
+class Agreement(BaseModel):
+    overall: float = Field(description="Held-out agreement with the labels, all silos pooled.")
+    worst_silo: float = Field(description="Lowest per-silo held-out agreement.")
+    initial_overall: float = Field(description="Agreement of the untrained initial selector.")
+
+
+class SiloReport(BaseModel):
+    id: str
+    agreement: float
+    epsilon: float = Field(description="Epsilon spent, from the spends the aggregator recorded.")
+    delta: float
+    budget_epsilon: float
+    rounds_participated: int
+
+
+class DemoReport(BaseModel):
+    algorithm: str
+    rounds: int
+    protection: str
+    backbone: str
+    agreement: Agreement
+    silos: list[SiloReport]
+    test_pairs: int
+    update_bytes: int = Field(description="Bytes of one silo's adapter update payload per round.")
+    wall_time_s: float
+    workdir: str | None = Field(description="Where everything was kept (null: removed).")
+
+    def write_json(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+    def print_table(self, console: Console) -> None:
+        table = Table(
+            title=f"{self.algorithm} · {self.rounds} rounds · {self.backbone} · "
+            f"protection: {self.protection}"
+        )
+        table.add_column("silo")
+        table.add_column("held-out agreement", justify="right")
+        table.add_column("ε spent", justify="right")
+        table.add_column("ε budget", justify="right")
+        table.add_column("δ", justify="right")
+        table.add_column("rounds", justify="right")
+        for silo in self.silos:
+            table.add_row(
+                silo.id,
+                f"{silo.agreement:.3f}",
+                f"{silo.epsilon:.3f}",
+                f"{silo.budget_epsilon:g}",
+                f"{silo.delta:g}",
+                str(silo.rounds_participated),
+            )
+        table.add_section()
+        table.add_row(
+            "overall",
+            f"{self.agreement.overall:.3f}",
+            "",
+            "",
+            "",
+            "",
+            style="bold",
+        )
+        console.print(table)
+        console.print(
+            f"worst silo {self.agreement.worst_silo:.3f} · untrained selector "
+            f"{self.agreement.initial_overall:.3f} · {self.test_pairs} held-out pairs · "
+            f"update {self.update_bytes / 1024:.1f} KiB per silo per round · "
+            f"{self.wall_time_s:.0f} s"
+        )
+        if self.protection == "insecure_plaintext":
+            console.print(
+                "[bold yellow]warning:[/] updates were sent in plaintext (development mode): "
+                "the aggregator saw each silo's individual delta."
+            )

@@ -1,0 +1,170 @@
+"""Lay out a throw-away federation in a folder: PKI, data per silo, plan and configs.
+
+Everything the demo's processes need is written as the same files an operator would write
+by hand (PKI folder, plan YAML, aggregator and silo YAML configs), so a `--workdir` is a
+worked example of a deployment, and the processes are started exactly as in production.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from aggregator.config import AggregatorConfig
+from privacy import pki
+from protos.config_files import save_model_file
+from protos.plan import BackboneSpec, DpSpec, Plan, SelectorSpec, TrainingSpec
+from selector.benchmark import make_federated_dataset
+from selector.data import PreferencePair, write_jsonl
+from silo.config import SiloConfig
+
+FEDERATION_ID = "demo"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """The demo's knobs, with the embedded defaults `fedbiscuit demo` runs."""
+
+    silos: int = 4
+    rounds: int = 3
+    epsilon: float = 8.0
+    delta: float = 1e-5
+    seed: int = 0
+    tiny: bool = False
+    train_pairs_per_silo: int = 256
+    test_pairs_per_silo: int = 128
+    local_steps: int = 6
+    expected_batch_size: int = 16
+    learning_rate: float = 2e-3
+    round_deadline_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class DemoLayout:
+    """Where everything of one demo run lives."""
+
+    workdir: Path
+    pki_dir: Path
+    aggregator_config: Path
+    aggregator_state: Path
+    selectors_dir: Path
+    silo_configs: dict[str, Path]
+    test_sets: dict[str, Path]
+    logs_dir: Path
+    plan: Plan
+
+
+def free_loopback_port() -> int:
+    """A port the kernel just considered free on 127.0.0.1 (the aggregator binds it next)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def demo_plan(options: DemoOptions) -> Plan:
+    """The FedBis plan of the demo: every silo trains every round, under DP-SGD."""
+    return Plan(
+        federation_id=FEDERATION_ID,
+        algorithm="fedbis",
+        rounds=options.rounds,
+        silos_per_round=options.silos,
+        min_silos=max(1, (options.silos + 1) // 2),
+        round_deadline_s=options.round_deadline_s,
+        protection="insecure_plaintext",
+        delta=options.delta,
+        seed=options.seed,
+        selector=SelectorSpec(
+            backbone=BackboneSpec(kind="tiny" if options.tiny else "minilm", seed=options.seed),
+            max_tokens_per_answer=32,
+        ),
+        dp=DpSpec(expected_batch_size=options.expected_batch_size, clip_norm=1.0),
+        training=TrainingSpec(local_steps=options.local_steps, learning_rate=options.learning_rate),
+    )
+
+
+def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
+    """Create the PKI, data, plan and configs of a demo federation under `workdir`."""
+    workdir = workdir.resolve()
+    pki_dir = workdir / "pki"
+    pki.init_ca(pki_dir, FEDERATION_ID)
+    agg_cert, agg_key = pki.issue_aggregator(pki_dir, ["localhost"], ["127.0.0.1"])
+    paths = pki.FederationPaths(pki_dir)
+
+    plan = demo_plan(options)
+    aggregator_dir = workdir / "aggregator"
+    aggregator_dir.mkdir(parents=True)
+    plan_path = aggregator_dir / "plan.yaml"
+    save_model_file(plan_path, plan)
+    address = f"127.0.0.1:{free_loopback_port()}"
+    aggregator_config = AggregatorConfig.model_validate(
+        {
+            "listen_address": address,
+            "pki": {
+                "ca_cert": str(paths.ca_cert),
+                "server_cert": str(agg_cert),
+                "server_key": str(agg_key),
+                "revocation_list": str(paths.revocation_list),
+            },
+            "state_dir": str(aggregator_dir / "state"),
+            "plan_path": str(plan_path),
+            "export_dir": str(workdir / "selectors"),
+        }
+    )
+    aggregator_config_path = aggregator_dir / "aggregator.yaml"
+    save_model_file(aggregator_config_path, aggregator_config)
+
+    dataset = make_federated_dataset(
+        num_silos=options.silos,
+        train_pairs=options.train_pairs_per_silo,
+        test_pairs=options.test_pairs_per_silo,
+        seed=options.seed,
+    )
+    silo_configs, test_sets = {}, {}
+    for index, (silo_id, data) in enumerate(sorted(dataset.items())):
+        silo_dir = workdir / "silos" / silo_id
+        silo_dir.mkdir(parents=True)
+        cert, key = pki.issue_silo(pki_dir, silo_id)
+        train_path = silo_dir / "train.jsonl"
+        write_jsonl(train_path, data.train)
+        test_sets[silo_id] = _write_test_set(workdir / "test", silo_id, data.test)
+        config = SiloConfig.model_validate(
+            {
+                "silo_id": silo_id,
+                "federation_id": FEDERATION_ID,
+                "aggregator_address": address,
+                "aggregator_server_name": "localhost",
+                "pki": {"ca_cert": str(paths.ca_cert), "cert": str(cert), "key": str(key)},
+                "data": {"train_path": str(train_path)},
+                "state_dir": str(silo_dir / "state"),
+                "budget": {"epsilon": options.epsilon, "delta": options.delta},
+                "device": "auto",
+                "seed": options.seed * 1000 + index,
+                # The demo runs before secure aggregation exists; only it may opt in to this.
+                "policy": {"allow_insecure_plaintext": True},
+            }
+        )
+        silo_configs[silo_id] = silo_dir / "silo.yaml"
+        save_model_file(silo_configs[silo_id], config)
+
+    logs_dir = workdir / "logs"
+    logs_dir.mkdir()
+    return DemoLayout(
+        workdir=workdir,
+        pki_dir=pki_dir,
+        aggregator_config=aggregator_config_path,
+        aggregator_state=aggregator_dir / "state",
+        selectors_dir=workdir / "selectors",
+        silo_configs=silo_configs,
+        test_sets=test_sets,
+        logs_dir=logs_dir,
+        plan=plan,
+    )
+
+
+def _write_test_set(folder: Path, silo_id: str, pairs: list[PreferencePair]) -> Path:
+    """Held-out pairs stay with the demo (the 'evaluator'), never sent to any process."""
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{silo_id}.jsonl"
+    write_jsonl(path, pairs)
+    return path
