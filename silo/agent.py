@@ -16,7 +16,8 @@ from privacy.ledger import Ledger
 from protos.errors import FailedPrecondition
 from silo.client import SiloClient
 from silo.config import SiloConfig
-from silo.task_loop import ACCOUNTANT_FILE, LEDGER_FILE, PrivacyState, TaskLoop
+from silo.privacy_state import ACCOUNTANT_FILE, LEDGER_FILE, PrivacyState
+from silo.task_loop import TaskLoop
 
 
 def run_silo(

@@ -9,46 +9,27 @@ over-count. Logs carry federation, round, silo and phase, never data, losses or 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import math
-import os
 import threading
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-import torch
 from pydantic import ValidationError
 
-from privacy.accounting import DpEvent, PrivacyAccountant, derive_noise_multiplier
 from privacy.budget_guard import BudgetGuard
-from privacy.ledger import Ledger
 from protos import codec
 from protos.errors import BudgetExceeded, FailedPrecondition, InvalidInput, PolicyViolation
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
-from selector.backbone import load_tokenizer
-from selector.data import PairEncoder, read_jsonl
-from selector.model import build_selector
 from silo.client import SiloClient
 from silo.config import SiloConfig
-from silo.policy import (
-    check_local_steps,
-    check_noise_multiplier,
-    check_plan,
-    check_round_epsilon,
-    warn_if_plaintext,
-)
-from silo.trainer import LocalTrainer
+from silo.policy import check_local_steps, check_plan, check_round_epsilon, warn_if_plaintext
+from silo.privacy_state import PrivacyState
+from silo.training_setup import TrainingSetup, build_training
 
 log = logging.getLogger(__name__)
 
-LEDGER_FILE = "ledger.jsonl"
-ACCOUNTANT_FILE = "accountant.json"
 _MIB = 1 << 20
-_DERIVATION_MARGIN = 1e-9
 
 
 @dataclass(frozen=True)
@@ -61,139 +42,6 @@ class LoopOutcome:
 
     finished: bool
     tasks: dict[str, int]
-
-
-class PrivacyState:
-    """The silo's ledger and the accountant restored from it, kept consistent on disk.
-
-    The ledger is authoritative; `accountant.json` exists to notice a lost or truncated
-    ledger (the hash chain cannot see a cut-off tail), in which case the silo refuses to
-    run rather than forget what it spent.
-    """
-
-    def __init__(self, ledger: Ledger, accountant: PrivacyAccountant, accountant_path: Path):
-        self.ledger = ledger
-        self.accountant = accountant
-        self._accountant_path = accountant_path
-
-    @classmethod
-    def restore(
-        cls, state_dir: Path, federation_id: str, silo_id: str, clock: Callable[[], float]
-    ) -> PrivacyState:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        ledger_path, accountant_path = state_dir / LEDGER_FILE, state_dir / ACCOUNTANT_FILE
-        if accountant_path.exists() and not ledger_path.exists():
-            raise FailedPrecondition(
-                f"{accountant_path} records past releases but the ledger {ledger_path} is "
-                "missing: refusing to run and forget that spend. Restore the ledger from backup."
-            )
-        ledger = Ledger.open(ledger_path, federation_id=federation_id, silo_id=silo_id, clock=clock)
-        accountant = PrivacyAccountant()
-        ledger.replay_into(accountant)
-        if accountant_path.exists():
-            saved = PrivacyAccountant()
-            try:
-                saved.load_state_dict(json.loads(accountant_path.read_text(encoding="utf-8")))
-            except (json.JSONDecodeError, InvalidInput) as exc:
-                raise InvalidInput(f"{accountant_path}: unreadable: {exc}") from exc
-            if saved.events != accountant.events[: len(saved.events)]:
-                raise FailedPrecondition(
-                    f"{accountant_path} records {len(saved.events)} releases that the ledger "
-                    f"{ledger_path} ({len(accountant.events)} entries) does not start with: the "
-                    "ledger was truncated or replaced. Restore it from backup."
-                )
-        state = cls(ledger, accountant, accountant_path)
-        state._save_accountant()
-        return state
-
-    def record(
-        self,
-        round_index: int,
-        event: DpEvent,
-        plan: Plan,
-        *,
-        secure_rng: bool,
-        epsilon_after: float,
-        budget_epsilon: float,
-    ) -> pb.PrivacySpend:
-        """Append the ledger entry (fsync), then the accountant; return the spend to upload."""
-        entry = self.ledger.append(
-            round_index=round_index,
-            event=event,
-            clip_norm=plan.dp.clip_norm,
-            delta=plan.delta,
-            secure_rng=secure_rng,
-            epsilon_after=epsilon_after,
-            budget_epsilon=budget_epsilon,
-        )
-        self.accountant.record(entry.dp_event())
-        self._save_accountant()
-        return pb.PrivacySpend(
-            seq=entry.seq,
-            mechanism=entry.mechanism,
-            noise_multiplier=entry.params.noise_multiplier,
-            sample_rate=entry.params.sample_rate,
-            steps=entry.params.steps,
-            clip_norm=entry.params.clip_norm,
-            delta=entry.params.delta,
-            epsilon_after=entry.epsilon_after,
-            budget_epsilon=entry.budget_epsilon,
-            accountant=entry.params.accountant,
-            secure_rng=entry.secure_rng,
-        )
-
-    def _save_accountant(self) -> None:
-        tmp = self._accountant_path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            json.dump(self.accountant.state_dict(), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(self._accountant_path)
-
-
-@dataclass(frozen=True)
-class TrainingSetup:
-    """What the loop trains with, built once per run after the plan was accepted."""
-
-    trainer: LocalTrainer
-    sigma: float
-    num_examples: int
-    secure_rng: bool
-
-
-def build_training(config: SiloConfig, plan: Plan) -> TrainingSetup:
-    """Load the silo's data and the plan's selector; fix sigma, checked against the policy.
-
-    A plan without a fixed sigma gets the smallest one whose `participations_budgeted`
-    rounds fit the silo's whole budget, so every round the silo is asked for is affordable.
-    """
-    pairs = read_jsonl(config.data.train_path)
-    sample_rate = min(1.0, plan.dp.expected_batch_size / len(pairs))
-    if plan.dp.noise_multiplier is not None:
-        sigma, source = plan.dp.noise_multiplier, "plan.dp.noise_multiplier"
-    else:
-        steps = plan.participations_budgeted * plan.training.local_steps
-        # Derived for one event of all steps, spent as one event per round: the RDP sums agree
-        # only up to rounding, so aim a hair under the budget or the last round may not fit.
-        target = config.budget.epsilon * (1 - _DERIVATION_MARGIN)
-        sigma = derive_noise_multiplier(target, plan.delta, sample_rate, steps)
-        source = f"the noise multiplier derived for budget.epsilon={config.budget.epsilon:g}"
-    check_noise_multiplier(config.policy, sigma, source)
-    trainer = LocalTrainer(
-        build_selector(plan.selector, plan.seed),
-        PairEncoder(load_tokenizer(), plan.selector.max_tokens_per_answer),
-        pairs,
-        plan.dp,
-        plan.training,
-        noise_multiplier=sigma,
-        device=torch.device(config.resolved_device()),
-        seed=config.seed,
-    )
-    if not math.isclose(trainer.sample_rate, sample_rate):
-        raise FailedPrecondition(
-            f"trainer samples at rate {trainer.sample_rate:g}; sigma assumed {sample_rate:g}"
-        )
-    return TrainingSetup(trainer, sigma, len(pairs), secure_rng=trainer.secure_rng)
 
 
 class TaskLoop:

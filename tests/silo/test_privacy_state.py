@@ -11,7 +11,7 @@ from privacy.accounting import DpEvent
 from protos.config_files import save_model_file
 from protos.errors import FailedPrecondition
 from protos.plan import Plan
-from silo.task_loop import ACCOUNTANT_FILE, LEDGER_FILE, PrivacyState
+from silo.privacy_state import ACCOUNTANT_FILE, LEDGER_FILE, PrivacyState
 from tests.silo.conftest import FEDERATION, SiloConfigFactory
 
 EVENT = DpEvent("dp_sgd", noise_multiplier=1.0, sample_rate=0.125, steps=2)

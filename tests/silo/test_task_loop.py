@@ -15,17 +15,16 @@ import pytest
 
 from aggregator.round_machine import Phase
 from aggregator.status import read_status
-from privacy.accounting import PrivacyAccountant
-from privacy.budget_guard import BudgetGuard
 from privacy.ledger import Ledger
-from protos.errors import BudgetExceeded, PolicyViolation
+from protos.errors import PolicyViolation
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
 from silo.agent import run_silo
 from silo.client import AggregatorUnavailable, SiloClient
 from silo.config import SiloConfig
 from silo.policy import SiloPolicy
-from silo.task_loop import LEDGER_FILE, PrivacyState, TaskLoop, build_training
+from silo.privacy_state import LEDGER_FILE, PrivacyState
+from silo.task_loop import TaskLoop
 from tests.silo.conftest import FEDERATION, AggregatorFactory, SiloConfigFactory
 
 TIMEOUT_S = 60.0
@@ -159,36 +158,3 @@ def test_late_upload_is_rejected_but_stays_spent_and_the_silo_carries_on(
     assert [(e.seq, e.round) for e in _ledger(config).entries] == [(0, 0), (1, 0), (2, 1)]
     (silo,) = read_status(server.config.state_dir).silos
     assert silo.rounds_participated == plan.rounds
-
-
-def _with_derived_noise(plan: Plan) -> Plan:
-    return plan.model_copy(update={"dp": plan.dp.model_copy(update={"noise_multiplier": None})})
-
-
-def test_derived_noise_lets_the_silo_afford_every_planned_round(
-    tiny_plan: Plan, silo_config: SiloConfigFactory
-) -> None:
-    plan = _with_derived_noise(tiny_plan)
-    config = silo_config("silo-1", 1, epsilon=3.0)
-    training = build_training(config, plan)
-    guard = BudgetGuard(PrivacyAccountant(), config.budget.epsilon, plan.delta)
-
-    event = training.trainer.dp_event(plan.training.local_steps)
-    spent = [guard.spend(event) for _ in range(plan.rounds)]
-
-    assert spent[-1] == pytest.approx(config.budget.epsilon, rel=1e-4)
-    with pytest.raises(BudgetExceeded):
-        guard.check(event)
-
-
-def test_derived_noise_below_the_policy_floor_is_refused(
-    tiny_plan: Plan, silo_config: SiloConfigFactory
-) -> None:
-    plan = _with_derived_noise(tiny_plan)
-    config = silo_config("silo-1", 1, epsilon=1000.0)
-
-    with pytest.raises(
-        PolicyViolation,
-        match=r"derived for budget\.epsilon=1000 is .* but policy\.min_noise_multiplier is 0\.5",
-    ):
-        build_training(config, plan)

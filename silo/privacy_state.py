@@ -1,0 +1,111 @@
+"""The silo's privacy state on disk: the ledger and the accountant restored from it.
+
+The task loop records every release here *before* the update leaves (DESIGN.md §7), so a
+crash or failed upload can only over-count. Split out of the task loop because restoring
+and cross-checking the two files is its own job, and `fedbiscuit silo status` reads the same
+files without running a loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from privacy.accounting import DpEvent, PrivacyAccountant
+from privacy.ledger import Ledger
+from protos.errors import FailedPrecondition, InvalidInput
+from protos.plan import Plan
+from protos.v1 import federation_pb2 as pb
+
+LEDGER_FILE = "ledger.jsonl"
+ACCOUNTANT_FILE = "accountant.json"
+
+
+class PrivacyState:
+    """The silo's ledger and the accountant restored from it, kept consistent on disk.
+
+    The ledger is authoritative; `accountant.json` exists to notice a lost or truncated
+    ledger (the hash chain cannot see a cut-off tail), in which case the silo refuses to
+    run rather than forget what it spent.
+    """
+
+    def __init__(self, ledger: Ledger, accountant: PrivacyAccountant, accountant_path: Path):
+        self.ledger = ledger
+        self.accountant = accountant
+        self._accountant_path = accountant_path
+
+    @classmethod
+    def restore(
+        cls, state_dir: Path, federation_id: str, silo_id: str, clock: Callable[[], float]
+    ) -> PrivacyState:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        ledger_path, accountant_path = state_dir / LEDGER_FILE, state_dir / ACCOUNTANT_FILE
+        if accountant_path.exists() and not ledger_path.exists():
+            raise FailedPrecondition(
+                f"{accountant_path} records past releases but the ledger {ledger_path} is "
+                "missing: refusing to run and forget that spend. Restore the ledger from backup."
+            )
+        ledger = Ledger.open(ledger_path, federation_id=federation_id, silo_id=silo_id, clock=clock)
+        accountant = PrivacyAccountant()
+        ledger.replay_into(accountant)
+        if accountant_path.exists():
+            saved = PrivacyAccountant()
+            try:
+                saved.load_state_dict(json.loads(accountant_path.read_text(encoding="utf-8")))
+            except (json.JSONDecodeError, InvalidInput) as exc:
+                raise InvalidInput(f"{accountant_path}: unreadable: {exc}") from exc
+            if saved.events != accountant.events[: len(saved.events)]:
+                raise FailedPrecondition(
+                    f"{accountant_path} records {len(saved.events)} releases that the ledger "
+                    f"{ledger_path} ({len(accountant.events)} entries) does not start with: the "
+                    "ledger was truncated or replaced. Restore it from backup."
+                )
+        state = cls(ledger, accountant, accountant_path)
+        state._save_accountant()
+        return state
+
+    def record(
+        self,
+        round_index: int,
+        event: DpEvent,
+        plan: Plan,
+        *,
+        secure_rng: bool,
+        epsilon_after: float,
+        budget_epsilon: float,
+    ) -> pb.PrivacySpend:
+        """Append the ledger entry (fsync), then the accountant; return the spend to upload."""
+        entry = self.ledger.append(
+            round_index=round_index,
+            event=event,
+            clip_norm=plan.dp.clip_norm,
+            delta=plan.delta,
+            secure_rng=secure_rng,
+            epsilon_after=epsilon_after,
+            budget_epsilon=budget_epsilon,
+        )
+        self.accountant.record(entry.dp_event())
+        self._save_accountant()
+        return pb.PrivacySpend(
+            seq=entry.seq,
+            mechanism=entry.mechanism,
+            noise_multiplier=entry.params.noise_multiplier,
+            sample_rate=entry.params.sample_rate,
+            steps=entry.params.steps,
+            clip_norm=entry.params.clip_norm,
+            delta=entry.params.delta,
+            epsilon_after=entry.epsilon_after,
+            budget_epsilon=entry.budget_epsilon,
+            accountant=entry.params.accountant,
+            secure_rng=entry.secure_rng,
+        )
+
+    def _save_accountant(self) -> None:
+        tmp = self._accountant_path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            json.dump(self.accountant.state_dict(), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(self._accountant_path)

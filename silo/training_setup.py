@@ -1,0 +1,69 @@
+"""What a silo trains with in a federation: its data, the plan's selector and a fixed sigma.
+
+Built once per run, after the plan was accepted and before the first task is pulled, so a
+sigma the silo's policy forbids stops the agent before anything is released.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from privacy.accounting import derive_noise_multiplier
+from protos.errors import FailedPrecondition
+from protos.plan import Plan
+from selector.backbone import load_tokenizer
+from selector.data import PairEncoder, read_jsonl
+from selector.model import build_selector
+from silo.config import SiloConfig
+from silo.policy import check_noise_multiplier
+from silo.trainer import LocalTrainer
+
+_DERIVATION_MARGIN = 1e-9
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """What the loop trains with, built once per run after the plan was accepted."""
+
+    trainer: LocalTrainer
+    sigma: float
+    num_examples: int
+    secure_rng: bool
+
+
+def build_training(config: SiloConfig, plan: Plan) -> TrainingSetup:
+    """Load the silo's data and the plan's selector; fix sigma, checked against the policy.
+
+    A plan without a fixed sigma gets the smallest one whose `participations_budgeted`
+    rounds fit the silo's whole budget, so every round the silo is asked for is affordable.
+    """
+    pairs = read_jsonl(config.data.train_path)
+    sample_rate = min(1.0, plan.dp.expected_batch_size / len(pairs))
+    if plan.dp.noise_multiplier is not None:
+        sigma, source = plan.dp.noise_multiplier, "plan.dp.noise_multiplier"
+    else:
+        steps = plan.participations_budgeted * plan.training.local_steps
+        # Derived for one event of all steps, spent as one event per round: the RDP sums agree
+        # only up to rounding, so aim a hair under the budget or the last round may not fit.
+        target = config.budget.epsilon * (1 - _DERIVATION_MARGIN)
+        sigma = derive_noise_multiplier(target, plan.delta, sample_rate, steps)
+        source = f"the noise multiplier derived for budget.epsilon={config.budget.epsilon:g}"
+    check_noise_multiplier(config.policy, sigma, source)
+    trainer = LocalTrainer(
+        build_selector(plan.selector, plan.seed),
+        PairEncoder(load_tokenizer(), plan.selector.max_tokens_per_answer),
+        pairs,
+        plan.dp,
+        plan.training,
+        noise_multiplier=sigma,
+        device=torch.device(config.resolved_device()),
+        seed=config.seed,
+    )
+    if not math.isclose(trainer.sample_rate, sample_rate):
+        raise FailedPrecondition(
+            f"trainer samples at rate {trainer.sample_rate:g}; sigma assumed {sample_rate:g}"
+        )
+    return TrainingSetup(trainer, sigma, len(pairs), secure_rng=trainer.secure_rng)

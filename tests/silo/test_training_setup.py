@@ -1,0 +1,45 @@
+"""build_training: the sigma a silo trains with fits its budget and its policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from privacy.accounting import PrivacyAccountant
+from privacy.budget_guard import BudgetGuard
+from protos.errors import BudgetExceeded, PolicyViolation
+from protos.plan import Plan
+from silo.training_setup import build_training
+from tests.silo.conftest import SiloConfigFactory
+
+
+def _with_derived_noise(plan: Plan) -> Plan:
+    return plan.model_copy(update={"dp": plan.dp.model_copy(update={"noise_multiplier": None})})
+
+
+def test_derived_noise_lets_the_silo_afford_every_planned_round(
+    tiny_plan: Plan, silo_config: SiloConfigFactory
+) -> None:
+    plan = _with_derived_noise(tiny_plan)
+    config = silo_config("silo-1", 1, epsilon=3.0)
+    training = build_training(config, plan)
+    guard = BudgetGuard(PrivacyAccountant(), config.budget.epsilon, plan.delta)
+
+    event = training.trainer.dp_event(plan.training.local_steps)
+    spent = [guard.spend(event) for _ in range(plan.rounds)]
+
+    assert spent[-1] == pytest.approx(config.budget.epsilon, rel=1e-4)
+    with pytest.raises(BudgetExceeded):
+        guard.check(event)
+
+
+def test_derived_noise_below_the_policy_floor_is_refused(
+    tiny_plan: Plan, silo_config: SiloConfigFactory
+) -> None:
+    plan = _with_derived_noise(tiny_plan)
+    config = silo_config("silo-1", 1, epsilon=1000.0)
+
+    with pytest.raises(
+        PolicyViolation,
+        match=r"derived for budget\.epsilon=1000 is .* but policy\.min_noise_multiplier is 0\.5",
+    ):
+        build_training(config, plan)
