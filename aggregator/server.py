@@ -18,7 +18,8 @@ import numpy as np
 
 from aggregator.auth import SiloAuthInterceptor
 from aggregator.config import AggregatorConfig
-from aggregator.round_machine import Phase, RoundMachine
+from aggregator.coordinator import RoundMachine
+from aggregator.round_machine import Phase
 from aggregator.servicer import FederationServicer
 from aggregator.store import SqliteStore
 from privacy.pki import server_credentials

@@ -16,7 +16,8 @@ from typing import Any
 import grpc
 
 from aggregator.auth import authenticated_silo
-from aggregator.round_machine import Phase, RoundMachine
+from aggregator.coordinator import RoundMachine
+from aggregator.round_machine import Phase
 from aggregator.store import PrivacySpendRecord, TaskRecord
 from protos import codec
 from protos.errors import BudgetExceeded, FailedPrecondition, FedbiscuitError, InvalidInput

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from aggregator.round_machine import Phase, RoundMachine, sample_silos
+from aggregator.coordinator import RoundMachine
+from aggregator.round_machine import Phase, sample_silos
 from aggregator.store import PrivacySpendRecord, SqliteStore
 from protos.errors import FailedPrecondition
 from protos.plan import Plan
