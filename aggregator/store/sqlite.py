@@ -1,12 +1,9 @@
-"""Durable aggregator state: SQLite (WAL, synchronous=FULL) plus blob files in a state dir.
+"""The production store: SQLite (WAL, synchronous=FULL) plus blob files in a state dir.
 
 Everything the aggregator acknowledges is on disk first: an upload's blob is written, fsynced
 and renamed into place, then its row is committed, and only then is the Ack sent. Blob files
 without a committed row are crash leftovers and are swept when the store opens. Individual
 updates are deleted once their round attempt closes (DESIGN §3: keep nothing unneeded).
-
-`FederationStore` is the interface the round machine uses, so a second backend (in-memory)
-can run the same contract tests as `SqliteStore`.
 """
 
 from __future__ import annotations
@@ -16,175 +13,29 @@ import json
 import os
 import sqlite3
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import safetensors.numpy
 
+from aggregator.store.base import FederationStore
+from aggregator.store.records import (
+    ClosedAttempt,
+    Decline,
+    GlobalsRecord,
+    PrivacySpendRecord,
+    SiloRecord,
+    Submission,
+    TaskRecord,
+)
 from protos import codec
 from protos.codec import TensorSpec
 from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import Plan
 
 DB_NAME = "aggregator.sqlite3"
-
-
-@dataclass(frozen=True)
-class SiloRecord:
-    silo_id: str
-    joined_at_s: float
-    exhausted: bool
-    last_seen_s: float
-
-
-@dataclass(frozen=True)
-class TaskRecord:
-    task_id: str
-    silo_id: str
-    round: int
-    attempt: int
-    issued_at_s: float
-
-
-@dataclass(frozen=True)
-class Submission:
-    """An accepted upload; `aggregated` once its attempt went into the globals."""
-
-    task_id: str
-    silo_id: str
-    round: int
-    attempt: int
-    sha256: str
-    num_examples: int
-    received_at_s: float
-    aggregated: bool = False
-
-
-@dataclass(frozen=True)
-class Decline:
-    task_id: str
-    silo_id: str
-    round: int
-    attempt: int
-    reason_code: str
-    message: str
-    epsilon_spent: float
-    received_at_s: float
-
-
-@dataclass(frozen=True)
-class PrivacySpendRecord:
-    """One DP release as the silo reported it with its upload (the nascent ledger)."""
-
-    silo_id: str
-    seq: int
-    round: int
-    mechanism: str
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    clip_norm: float
-    delta: float
-    epsilon_after: float
-    budget_epsilon: float
-    accountant: str
-    secure_rng: bool
-    received_at_s: float
-
-
-@dataclass(frozen=True)
-class GlobalsRecord:
-    round: int
-    sha256: str
-    layout: tuple[TensorSpec, ...]
-
-
-@dataclass(frozen=True)
-class ClosedAttempt:
-    """A training attempt whose uploads are no longer needed (aggregated or abandoned)."""
-
-    round: int
-    attempt: int
-    aggregated: bool
-
-
-class FederationStore(ABC):
-    """What the round machine persists; every method is atomic and durable on return."""
-
-    plan: Plan
-
-    @abstractmethod
-    def load_state(self) -> dict | None:
-        """The round machine's state as it saved it (a JSON-able dict), or None when new."""
-
-    @abstractmethod
-    def save_state(self, state: dict, closing: ClosedAttempt | None = None) -> None:
-        """Persist the machine state, closing an attempt (dropping its uploads) atomically."""
-
-    @abstractmethod
-    def put_globals(self, round_: int, tensors: Mapping[str, np.ndarray]) -> GlobalsRecord:
-        """Store the globals a round starts from (idempotent: same round, same bytes)."""
-
-    @abstractmethod
-    def globals_record(self, round_: int) -> GlobalsRecord | None: ...
-
-    @abstractmethod
-    def load_globals(self, round_: int) -> dict[str, np.ndarray]: ...
-
-    @abstractmethod
-    def join_silo(self, silo_id: str, now_s: float) -> SiloRecord: ...
-
-    @abstractmethod
-    def see_silo(self, silo_id: str, now_s: float) -> SiloRecord | None: ...
-
-    @abstractmethod
-    def silos(self) -> list[SiloRecord]: ...
-
-    @abstractmethod
-    def add_task(self, task: TaskRecord) -> None:
-        """Record an issued task; re-issuing the same task id is a no-op."""
-
-    @abstractmethod
-    def task(self, task_id: str) -> TaskRecord | None: ...
-
-    @abstractmethod
-    def add_submission(
-        self, submission: Submission, update: np.ndarray, spend: PrivacySpendRecord
-    ) -> None:
-        """Durably store an upload and its privacy spend; only then may it be acknowledged."""
-
-    @abstractmethod
-    def submission(self, task_id: str) -> Submission | None: ...
-
-    @abstractmethod
-    def submissions(
-        self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
-    ) -> list[Submission]: ...
-
-    @abstractmethod
-    def load_update(self, task_id: str) -> np.ndarray: ...
-
-    @abstractmethod
-    def add_decline(self, decline: Decline, *, mark_exhausted: bool) -> None:
-        """Record a refusal and, in the same transaction, whether the silo is out of budget."""
-
-    @abstractmethod
-    def decline(self, task_id: str) -> Decline | None: ...
-
-    @abstractmethod
-    def declines(
-        self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
-    ) -> list[Decline]: ...
-
-    @abstractmethod
-    def privacy_spends(self, silo_id: str | None = None) -> list[PrivacySpendRecord]: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
 
 
 _SCHEMA = """

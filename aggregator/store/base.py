@@ -1,0 +1,99 @@
+"""The storage contract the round machine relies on, independent of any backend.
+
+Every backend must pass the contract suite in tests/aggregator/store/test_contract.py (add
+the backend to its BACKENDS table); backend-specific behaviour (files on disk, read-only
+views) is tested next to the backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+
+import numpy as np
+
+from aggregator.store.records import (
+    ClosedAttempt,
+    Decline,
+    GlobalsRecord,
+    PrivacySpendRecord,
+    SiloRecord,
+    Submission,
+    TaskRecord,
+)
+from protos.plan import Plan
+
+
+class FederationStore(ABC):
+    """What the round machine persists; every method is atomic and durable on return."""
+
+    plan: Plan
+
+    @abstractmethod
+    def load_state(self) -> dict | None:
+        """The round machine's state as it saved it (a JSON-able dict), or None when new."""
+
+    @abstractmethod
+    def save_state(self, state: dict, closing: ClosedAttempt | None = None) -> None:
+        """Persist the machine state, closing an attempt (dropping its uploads) atomically."""
+
+    @abstractmethod
+    def put_globals(self, round_: int, tensors: Mapping[str, np.ndarray]) -> GlobalsRecord:
+        """Store the globals a round starts from (idempotent: same round, same bytes)."""
+
+    @abstractmethod
+    def globals_record(self, round_: int) -> GlobalsRecord | None: ...
+
+    @abstractmethod
+    def load_globals(self, round_: int) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def join_silo(self, silo_id: str, now_s: float) -> SiloRecord: ...
+
+    @abstractmethod
+    def see_silo(self, silo_id: str, now_s: float) -> SiloRecord | None: ...
+
+    @abstractmethod
+    def silos(self) -> list[SiloRecord]: ...
+
+    @abstractmethod
+    def add_task(self, task: TaskRecord) -> None:
+        """Record an issued task; re-issuing the same task id is a no-op."""
+
+    @abstractmethod
+    def task(self, task_id: str) -> TaskRecord | None: ...
+
+    @abstractmethod
+    def add_submission(
+        self, submission: Submission, update: np.ndarray, spend: PrivacySpendRecord
+    ) -> None:
+        """Durably store an upload and its privacy spend; only then may it be acknowledged."""
+
+    @abstractmethod
+    def submission(self, task_id: str) -> Submission | None: ...
+
+    @abstractmethod
+    def submissions(
+        self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
+    ) -> list[Submission]: ...
+
+    @abstractmethod
+    def load_update(self, task_id: str) -> np.ndarray: ...
+
+    @abstractmethod
+    def add_decline(self, decline: Decline, *, mark_exhausted: bool) -> None:
+        """Record a refusal and, in the same transaction, whether the silo is out of budget."""
+
+    @abstractmethod
+    def decline(self, task_id: str) -> Decline | None: ...
+
+    @abstractmethod
+    def declines(
+        self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
+    ) -> list[Decline]: ...
+
+    @abstractmethod
+    def privacy_spends(self, silo_id: str | None = None) -> list[PrivacySpendRecord]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
