@@ -1,1 +1,1 @@
-"""Privacy and security mechanisms: PKI, DP accounting, budget guard, ledger (pure, no I/O loops)."""
+"""Privacy and security mechanisms: PKI, DP accounting, budget guard and the silo ledger."""

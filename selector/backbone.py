@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from transformers import BertConfig, BertModel, BertTokenizerFast, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from protos.plan import BackboneSpec
 
@@ -39,6 +40,7 @@ def load_tokenizer() -> PreTrainedTokenizerBase:
 def _pristine_minilm() -> BertModel:
     """Loaded once per process; callers get deep copies because LoRA injection mutates it."""
     os.environ["HF_HUB_OFFLINE"] = "1"
+    hf_logging.disable_progress_bar()  # a weight-loading bar per process clutters agent logs
     return BertModel.from_pretrained(
         str(minilm_folder()),
         hidden_dropout_prob=0.0,

@@ -10,6 +10,7 @@ the sensitivity of the update independent of the sampled batch's size.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -133,7 +134,11 @@ class LocalTrainer:
                 if rows:
                     scores = self._module(self._examples.select(rows).to(self.device))
                     # −log σ(score): Bradley–Terry loss with the chosen answer on side a.
-                    torch.nn.functional.softplus(-scores).sum().backward()
+                    loss = torch.nn.functional.softplus(-scores).sum()
+                    with warnings.catch_warnings():
+                        # Opacus's hooks on a frozen backbone: expected, and said every step.
+                        warnings.filterwarnings("ignore", "Full backward hook is firing")
+                        loss.backward()
                 else:
                     # An empty Poisson batch: no gradient, but the step and its noise happen.
                     for param in params:
