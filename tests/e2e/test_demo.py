@@ -1,0 +1,80 @@
+"""`fedbiscuit demo --tiny` as a user runs it: real processes, mTLS, DP-SGD, a report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from privacy.ledger import Ledger
+
+pytestmark = pytest.mark.slow
+
+
+def _fedbiscuit(*args: str, timeout_s: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fedbiscuit", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
+    root = tmp_path_factory.mktemp("demo")
+    workdir, report_path = root / "work", root / "report.json"
+    result = _fedbiscuit("demo", "--tiny", "--workdir", str(workdir), "--report", str(report_path))
+    assert result.returncode == 0, result.stderr + result.stdout
+    return workdir, json.loads(report_path.read_text()), result.stdout
+
+
+def test_report_names_algorithm_protection_and_every_silo(tiny_demo):
+    _, report, stdout = tiny_demo
+    assert report["algorithm"] == "fedbis"
+    assert report["rounds"] == 3
+    assert report["protection"] == "insecure_plaintext"
+    assert [silo["id"] for silo in report["silos"]] == [f"silo-{i}" for i in range(1, 5)]
+    assert "held-out agreement" in stdout and "plaintext" in stdout
+
+
+def test_each_silo_spent_within_its_budget_at_the_plan_delta(tiny_demo):
+    _, report, _ = tiny_demo
+    for silo in report["silos"]:
+        assert silo["delta"] == 1e-5
+        assert 0 < silo["epsilon"] <= silo["budget_epsilon"] == 8.0
+        assert silo["rounds_participated"] == 3
+
+
+def test_federated_selector_beats_the_untrained_one(tiny_demo):
+    _, report, _ = tiny_demo
+    agreement = report["agreement"]
+    assert 0 <= agreement["worst_silo"] <= agreement["overall"] <= 1
+    assert agreement["overall"] > agreement["initial_overall"] + 0.1
+
+
+def test_workdir_keeps_pki_state_ledgers_and_the_exported_selector(tiny_demo):
+    workdir, report, _ = tiny_demo
+    assert (workdir / "selectors" / "adapters.safetensors").is_file()
+    assert (workdir / "aggregator" / "state").is_dir()
+    assert (workdir / "pki" / "ca.pem").is_file()
+    for silo in report["silos"]:
+        ledger = Ledger.open(
+            workdir / "silos" / silo["id"] / "state" / "ledger.jsonl",
+            federation_id="demo",
+            silo_id=silo["id"],
+        )
+        assert [entry.round for entry in ledger.entries] == [0, 1, 2]
+        assert ledger.entries[-1].epsilon_after == pytest.approx(silo["epsilon"])
+
+
+def test_demo_refuses_a_workdir_that_is_not_empty(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    result = _fedbiscuit("demo", "--tiny", "--workdir", str(tmp_path), timeout_s=60)
+    assert result.returncode == 2
+    assert "is not empty" in result.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
