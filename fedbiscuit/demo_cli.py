@@ -8,6 +8,16 @@ from pathlib import Path
 from protos.errors import InvalidInput
 
 
+MAX_DEMO_SILOS = 16  # each silo is a training process on this one machine
+
+
+def _silo_count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_DEMO_SILOS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_DEMO_SILOS}, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -35,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--workdir", type=Path, help="keep everything here (must be new/empty)")
     parser.add_argument("--report", type=Path, help="also write the report as JSON here")
-    parser.add_argument("--silos", type=_positive_int, default=4, help="number of silos (4)")
+    parser.add_argument("--silos", type=_silo_count, default=4, help="number of silos (4)")
     parser.add_argument("--rounds", type=_positive_int, default=3, help="federated rounds (3)")
     parser.add_argument(
         "--epsilon", type=_positive_float, default=8.0, help="privacy budget per silo (8)"

@@ -166,8 +166,9 @@ def derive_noise_multiplier(epsilon: float, delta: float, sample_rate: float, st
         low, high = high, 2 * high
         if high > _MAX_NOISE_MULTIPLIER:
             raise InvalidInput(
-                f"budget epsilon={epsilon} at delta={delta} is too small for {steps} steps "
-                f"at sample rate {sample_rate}"
+                f"budget epsilon={epsilon:.6g} at delta={delta:g} cannot cover {steps} DP-SGD "
+                f"steps at sample rate {sample_rate:.6g} with any noise multiplier: raise the "
+                "budget, or ask for a plan with fewer rounds or local steps"
             )
     while high - low > 1e-6 * high:
         middle = (low + high) / 2
