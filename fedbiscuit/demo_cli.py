@@ -7,7 +7,6 @@ from pathlib import Path
 
 from protos.errors import InvalidInput
 
-
 MAX_DEMO_SILOS = 16  # each silo is a training process on this one machine
 
 
