@@ -82,7 +82,9 @@ def to_bytes(vector: np.ndarray) -> bytes:
 
 
 def sha256_of(vector: np.ndarray) -> str:
-    return hashlib.sha256(to_bytes(vector)).hexdigest()
+    """SHA-256 of the wire bytes, hashed in place (no copy for a float32 vector)."""
+    wire = np.ascontiguousarray(vector, dtype=_WIRE_DTYPE)
+    return hashlib.sha256(memoryview(wire).cast("B")).hexdigest()
 
 
 def iter_chunks(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
