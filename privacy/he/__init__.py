@@ -1,0 +1,63 @@
+"""Homomorphic mode (DESIGN.md §6): CKKS-encrypted updates that the aggregator only adds.
+
+Pure mechanisms over bytes and arrays, no I/O: named parameter presets and their security
+and precision checks, the custodian's secret context and the public one, sealing the secret
+context to a silo certificate, packing a flat update into ciphertexts with a streaming
+manifest, the homomorphic sum, decryption, and the signed statements that stop the
+aggregator from using silos as a decryption oracle.
+"""
+
+from privacy.he._context import (
+    PublicContext,
+    SecretContext,
+    generate_secret_context,
+    load_public_context,
+    public_context_bytes,
+)
+from privacy.he._packing import (
+    CiphertextManifest,
+    EncryptedSum,
+    EncryptedVector,
+    check_manifest,
+    decrypt_update,
+    encrypt_update,
+    load_chunk,
+    sum_encrypted,
+)
+from privacy.he._presets import (
+    DEFAULT_PRESET,
+    DEFAULT_RELATIVE_ERROR,
+    HE_STANDARD_MAX_LOG_Q_128,
+    PRESETS,
+    CkksPreset,
+    check_capacity,
+    check_security,
+    get_preset,
+)
+from privacy.he._sealing import open_sealed_context, seal_secret_context_for
+
+__all__ = [
+    "DEFAULT_PRESET",
+    "DEFAULT_RELATIVE_ERROR",
+    "HE_STANDARD_MAX_LOG_Q_128",
+    "PRESETS",
+    "CiphertextManifest",
+    "CkksPreset",
+    "EncryptedSum",
+    "EncryptedVector",
+    "PublicContext",
+    "SecretContext",
+    "check_capacity",
+    "check_manifest",
+    "check_security",
+    "decrypt_update",
+    "encrypt_update",
+    "generate_secret_context",
+    "get_preset",
+    "load_chunk",
+    "load_public_context",
+    "open_sealed_context",
+    "public_context_bytes",
+    "seal_secret_context_for",
+    "sum_encrypted",
+]
