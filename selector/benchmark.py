@@ -4,12 +4,17 @@ Each answer is assembled from four binary attributes (specific vs vague content,
 curt opener, direct vs hedged advice, with vs without an example). People score answers
 with a linear utility over those attributes and pick the better one by a Bradley–Terry
 draw with a low temperature, so labels are mostly, not always, the higher-utility answer.
-Silos get IID slices; every silo here shares one `Preferences`, the seam through which
-heterogeneous silo groups can later be introduced.
+By default every silo shares one `Preferences` (IID silos). With `groups`, silos belong to
+latent preference groups of unequal sizes, each with its own utility: the groups agree
+that specific answers are better but disagree on tone, hedging and examples, so one
+selector for everyone must fail some silos, which is what FedBiscuit's clusters are for.
+`THREE_GROUPS` is the heterogeneous benchmark of issue 3.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +78,12 @@ class Preferences:
     weights: tuple[float, float, float, float] = (2.0, 1.0, 0.5, 1.0)
     temperature: float = 0.3
 
+    def __post_init__(self) -> None:
+        if len(self.weights) != len(ATTRIBUTES) or not all(map(math.isfinite, self.weights)):
+            raise InvalidInput(f"preferences need {len(ATTRIBUTES)} finite weights {ATTRIBUTES}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise InvalidInput("preference temperature must be a positive number")
+
     def utility(self, attributes: np.ndarray) -> float:
         return float(np.dot(self.weights, attributes))
 
@@ -81,9 +92,33 @@ DEFAULT_PREFERENCES = Preferences()
 
 
 @dataclass(frozen=True)
+class PreferenceGroup:
+    """Silos whose people share one utility; `share` is the group's relative silo count."""
+
+    name: str
+    preferences: Preferences
+    share: float = 1.0
+
+
+THREE_GROUPS = (
+    # The majority keeps the default taste: specific, polite, direct, with an example.
+    PreferenceGroup("thorough", DEFAULT_PREFERENCES, share=0.5),
+    # Wants it short and blunt: curt beats polite, direct beats hedged, no example.
+    PreferenceGroup("blunt", Preferences((1.5, -1.5, 1.5, -1.0)), share=0.3),
+    # Wants it gentle: polite and hedged, no example.
+    PreferenceGroup("gentle", Preferences((1.0, 1.5, -1.5, -0.5)), share=0.2),
+)
+"""Three groups of unequal size (5/3/2 of 10 silos). On their pairs, the best single
+labelling for everyone agrees with the small groups ~60% of the time, each group's own
+about 92% (Bayes rates of the Bradley-Terry draws)."""
+
+
+@dataclass(frozen=True)
 class SiloData:
     train: list[PreferencePair]
     test: list[PreferencePair]
+    group: str | None = None
+    """The silo's latent preference group (ground truth for evaluation; never a feature)."""
 
 
 def _answer(rng: np.random.Generator, topic: str, question: int, attributes: np.ndarray) -> str:
@@ -112,19 +147,69 @@ def _sample_pair(rng: np.random.Generator, prefs: Preferences, silo: str) -> Pre
     return PreferencePair(_TOPICS[topic][0][question], chosen, rejected, silo)
 
 
+def group_sizes(num_silos: int, groups: Sequence[PreferenceGroup]) -> list[int]:
+    """Silos per group: one each, the rest by `share` (largest remainder, ties to the first)."""
+    _check_groups(groups)
+    if num_silos < len(groups):
+        raise InvalidInput(f"{len(groups)} preference groups need at least as many silos")
+    spare = num_silos - len(groups)
+    total = sum(group.share for group in groups)
+    quotas = [spare * group.share / total for group in groups]
+    sizes = [1 + math.floor(quota) for quota in quotas]
+    by_remainder = sorted(range(len(groups)), key=lambda g: (-(quotas[g] % 1), g))
+    for g in by_remainder[: num_silos - sum(sizes)]:
+        sizes[g] += 1
+    return sizes
+
+
+def _check_groups(groups: Sequence[PreferenceGroup]) -> None:
+    if not groups:
+        raise InvalidInput("give at least one preference group (or none for IID silos)")
+    names = [group.name for group in groups]
+    if len(set(names)) != len(names) or not all(names):
+        raise InvalidInput(f"preference group names must be non-empty and distinct: {names}")
+    for group in groups:
+        if not (math.isfinite(group.share) and group.share > 0):
+            raise InvalidInput(f"preference group {group.name!r}: share must be positive")
+
+
 def make_federated_dataset(
-    num_silos: int, train_pairs: int, test_pairs: int, seed: int
+    num_silos: int,
+    train_pairs: int,
+    test_pairs: int,
+    seed: int,
+    groups: Sequence[PreferenceGroup] | None = None,
 ) -> dict[str, SiloData]:
-    """`train_pairs` and `test_pairs` PER SILO for silos `silo-1..N`; same seed, same data."""
+    """`train_pairs` and `test_pairs` PER SILO for silos `silo-1..N`; same seed, same data.
+
+    Without `groups` every silo follows `DEFAULT_PREFERENCES` and `group` is None. With
+    them, `group_sizes` decides how many silos each group gets and a seeded shuffle decides
+    which (so group membership is not readable from silo numbers); each silo's pairs are
+    labelled with its group's preferences. Silo i draws its pairs from the same random
+    stream either way, so one group with the default preferences reproduces the IID data.
+    """
     if num_silos < 1 or train_pairs < 1 or test_pairs < 0:
         raise InvalidInput("benchmark needs num_silos >= 1, train_pairs >= 1 and test_pairs >= 0")
-    streams = np.random.SeedSequence(seed).spawn(num_silos)
+    if groups is None:
+        streams = np.random.SeedSequence(seed).spawn(num_silos)
+        membership: list[PreferenceGroup | None] = [None] * num_silos
+    else:
+        sizes = group_sizes(num_silos, groups)
+        # Child i of a SeedSequence does not depend on how many are spawned: silo streams
+        # are those of the IID call, the extra last one shuffles the membership.
+        *streams, shuffle = np.random.SeedSequence(seed).spawn(num_silos + 1)
+        slots = [group for group, size in zip(groups, sizes, strict=True) for _ in range(size)]
+        order = np.random.default_rng(shuffle).permutation(num_silos)
+        membership = [slots[i] for i in order]
     silos = {}
-    for index, stream in enumerate(streams, start=1):
+    for index, (stream, group) in enumerate(zip(streams, membership, strict=True), start=1):
         silo = f"silo-{index}"
         rng = np.random.default_rng(stream)
-        pairs = [
-            _sample_pair(rng, DEFAULT_PREFERENCES, silo) for _ in range(train_pairs + test_pairs)
-        ]
-        silos[silo] = SiloData(train=pairs[:train_pairs], test=pairs[train_pairs:])
+        prefs = DEFAULT_PREFERENCES if group is None else group.preferences
+        pairs = [_sample_pair(rng, prefs, silo) for _ in range(train_pairs + test_pairs)]
+        silos[silo] = SiloData(
+            train=pairs[:train_pairs],
+            test=pairs[train_pairs:],
+            group=None if group is None else group.name,
+        )
     return silos
