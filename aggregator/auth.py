@@ -38,21 +38,34 @@ SILO_METHODS: frozenset[str] = frozenset(
     }
 )
 
-# Silo ids proved for the calls in flight, keyed by the call's context (dropped with it).
-_verified: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+# Silo ids and certificates proved for the calls in flight, keyed by the call's context
+# (dropped with it).
+_verified: weakref.WeakKeyDictionary[Any, tuple[str, x509.Certificate]] = (
+    weakref.WeakKeyDictionary()
+)
 _verified_lock = threading.Lock()
 
 
 def authenticated_silo(context: grpc.ServicerContext) -> str:
     """The silo id proved by this call's certificate; raises if the interceptor did not run."""
+    return _proved(context)[0]
+
+
+def authenticated_cert(context: grpc.ServicerContext) -> x509.Certificate:
+    """The verified, unrevoked client certificate of this call (to check the silo's ledger
+    signatures against); raises if the interceptor did not run."""
+    return _proved(context)[1]
+
+
+def _proved(context: grpc.ServicerContext) -> tuple[str, x509.Certificate]:
     with _verified_lock:
         try:
-            silo_id = _verified.get(context)
+            proved = _verified.get(context)
         except TypeError:  # not a gRPC context at all
-            silo_id = None
-    if silo_id is None:
+            proved = None
+    if proved is None:
         raise NotAuthenticated("this call was not authenticated by the silo interceptor")
-    return silo_id
+    return proved
 
 
 class _RevocationCache:
@@ -97,8 +110,8 @@ class SiloAuthInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         return None if handler is None else _guard(handler, self._authenticate)
 
-    def _authenticate(self, context: grpc.ServicerContext) -> str:
-        """Return the caller's silo id or abort the call (fail closed on any doubt)."""
+    def _authenticate(self, context: grpc.ServicerContext) -> tuple[str, x509.Certificate]:
+        """Return the caller's silo id and certificate or abort the call (fail closed)."""
         pems = context.auth_context().get("x509_pem_cert")
         if not pems:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
@@ -119,19 +132,20 @@ class SiloAuthInterceptor(grpc.ServerInterceptor):
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"the certificate of silo {silo_id!r} has been revoked",
             )
-        return silo_id
+        return silo_id, cert
 
 
 def _guard(
-    handler: grpc.RpcMethodHandler, authenticate: Callable[[grpc.ServicerContext], str]
+    handler: grpc.RpcMethodHandler,
+    authenticate: Callable[[grpc.ServicerContext], tuple[str, x509.Certificate]],
 ) -> grpc.RpcMethodHandler:
     """The same handler kind, authenticating before the behaviour sees any request."""
 
     def wrap(behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
         def guarded(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
-            silo_id = authenticate(context)
+            proved = authenticate(context)
             with _verified_lock:
-                _verified[context] = silo_id
+                _verified[context] = proved
             return behavior(request_or_iterator, context)
 
         return guarded

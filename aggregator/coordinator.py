@@ -31,7 +31,6 @@ from aggregator.store import (
     ClosedAttempt,
     Decline,
     FederationStore,
-    PrivacySpendRecord,
     Submission,
     TaskRecord,
 )
@@ -174,25 +173,30 @@ class RoundMachine:
         task_id: str,
         update: np.ndarray,
         num_examples: int,
-        spend: PrivacySpendRecord,
+        ledger_seq: int,
     ) -> bool:
-        """Store a verified update durably; False if it was an identical re-upload."""
+        """Store a verified update durably; False if it was an identical re-upload.
+
+        `ledger_seq` is the silo's (already stored) ledger entry for this release: each
+        accepted update needs its own, later than those of the silo's earlier updates."""
         sha256 = codec.sha256_of(update)
         with self._cond:
             task = self.upload_target(silo_id, task_id, sha256)
             if self._store.submission(task_id) is not None:
                 return False
-            seqs = [s.seq for s in self._store.privacy_spends(silo_id)]
-            if seqs and spend.seq <= max(seqs):
+            used = [s.ledger_seq for s in self._store.submissions(silo_id=silo_id)]
+            if used and ledger_seq <= max(used):
                 raise FailedPrecondition(
-                    f"privacy spend seq {spend.seq} of silo {silo_id!r} does not follow its last "
-                    f"recorded seq {max(seqs)}"
+                    f"ledger entry seq {ledger_seq} of silo {silo_id!r} already covers an earlier "
+                    f"update (the last covered seq is {max(used)}); each release needs its own "
+                    "entry"
                 )
             now = self._clock()
             submission = Submission(
-                task_id, silo_id, task.round, task.attempt, sha256, num_examples, now
-            )
-            self._store.add_submission(submission, update, replace(spend, received_at_s=now))
+                task_id, silo_id, task.round, task.attempt, sha256, num_examples, now,
+                ledger_seq=ledger_seq,
+            )  # fmt: skip
+            self._store.add_submission(submission, update)
             log.info(
                 "federation=%s round=%d attempt=%d silo=%s update accepted",
                 self._plan.federation_id,

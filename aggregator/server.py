@@ -19,6 +19,7 @@ import numpy as np
 from aggregator.auth import SiloAuthInterceptor
 from aggregator.config import AggregatorConfig
 from aggregator.coordinator import RoundMachine
+from aggregator.ledger_intake import LedgerIntake
 from aggregator.round_machine import Phase
 from aggregator.servicer import FederationServicer
 from aggregator.store import SqliteStore
@@ -67,7 +68,9 @@ class AggregatorServer:
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ],
             )
-            servicer = FederationServicer(self.machine, self.plan, config.max_long_poll_s)
+            servicer = FederationServicer(
+                self.machine, self.plan, config.max_long_poll_s, LedgerIntake(self._store, clock)
+            )
             pb_grpc.add_FederationServicer_to_server(servicer, self._server)
             credentials = server_credentials(
                 config.pki.server_cert, config.pki.server_key, config.pki.ca_cert

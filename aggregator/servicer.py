@@ -15,10 +15,12 @@ from typing import Any
 
 import grpc
 
-from aggregator.auth import authenticated_silo
+from aggregator.auth import authenticated_cert, authenticated_silo
 from aggregator.coordinator import RoundMachine
+from aggregator.ledger_intake import LedgerIntake
 from aggregator.round_machine import Phase
-from aggregator.store import PrivacySpendRecord, TaskRecord
+from aggregator.store import TaskRecord
+from privacy.ledger import LedgerEntry
 from protos import codec
 from protos.errors import BudgetExceeded, FailedPrecondition, FedbiscuitError, InvalidInput
 from protos.plan import Plan
@@ -65,8 +67,11 @@ def _streaming(method: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[A
 
 
 class FederationServicer(pb_grpc.FederationServicer):
-    def __init__(self, machine: RoundMachine, plan: Plan, max_long_poll_s: float):
+    def __init__(
+        self, machine: RoundMachine, plan: Plan, max_long_poll_s: float, ledger: LedgerIntake
+    ):
         self._machine = machine
+        self._ledger = ledger
         self._plan = plan
         self._plan_sha256 = plan.sha256()
         self._max_long_poll_s = max_long_poll_s
@@ -76,11 +81,14 @@ class FederationServicer(pb_grpc.FederationServicer):
         silo_id = authenticated_silo(context)
         self._check_federation(request.federation_id)
         self._machine.join(silo_id)
+        next_seq, last_hash = self._ledger.position(silo_id)
         return pb.JoinReply(
             federation_id=self._plan.federation_id,
             silo_id=silo_id,
             plan_json=self._plan.canonical_json(),
             plan_sha256=self._plan_sha256,
+            ledger_next_seq=next_seq,
+            ledger_last_hash=last_hash,
         )
 
     @_unary
@@ -145,9 +153,11 @@ class FederationServicer(pb_grpc.FederationServicer):
             raise InvalidInput("upload header lacks its tensor manifest")
         max_bytes = int(self._plan.max_update_mib * _MIB)
         manifest = codec.manifest_from_proto(header.manifest, max_bytes=max_bytes)
+        # The spend is verified and on disk before anything else about the upload is judged.
+        entries = self._ledger.accept(silo_id, authenticated_cert(context), header.ledger_entries)
         task = self._machine.upload_target(silo_id, header.task_id, manifest.sha256)
         self._check_header_matches(header, task)
-        spend = self._spend_record(silo_id, task, header)
+        release = self._check_release(task, entries)
         num_examples = self._num_examples(header)
         assembler = codec.ChunkAssembler(manifest, self._machine.globals_layout(task.round))
         for part in request_iterator:
@@ -155,8 +165,12 @@ class FederationServicer(pb_grpc.FederationServicer):
                 raise InvalidInput("only data chunks may follow the upload header")
             assembler.add(part.data)
         update = assembler.finish()
-        new = self._machine.accept_upload(silo_id, task.task_id, update, num_examples, spend)
-        return pb.Ack(accepted=True, message="update accepted" if new else "already accepted")
+        new = self._machine.accept_upload(silo_id, task.task_id, update, num_examples, release.seq)
+        return pb.Ack(
+            accepted=True,
+            message="update accepted" if new else "already accepted",
+            ledger_next_seq=self._ledger.position(silo_id)[0],
+        )
 
     @_unary
     def Decline(self, request: pb.DeclineRequest, context: grpc.ServicerContext) -> pb.Ack:
@@ -169,6 +183,7 @@ class FederationServicer(pb_grpc.FederationServicer):
             )
         if not (math.isfinite(request.epsilon_spent) and request.epsilon_spent >= 0):
             raise InvalidInput("decline epsilon_spent must be a finite non-negative number")
+        self._ledger.accept(silo_id, authenticated_cert(context), request.ledger_entries)
         task = self._machine.current_task(silo_id, request.task_id)
         if request.round != task.round:
             raise FailedPrecondition(
@@ -179,7 +194,11 @@ class FederationServicer(pb_grpc.FederationServicer):
         self._machine.decline(
             silo_id, task.task_id, request.reason_code, message, request.epsilon_spent
         )
-        return pb.Ack(accepted=True, message="decline recorded")
+        return pb.Ack(
+            accepted=True,
+            message="decline recorded",
+            ledger_next_seq=self._ledger.position(silo_id)[0],
+        )
 
     def _check_federation(self, federation_id: str) -> None:
         if federation_id != self._plan.federation_id:
@@ -218,47 +237,42 @@ class FederationServicer(pb_grpc.FederationServicer):
             raise InvalidInput("the plan weights uniformly; num_examples must not be sent")
         return 0
 
-    def _spend_record(
-        self, silo_id: str, task: TaskRecord, header: pb.UpdateHeader
-    ) -> PrivacySpendRecord:
-        """The reported DP release, refused unless it is a plausible spend under this plan."""
-        if not header.HasField("spend"):
-            raise InvalidInput("upload header lacks its privacy spend")
-        s, dp = header.spend, self._plan.dp
-        numbers = ("noise_multiplier", "sample_rate", "clip_norm", "delta", "epsilon_after",
-                   "budget_epsilon")  # fmt: skip
-        for name in numbers:
-            value = getattr(s, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise InvalidInput(f"spend.{name} = {value} is not a finite non-negative number")
-        if not (s.mechanism and s.accountant):
-            raise InvalidInput("spend.mechanism and spend.accountant must be named")
-        if s.noise_multiplier <= 0 or not 0 < s.sample_rate <= 1 or s.steps < 1:
-            raise InvalidInput(
-                "spend needs noise_multiplier > 0, sample_rate in (0, 1] and steps >= 1"
-            )
-        if dp.noise_multiplier is not None and s.noise_multiplier != dp.noise_multiplier:
+    def _check_release(self, task: TaskRecord, entries: list[LedgerEntry]) -> LedgerEntry:
+        """The last ledger entry sent is this update's release; refused unless it is a
+        plausible release of this task under this plan."""
+        if not entries:
+            raise InvalidInput("the upload carries no signed ledger entry for its release")
+        entry, dp = entries[-1], self._plan.dp
+        at = f"ledger entry seq {entry.seq}"
+        if entry.round != task.round or entry.mechanism != "dp_sgd":
             raise FailedPrecondition(
-                f"spend.noise_multiplier {s.noise_multiplier} differs from the plan's "
+                f"{at} is a {entry.mechanism} release of round {entry.round}, not the DP-SGD "
+                f"release of task {task.task_id!r} (round {task.round})"
+            )
+        p = entry.params
+        if dp.noise_multiplier is not None and p.noise_multiplier != dp.noise_multiplier:
+            raise FailedPrecondition(
+                f"{at}: noise_multiplier {p.noise_multiplier} differs from the plan's "
                 f"{dp.noise_multiplier}"
             )
-        if s.clip_norm != dp.clip_norm:
+        if p.clip_norm != dp.clip_norm:
             raise FailedPrecondition(
-                f"spend.clip_norm {s.clip_norm} differs from the plan's {dp.clip_norm}"
+                f"{at}: clip_norm {p.clip_norm} differs from the plan's {dp.clip_norm}"
             )
-        if s.delta != self._plan.delta:
+        if p.delta != self._plan.delta:
             raise FailedPrecondition(
-                f"spend.delta {s.delta} differs from the plan's {self._plan.delta}"
+                f"{at}: delta {p.delta} differs from the plan's {self._plan.delta}"
             )
-        if s.epsilon_after > s.budget_epsilon:
+        if p.steps != self._plan.training.local_steps:
+            raise FailedPrecondition(
+                f"{at}: {p.steps} steps, but the plan's tasks have "
+                f"{self._plan.training.local_steps} local steps"
+            )
+        if entry.epsilon_after > entry.budget_epsilon:
             raise BudgetExceeded(
-                f"spend.epsilon_after {s.epsilon_after} exceeds the silo's budget "
-                f"{s.budget_epsilon}; the update is refused"
+                f"{at}: epsilon_after {entry.epsilon_after} exceeds the silo's budget "
+                f"{entry.budget_epsilon}; the update is refused"
             )
-        if not s.secure_rng and not dp.allow_insecure_rng:
-            raise FailedPrecondition("the plan requires DP noise from a secure RNG")
-        return PrivacySpendRecord(
-            silo_id, s.seq, task.round, s.mechanism, s.noise_multiplier, s.sample_rate, s.steps,
-            s.clip_norm, s.delta, s.epsilon_after, s.budget_epsilon, s.accountant, s.secure_rng,
-            received_at_s=0.0,
-        )  # fmt: skip
+        if not entry.secure_rng and not dp.allow_insecure_rng:
+            raise FailedPrecondition(f"{at}: the plan requires DP noise from a secure RNG")
+        return entry

@@ -1,7 +1,7 @@
 """A read-only view of an aggregator's state dir, for `aggregator status` and the demo.
 
 Opens SQLite with `mode=ro`, so it is safe to run beside a live aggregator. Shows counts
-and the epsilon each silo reported, never updates.
+and the epsilon of each silo's latest verified, signed ledger entry, never updates.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ class SiloStatus:
     exhausted: bool
     rounds_participated: int  # rounds whose globals include this silo's update
     last_round: int | None  # the latest such round
-    epsilon: float  # latest epsilon_after the silo reported at the plan's delta; 0 if none
-    budget_epsilon: float | None  # the budget the silo reported with it; None if no spend yet
+    epsilon: float  # epsilon_after of the silo's latest verified ledger entry; 0 if none
+    budget_epsilon: float | None  # the budget recorded in that entry; None if no entry yet
+    ledger_entries: int  # verified, signed ledger entries the aggregator holds
     declines: int
 
 
@@ -61,8 +62,8 @@ def read_status(state_dir: str | Path) -> FederationStatus:
             aggregated = sorted(
                 {s.round for s in store.submissions(silo_id=silo.silo_id) if s.aggregated}
             )
-            spends = store.privacy_spends(silo.silo_id)
-            latest = spends[-1] if spends else None
+            entries = store.ledger_entries(silo.silo_id)
+            latest = entries[-1] if entries else None
             silos.append(
                 SiloStatus(
                     id=silo.silo_id,
@@ -73,6 +74,7 @@ def read_status(state_dir: str | Path) -> FederationStatus:
                     last_round=aggregated[-1] if aggregated else None,
                     epsilon=latest.epsilon_after if latest else 0.0,
                     budget_epsilon=latest.budget_epsilon if latest else None,
+                    ledger_entries=len(entries),
                     declines=len(store.declines(silo_id=silo.silo_id)),
                 )
             )

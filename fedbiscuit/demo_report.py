@@ -18,7 +18,10 @@ class Agreement(BaseModel):
 class SiloReport(BaseModel):
     id: str
     agreement: float
-    epsilon: float = Field(description="Epsilon spent, from the spends the aggregator recorded.")
+    epsilon: float = Field(
+        description="Epsilon spent: the silo's latest signed ledger entry, as the aggregator "
+        "verified and stored it."
+    )
     delta: float
     budget_epsilon: float
     rounds_participated: int

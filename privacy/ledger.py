@@ -5,11 +5,15 @@ and fsync'd *before* the release leaves the silo, so a crash can only over-count
 under-count; replaying the entries through a fresh accountant restores the spend after a
 restart. Each entry carries the SHA-256 of its predecessor, so an edited, deleted or
 reordered entry is detected when the ledger is opened (a truncated tail is not: the silo
-cross-checks its accountant state for that). Signatures come in a later version.
+cross-checks its accountant state for that). Each entry also carries the silo's certificate
+and an ECDSA P-256 signature with the certificate's key over the rest of the entry, so the
+aggregator and an auditor can check who made it without trusting whoever holds the file
+(`privacy.ledger_verify`).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -19,12 +23,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from privacy.accounting import DpEvent, PrivacyAccountant
-from protos.errors import InvalidInput
+from protos.errors import FailedPrecondition, InvalidInput
 
-LEDGER_VERSION = 1
+LEDGER_VERSION = 2
 GENESIS_HASH = "0" * 64
 _HASH_PATTERN = r"^[0-9a-f]{64}$"
 
@@ -45,9 +53,13 @@ class ReleaseParams(_Strict):
 
 
 class LedgerEntry(_Strict):
-    """One release as the silo accounted it; `entry_hash` covers every other field."""
+    """One release as the silo accounted it.
 
-    version: Literal[1] = LEDGER_VERSION
+    `entry_hash` covers every field but itself and `signature`; `signature` (base64 DER
+    ECDSA-SHA256 by the key of `signer_cert`) covers every field but itself.
+    """
+
+    version: Literal[2] = LEDGER_VERSION
     federation_id: str = Field(min_length=1)
     silo_id: str = Field(min_length=1)
     seq: int = Field(ge=0)
@@ -59,12 +71,24 @@ class LedgerEntry(_Strict):
     budget_epsilon: float = Field(gt=0)
     timestamp: float = Field(description="Seconds since the Unix epoch when it was appended.")
     prev_hash: str = Field(pattern=_HASH_PATTERN)
+    signer_cert: str = Field(
+        min_length=1, description="PEM of the silo certificate whose key signed this entry."
+    )
     entry_hash: str = Field(pattern=_HASH_PATTERN)
+    signature: str = Field(min_length=1, max_length=200, description="base64 DER ECDSA-SHA256.")
 
     def computed_hash(self) -> str:
-        """SHA-256 of the canonical JSON of this entry without `entry_hash`."""
-        body = self.model_dump(mode="json", exclude={"entry_hash"})
+        """SHA-256 of the canonical JSON of this entry without `entry_hash` and `signature`."""
+        body = self.model_dump(mode="json", exclude={"entry_hash", "signature"})
         return hashlib.sha256(_canonical(body)).hexdigest()
+
+    def signed_bytes(self) -> bytes:
+        """What the signature covers: the canonical JSON of every field but `signature`."""
+        return _canonical(self.model_dump(mode="json", exclude={"signature"}))
+
+    def to_line(self) -> bytes:
+        """The canonical JSON of the whole entry (what the ledger file and the wire carry)."""
+        return _canonical(self.model_dump(mode="json"))
 
     def dp_event(self) -> DpEvent:
         return DpEvent(
@@ -75,8 +99,66 @@ class LedgerEntry(_Strict):
         )
 
 
+class EntrySigner:
+    """The silo's certificate and its private key, able to sign ledger entries only.
+
+    The key never leaves this object: it cannot be pickled, and nothing exports it.
+    """
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate):
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+            raise InvalidInput("ledger entries are signed with an ECDSA P-256 key")
+        if cert.public_key() != key.public_key():
+            raise InvalidInput("the ledger signing key does not belong to the given certificate")
+        self._key = key
+        self.cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+
+    @classmethod
+    def from_files(cls, key_path: str | Path, cert_path: str | Path) -> EntrySigner:
+        """Load the silo's key and certificate (as issued by `fedbiscuit pki issue`)."""
+        try:
+            key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+            cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+        except (OSError, ValueError, TypeError) as exc:
+            raise InvalidInput(
+                f"cannot load the ledger signing key {key_path} / certificate {cert_path}: "
+                f"{type(exc).__name__}"
+            ) from None
+        return cls(key, cert)  # type: ignore[arg-type]
+
+    def sign(self, entry: LedgerEntry) -> LedgerEntry:
+        """`entry` with `signer_cert`, `entry_hash` and `signature` filled in."""
+        unsigned = entry.model_copy(
+            update={"signer_cert": self.cert_pem, "entry_hash": GENESIS_HASH, "signature": "-"}
+        )
+        hashed = unsigned.model_copy(update={"entry_hash": unsigned.computed_hash()})
+        der = self._key.sign(hashed.signed_bytes(), ec.ECDSA(hashes.SHA256()))
+        return LedgerEntry.model_validate(
+            {**hashed.model_dump(), "signature": base64.b64encode(der).decode()}
+        )
+
+    def __reduce__(self) -> object:
+        raise TypeError("an EntrySigner holds a private key and cannot be pickled")
+
+
+def verify_signature(entry: LedgerEntry, cert: x509.Certificate) -> bool:
+    """True iff `entry.signature` is a valid ECDSA-SHA256 signature by `cert`'s key."""
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    try:
+        der = base64.b64decode(entry.signature, validate=True)
+        key.verify(der, entry.signed_bytes(), ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
 class Ledger:
-    """An open, verified ledger file; `append` is the only way to add to it."""
+    """An open, verified ledger file; `append` is the only way to add to it.
+
+    Reading needs no key (status, audit); appending needs the silo's `EntrySigner`.
+    """
 
     def __init__(
         self,
@@ -85,12 +167,14 @@ class Ledger:
         silo_id: str,
         entries: list[LedgerEntry],
         clock: Callable[[], float],
+        signer: EntrySigner | None = None,
     ):
         self._path = path
         self._federation_id = federation_id
         self._silo_id = silo_id
         self._entries = entries
         self._clock = clock
+        self._signer = signer
 
     @classmethod
     def open(
@@ -100,6 +184,7 @@ class Ledger:
         federation_id: str,
         silo_id: str,
         clock: Callable[[], float] = time.time,
+        signer: EntrySigner | None = None,
     ) -> Ledger:
         """Open (or start) the ledger at `path`, verifying the whole chain and its owner.
 
@@ -108,7 +193,7 @@ class Ledger:
         """
         path = Path(path)
         entries = _read_verified(path, federation_id, silo_id) if path.exists() else []
-        return cls(path, federation_id, silo_id, entries, clock)
+        return cls(path, federation_id, silo_id, entries, clock, signer)
 
     @property
     def path(self) -> Path:
@@ -129,7 +214,10 @@ class Ledger:
         epsilon_after: float,
         budget_epsilon: float,
     ) -> LedgerEntry:
-        """Write one release durably (flush + fsync) before returning; release only after."""
+        """Sign and write one release durably (flush + fsync) before returning; release only
+        after."""
+        if self._signer is None:
+            raise FailedPrecondition(f"{self._path}: opened without a signing key; cannot append")
         fields = dict(
             federation_id=self._federation_id,
             silo_id=self._silo_id,
@@ -149,10 +237,11 @@ class Ledger:
             timestamp=self._clock(),
             prev_hash=self._entries[-1].entry_hash if self._entries else GENESIS_HASH,
         )
-        unsigned = LedgerEntry.model_construct(**fields, entry_hash=GENESIS_HASH)
-        entry = LedgerEntry.model_validate({**fields, "entry_hash": unsigned.computed_hash()})
-        line = _canonical(entry.model_dump(mode="json")) + b"\n"
-        self._write_durably(line)
+        unsigned = LedgerEntry.model_construct(
+            **fields, signer_cert="", entry_hash=GENESIS_HASH, signature=""
+        )
+        entry = self._signer.sign(unsigned)
+        self._write_durably(entry.to_line() + b"\n")
         self._entries.append(entry)
         return entry
 

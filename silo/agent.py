@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from privacy.accounting import PrivacyAccountant
-from privacy.ledger import Ledger
+from privacy.ledger import EntrySigner, Ledger
 from protos.errors import FailedPrecondition
 from silo.client import SiloClient
 from silo.config import SiloConfig
@@ -33,7 +33,10 @@ def run_silo(
     (restart it with the same state_dir to resume). Errors an operator can act on are
     raised as our own exception types, for the CLI to print.
     """
-    privacy = PrivacyState.restore(config.state_dir, config.federation_id, config.silo_id, clock)
+    signer = EntrySigner.from_files(config.pki.key, config.pki.cert)
+    privacy = PrivacyState.restore(
+        config.state_dir, config.federation_id, config.silo_id, clock, signer
+    )
     with SiloClient(config) as client:
         outcome = TaskLoop(config, client, privacy, stop=stop, wait_ms=wait_ms).run()
     return 0 if outcome.finished else 1

@@ -150,10 +150,11 @@ class SiloClient:
         vector: np.ndarray,
         *,
         protection: str,
-        spend: pb.PrivacySpend,
+        ledger_entries: list[bytes],
         num_examples: int | None,
     ) -> pb.Ack:
-        """Stream one update: the header (task, manifest, privacy spend) then ≤1 MiB chunks.
+        """Stream one update: the header (task, manifest, the signed ledger entries the
+        aggregator lacks, ending with this release's) then ≤1 MiB chunks.
 
         `num_examples` is sent only when the plan weights by example count (it reveals size).
         Retrying is safe: the aggregator treats a repeated submission for a task as one.
@@ -167,7 +168,7 @@ class SiloClient:
             adapter_index=task.adapter_index,
             protection=protection,
             manifest=codec.manifest_to_proto(manifest),
-            spend=spend,
+            ledger_entries=ledger_entries,
             num_examples=num_examples or 0,
         )
         payload = codec.to_bytes(vector)
@@ -183,7 +184,12 @@ class SiloClient:
         )
 
     def decline(
-        self, task: pb.Task, reason_code: str, message: str, epsilon_spent: float
+        self,
+        task: pb.Task,
+        reason_code: str,
+        message: str,
+        epsilon_spent: float,
+        ledger_entries: list[bytes] | None = None,
     ) -> pb.Ack:
         """Tell the aggregator this silo refuses `task` and why (so it can stop scheduling it)."""
         request = pb.DeclineRequest(
@@ -193,6 +199,7 @@ class SiloClient:
             reason_code=reason_code,
             message=message,
             epsilon_spent=epsilon_spent,
+            ledger_entries=ledger_entries or [],
         )
         return self._call(
             "Decline", lambda: self._stub.Decline(request, timeout=self._timeouts.control_s)

@@ -14,10 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from privacy.accounting import DpEvent, PrivacyAccountant
-from privacy.ledger import Ledger
+from privacy.ledger import EntrySigner, Ledger, LedgerEntry
 from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import Plan
-from protos.v1 import federation_pb2 as pb
 
 LEDGER_FILE = "ledger.jsonl"
 ACCOUNTANT_FILE = "accountant.json"
@@ -35,11 +34,21 @@ class PrivacyState:
         self.ledger = ledger
         self.accountant = accountant
         self._accountant_path = accountant_path
+        # How many entries the aggregator holds (from Join, then each Ack); in memory only:
+        # after a restart the aggregator says again.
+        self._delivered = 0
 
     @classmethod
     def restore(
-        cls, state_dir: Path, federation_id: str, silo_id: str, clock: Callable[[], float]
+        cls,
+        state_dir: Path,
+        federation_id: str,
+        silo_id: str,
+        clock: Callable[[], float],
+        signer: EntrySigner | None = None,
     ) -> PrivacyState:
+        """Open the ledger (signing new entries with `signer`; without one, read-only) and
+        restore the accountant from it."""
         state_dir.mkdir(parents=True, exist_ok=True)
         ledger_path, accountant_path = state_dir / LEDGER_FILE, state_dir / ACCOUNTANT_FILE
         if accountant_path.exists() and not ledger_path.exists():
@@ -47,7 +56,9 @@ class PrivacyState:
                 f"{accountant_path} records past releases but the ledger {ledger_path} is "
                 "missing: refusing to run and forget that spend. Restore the ledger from backup."
             )
-        ledger = Ledger.open(ledger_path, federation_id=federation_id, silo_id=silo_id, clock=clock)
+        ledger = Ledger.open(
+            ledger_path, federation_id=federation_id, silo_id=silo_id, clock=clock, signer=signer
+        )
         accountant = PrivacyAccountant()
         ledger.replay_into(accountant)
         if accountant_path.exists():
@@ -75,8 +86,8 @@ class PrivacyState:
         secure_rng: bool,
         epsilon_after: float,
         budget_epsilon: float,
-    ) -> pb.PrivacySpend:
-        """Append the ledger entry (fsync), then the accountant; return the spend to upload."""
+    ) -> LedgerEntry:
+        """Append the signed ledger entry (fsync), then the accountant; return the entry."""
         entry = self.ledger.append(
             round_index=round_index,
             event=event,
@@ -88,19 +99,30 @@ class PrivacyState:
         )
         self.accountant.record(entry.dp_event())
         self._save_accountant()
-        return pb.PrivacySpend(
-            seq=entry.seq,
-            mechanism=entry.mechanism,
-            noise_multiplier=entry.params.noise_multiplier,
-            sample_rate=entry.params.sample_rate,
-            steps=entry.params.steps,
-            clip_norm=entry.params.clip_norm,
-            delta=entry.params.delta,
-            epsilon_after=entry.epsilon_after,
-            budget_epsilon=entry.budget_epsilon,
-            accountant=entry.params.accountant,
-            secure_rng=entry.secure_rng,
-        )
+        return entry
+
+    def sync_with_aggregator(self, next_seq: int, last_hash: str) -> None:
+        """Take the aggregator's position in this silo's ledger (from Join).
+
+        Refuses to go on if the aggregator holds entries this ledger lacks or that differ
+        from it: the ledger was lost, truncated or replaced, and the silo would under-count.
+        """
+        entries = self.ledger.entries
+        if next_seq > len(entries) or (next_seq and entries[next_seq - 1].entry_hash != last_hash):
+            raise FailedPrecondition(
+                f"the aggregator holds {next_seq} ledger entries of this silo but the local "
+                f"ledger {self.ledger.path} ({len(entries)} entries) does not contain them: it "
+                "was lost, truncated or replaced. Restore it from backup before running again."
+            )
+        self._delivered = next_seq
+
+    def delivered(self, next_seq: int) -> None:
+        """The aggregator acknowledged holding entries up to `next_seq` (from an Ack)."""
+        self._delivered = max(self._delivered, min(next_seq, len(self.ledger.entries)))
+
+    def undelivered(self) -> list[bytes]:
+        """The entries the aggregator does not hold yet, as the wire carries them."""
+        return [entry.to_line() for entry in self.ledger.entries[self._delivered :]]
 
     def _save_accountant(self) -> None:
         tmp = self._accountant_path.with_suffix(".tmp")

@@ -110,6 +110,7 @@ class TaskLoop:
                 f"federation_id is {config.federation_id!r} but the aggregator's plan is for "
                 f"{plan.federation_id!r}"
             )
+        self._privacy.sync_with_aggregator(reply.ledger_next_seq, reply.ledger_last_hash)
         self._log("joined", plan_sha256=reply.plan_sha256[:12], rounds=plan.rounds)
         return plan, reply.plan_sha256
 
@@ -124,11 +125,12 @@ class TaskLoop:
             check_round_epsilon(self._config.policy, before, after)
         except (BudgetExceeded, PolicyViolation) as exc:
             reason = "budget_exhausted" if isinstance(exc, BudgetExceeded) else "policy_violation"
-            self._client.decline(task, reason, str(exc), before)
+            ack = self._client.decline(task, reason, str(exc), before, privacy.undelivered())
+            privacy.delivered(ack.ledger_next_seq)
             self._log("declined", task.round, reason=reason, epsilon_spent=round(before, 4))
             return "declined"
         manifest, vector = self._client.download_globals(task, int(plan.max_update_mib * _MIB))
-        spend = privacy.record(
+        entry = privacy.record(
             task.round,
             event,
             plan,
@@ -136,7 +138,7 @@ class TaskLoop:
             epsilon_after=after,
             budget_epsilon=budget.epsilon,
         )
-        self._log("train", task.round, seq=spend.seq, epsilon_after=round(after, 4))
+        self._log("train", task.round, seq=entry.seq, epsilon_after=round(after, 4))
         delta_state = training.trainer.train_round(
             codec.unflatten(manifest, vector), task.local_steps
         )
@@ -147,9 +149,10 @@ class TaskLoop:
             update_manifest,
             update,
             protection=plan.protection,
-            spend=spend,
+            ledger_entries=privacy.undelivered(),
             num_examples=num_examples,
         )
+        privacy.delivered(ack.ledger_next_seq)
         self._log("uploaded", task.round, accepted=ack.accepted)
         return "uploaded"
 

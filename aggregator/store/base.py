@@ -8,7 +8,7 @@ views) is tested next to the backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from aggregator.store.records import (
     ClosedAttempt,
     Decline,
     GlobalsRecord,
-    PrivacySpendRecord,
+    LedgerEntryRecord,
     SiloRecord,
     Submission,
     TaskRecord,
@@ -64,10 +64,8 @@ class FederationStore(ABC):
     def task(self, task_id: str) -> TaskRecord | None: ...
 
     @abstractmethod
-    def add_submission(
-        self, submission: Submission, update: np.ndarray, spend: PrivacySpendRecord
-    ) -> None:
-        """Durably store an upload and its privacy spend; only then may it be acknowledged."""
+    def add_submission(self, submission: Submission, update: np.ndarray) -> None:
+        """Durably store an upload; only then may it be acknowledged."""
 
     @abstractmethod
     def submission(self, task_id: str) -> Submission | None: ...
@@ -93,7 +91,13 @@ class FederationStore(ABC):
     ) -> list[Decline]: ...
 
     @abstractmethod
-    def privacy_spends(self, silo_id: str | None = None) -> list[PrivacySpendRecord]: ...
+    def add_ledger_entries(self, entries: Sequence[LedgerEntryRecord]) -> None:
+        """Durably append verified ledger entries, all or none; a (silo, seq) already stored
+        raises FailedPrecondition (the caller sends only new ones)."""
+
+    @abstractmethod
+    def ledger_entries(self, silo_id: str | None = None) -> list[LedgerEntryRecord]:
+        """Stored ledger entries in (silo_id, seq) order."""
 
     @abstractmethod
     def close(self) -> None: ...

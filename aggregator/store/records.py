@@ -30,7 +30,8 @@ class TaskRecord:
 
 @dataclass(frozen=True)
 class Submission:
-    """An accepted upload; `aggregated` once its attempt went into the globals."""
+    """An accepted upload; `aggregated` once its attempt went into the globals; `ledger_seq`
+    is the seq of the silo's ledger entry recording its release (-1: none)."""
 
     task_id: str
     silo_id: str
@@ -40,6 +41,7 @@ class Submission:
     num_examples: int
     received_at_s: float
     aggregated: bool = False
+    ledger_seq: int = -1
 
 
 @dataclass(frozen=True)
@@ -55,22 +57,17 @@ class Decline:
 
 
 @dataclass(frozen=True)
-class PrivacySpendRecord:
-    """One DP release as the silo reported it with its upload (the nascent ledger)."""
+class LedgerEntryRecord:
+    """One verified, signed ledger entry of a silo, kept verbatim (`entry_json`) so an auditor
+    can re-verify its signature; the other fields are indexed copies for status views."""
 
     silo_id: str
     seq: int
     round: int
-    mechanism: str
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    clip_norm: float
-    delta: float
+    entry_hash: str
     epsilon_after: float
     budget_epsilon: float
-    accountant: str
-    secure_rng: bool
+    entry_json: bytes
     received_at_s: float
 
 

@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from aggregator.store.records import (
     ClosedAttempt,
     Decline,
     GlobalsRecord,
-    PrivacySpendRecord,
+    LedgerEntryRecord,
     SiloRecord,
     Submission,
     TaskRecord,
@@ -53,16 +53,14 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS submissions (
     task_id TEXT PRIMARY KEY, silo_id TEXT NOT NULL, round INTEGER NOT NULL,
     attempt INTEGER NOT NULL, blob_path TEXT, sha256 TEXT NOT NULL, num_examples INTEGER NOT NULL,
-    received_at_s REAL NOT NULL, aggregated INTEGER NOT NULL);
+    received_at_s REAL NOT NULL, aggregated INTEGER NOT NULL, ledger_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS declines (
     task_id TEXT PRIMARY KEY, silo_id TEXT NOT NULL, round INTEGER NOT NULL,
     attempt INTEGER NOT NULL, reason_code TEXT NOT NULL, message TEXT NOT NULL,
     epsilon_spent REAL NOT NULL, received_at_s REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS privacy_spends (
-    silo_id TEXT NOT NULL, seq INTEGER NOT NULL, round INTEGER NOT NULL, mechanism TEXT NOT NULL,
-    noise_multiplier REAL NOT NULL, sample_rate REAL NOT NULL, steps INTEGER NOT NULL,
-    clip_norm REAL NOT NULL, delta REAL NOT NULL, epsilon_after REAL NOT NULL,
-    budget_epsilon REAL NOT NULL, accountant TEXT NOT NULL, secure_rng INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS ledger_entries (
+    silo_id TEXT NOT NULL, seq INTEGER NOT NULL, round INTEGER NOT NULL, entry_hash TEXT NOT NULL,
+    epsilon_after REAL NOT NULL, budget_epsilon REAL NOT NULL, entry_json BLOB NOT NULL,
     received_at_s REAL NOT NULL, PRIMARY KEY (silo_id, seq));
 """
 
@@ -271,9 +269,7 @@ class SqliteStore(FederationStore):
         rows = self._rows("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
         return TaskRecord(*rows[0]) if rows else None
 
-    def add_submission(
-        self, submission: Submission, update: np.ndarray, spend: PrivacySpendRecord
-    ) -> None:
+    def add_submission(self, submission: Submission, update: np.ndarray) -> None:
         s = submission
         task_digest = hashlib.sha256(s.task_id.encode()).hexdigest()[:16]
         name = f"r{s.round}-a{s.attempt}-{task_digest}.f32"
@@ -281,20 +277,14 @@ class SqliteStore(FederationStore):
         self._fault_hook("upload_written")
         with self._tx() as tx:
             tx.execute(
-                "INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (s.task_id, s.silo_id, s.round, s.attempt, name, s.sha256, s.num_examples,
-                 s.received_at_s, int(s.aggregated)),
-            )  # fmt: skip
-            tx.execute(
-                "INSERT INTO privacy_spends VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (spend.silo_id, spend.seq, spend.round, spend.mechanism, spend.noise_multiplier,
-                 spend.sample_rate, spend.steps, spend.clip_norm, spend.delta, spend.epsilon_after,
-                 spend.budget_epsilon, spend.accountant, int(spend.secure_rng),
-                 spend.received_at_s),
+                 s.received_at_s, int(s.aggregated), s.ledger_seq),
             )  # fmt: skip
 
     _SUBMISSION_COLUMNS = (
-        "task_id, silo_id, round, attempt, sha256, num_examples, received_at_s, aggregated"
+        "task_id, silo_id, round, attempt, sha256, num_examples, received_at_s, aggregated, "
+        "ledger_seq"
     )
 
     def submission(self, task_id: str) -> Submission | None:
@@ -308,7 +298,7 @@ class SqliteStore(FederationStore):
 
     def _submissions_where(self, where: str, args: tuple) -> list[Submission]:
         sql = f"SELECT {self._SUBMISSION_COLUMNS} FROM submissions WHERE {where} ORDER BY task_id"
-        return [Submission(*r[:7], bool(r[7])) for r in self._rows(sql, args)]
+        return [Submission(*r[:7], bool(r[7]), r[8]) for r in self._rows(sql, args)]
 
     def load_update(self, task_id: str) -> np.ndarray:
         rows = self._rows("SELECT blob_path, sha256 FROM submissions WHERE task_id = ?", (task_id,))
@@ -342,10 +332,24 @@ class SqliteStore(FederationStore):
         rows = self._rows(f"SELECT * FROM declines WHERE {where} ORDER BY task_id", args)
         return [Decline(*r) for r in rows]
 
-    def privacy_spends(self, silo_id: str | None = None) -> list[PrivacySpendRecord]:
+    def add_ledger_entries(self, entries: Sequence[LedgerEntryRecord]) -> None:
+        try:
+            with self._tx() as tx:
+                for e in entries:
+                    tx.execute(
+                        "INSERT INTO ledger_entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (e.silo_id, e.seq, e.round, e.entry_hash, e.epsilon_after,
+                         e.budget_epsilon, e.entry_json, e.received_at_s),
+                    )  # fmt: skip
+        except sqlite3.IntegrityError:
+            raise FailedPrecondition(
+                "a ledger entry with that silo and seq is already stored"
+            ) from None
+
+    def ledger_entries(self, silo_id: str | None = None) -> list[LedgerEntryRecord]:
         where, args = _filters(None, None, silo_id)
-        rows = self._rows(f"SELECT * FROM privacy_spends WHERE {where} ORDER BY silo_id, seq", args)
-        return [PrivacySpendRecord(*r[:12], bool(r[12]), r[13]) for r in rows]
+        rows = self._rows(f"SELECT * FROM ledger_entries WHERE {where} ORDER BY silo_id, seq", args)
+        return [LedgerEntryRecord(*r[:6], bytes(r[6]), r[7]) for r in rows]
 
 
 def _filters(round_: int | None, attempt: int | None, silo_id: str | None) -> tuple[str, tuple]:

@@ -27,16 +27,20 @@ class JoinRequest(_message.Message):
     def __init__(self, federation_id: _Optional[str] = ..., agent_version: _Optional[str] = ...) -> None: ...
 
 class JoinReply(_message.Message):
-    __slots__ = ("federation_id", "silo_id", "plan_json", "plan_sha256")
+    __slots__ = ("federation_id", "silo_id", "plan_json", "plan_sha256", "ledger_next_seq", "ledger_last_hash")
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     SILO_ID_FIELD_NUMBER: _ClassVar[int]
     PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
     PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_LAST_HASH_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
     silo_id: str
     plan_json: bytes
     plan_sha256: str
-    def __init__(self, federation_id: _Optional[str] = ..., silo_id: _Optional[str] = ..., plan_json: _Optional[bytes] = ..., plan_sha256: _Optional[str] = ...) -> None: ...
+    ledger_next_seq: int
+    ledger_last_hash: str
+    def __init__(self, federation_id: _Optional[str] = ..., silo_id: _Optional[str] = ..., plan_json: _Optional[bytes] = ..., plan_sha256: _Optional[str] = ..., ledger_next_seq: _Optional[int] = ..., ledger_last_hash: _Optional[str] = ...) -> None: ...
 
 class PullTaskRequest(_message.Message):
     __slots__ = ("federation_id", "plan_sha256", "wait_ms")
@@ -114,34 +118,8 @@ class TensorChunk(_message.Message):
     data: bytes
     def __init__(self, manifest: _Optional[_Union[TensorManifest, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
-class PrivacySpend(_message.Message):
-    __slots__ = ("seq", "mechanism", "noise_multiplier", "sample_rate", "steps", "clip_norm", "delta", "epsilon_after", "budget_epsilon", "accountant", "secure_rng")
-    SEQ_FIELD_NUMBER: _ClassVar[int]
-    MECHANISM_FIELD_NUMBER: _ClassVar[int]
-    NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
-    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
-    STEPS_FIELD_NUMBER: _ClassVar[int]
-    CLIP_NORM_FIELD_NUMBER: _ClassVar[int]
-    DELTA_FIELD_NUMBER: _ClassVar[int]
-    EPSILON_AFTER_FIELD_NUMBER: _ClassVar[int]
-    BUDGET_EPSILON_FIELD_NUMBER: _ClassVar[int]
-    ACCOUNTANT_FIELD_NUMBER: _ClassVar[int]
-    SECURE_RNG_FIELD_NUMBER: _ClassVar[int]
-    seq: int
-    mechanism: str
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    clip_norm: float
-    delta: float
-    epsilon_after: float
-    budget_epsilon: float
-    accountant: str
-    secure_rng: bool
-    def __init__(self, seq: _Optional[int] = ..., mechanism: _Optional[str] = ..., noise_multiplier: _Optional[float] = ..., sample_rate: _Optional[float] = ..., steps: _Optional[int] = ..., clip_norm: _Optional[float] = ..., delta: _Optional[float] = ..., epsilon_after: _Optional[float] = ..., budget_epsilon: _Optional[float] = ..., accountant: _Optional[str] = ..., secure_rng: _Optional[bool] = ...) -> None: ...
-
 class UpdateHeader(_message.Message):
-    __slots__ = ("federation_id", "task_id", "round", "phase", "plan_sha256", "adapter_index", "protection", "manifest", "spend", "num_examples")
+    __slots__ = ("federation_id", "task_id", "round", "phase", "plan_sha256", "adapter_index", "protection", "manifest", "num_examples", "ledger_entries")
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -150,8 +128,8 @@ class UpdateHeader(_message.Message):
     ADAPTER_INDEX_FIELD_NUMBER: _ClassVar[int]
     PROTECTION_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
-    SPEND_FIELD_NUMBER: _ClassVar[int]
     NUM_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
     task_id: str
     round: int
@@ -160,9 +138,9 @@ class UpdateHeader(_message.Message):
     adapter_index: int
     protection: str
     manifest: TensorManifest
-    spend: PrivacySpend
     num_examples: int
-    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., protection: _Optional[str] = ..., manifest: _Optional[_Union[TensorManifest, _Mapping]] = ..., spend: _Optional[_Union[PrivacySpend, _Mapping]] = ..., num_examples: _Optional[int] = ...) -> None: ...
+    ledger_entries: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., protection: _Optional[str] = ..., manifest: _Optional[_Union[TensorManifest, _Mapping]] = ..., num_examples: _Optional[int] = ..., ledger_entries: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class UploadPart(_message.Message):
     __slots__ = ("header", "data")
@@ -173,25 +151,29 @@ class UploadPart(_message.Message):
     def __init__(self, header: _Optional[_Union[UpdateHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("accepted", "message")
+    __slots__ = ("accepted", "message", "ledger_next_seq")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     message: str
-    def __init__(self, accepted: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+    ledger_next_seq: int
+    def __init__(self, accepted: _Optional[bool] = ..., message: _Optional[str] = ..., ledger_next_seq: _Optional[int] = ...) -> None: ...
 
 class DeclineRequest(_message.Message):
-    __slots__ = ("federation_id", "task_id", "round", "reason_code", "message", "epsilon_spent")
+    __slots__ = ("federation_id", "task_id", "round", "reason_code", "message", "epsilon_spent", "ledger_entries")
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     REASON_CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
     task_id: str
     round: int
     reason_code: str
     message: str
     epsilon_spent: float
-    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., round: _Optional[int] = ..., reason_code: _Optional[str] = ..., message: _Optional[str] = ..., epsilon_spent: _Optional[float] = ...) -> None: ...
+    ledger_entries: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., round: _Optional[int] = ..., reason_code: _Optional[str] = ..., message: _Optional[str] = ..., epsilon_spent: _Optional[float] = ..., ledger_entries: _Optional[_Iterable[bytes]] = ...) -> None: ...

@@ -14,12 +14,14 @@ import pytest
 
 from aggregator.config import AggregatorConfig, AggregatorPki
 from aggregator.server import AggregatorServer
+from privacy.ledger import GENESIS_HASH, EntrySigner, LedgerEntry
 from privacy.pki import FederationPaths, channel_credentials, init_ca, issue_aggregator, issue_silo
 from protos import codec
 from protos.config_files import save_model_file
 from protos.plan import BackboneSpec, Plan, SelectorSpec
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc
+from tests.ledger_entries import signed_entry, signer_for
 
 FEDERATION_ID = "fed-test"
 SILOS = ("silo-1", "silo-2", "silo-3")
@@ -56,11 +58,27 @@ def tiny_plan(**overrides: object) -> Plan:
 
 
 class Silo:
-    """One silo's view of the federation: the calls a silo agent would make."""
+    """One silo's view of the federation: the calls a silo agent would make, with a signed
+    ledger kept in memory (every upload resends it whole; the aggregator skips what it has)."""
 
-    def __init__(self, silo_id: str, stub: pb_grpc.FederationStub, plan: Plan):
-        self.silo_id, self.stub, self.plan = silo_id, stub, plan
-        self.seq = 0
+    def __init__(self, silo_id: str, stub: pb_grpc.FederationStub, plan: Plan, signer: EntrySigner):
+        self.silo_id, self.stub, self.plan, self.signer = silo_id, stub, plan, signer
+        self.entries: list[LedgerEntry] = []
+
+    def next_entry(self, round_: int, **overrides: object) -> LedgerEntry:
+        """A new signed entry following the in-memory ledger (not yet kept in it)."""
+        fields = {
+            "federation_id": self.plan.federation_id,
+            "silo_id": self.silo_id,
+            "seq": len(self.entries),
+            "round_": round_,
+            "prev_hash": self.entries[-1].entry_hash if self.entries else GENESIS_HASH,
+            "steps": self.plan.training.local_steps,
+            "clip_norm": self.plan.dp.clip_norm,
+            "delta": self.plan.delta,
+            "epsilon_after": 0.5 * (len(self.entries) + 1),
+        }
+        return signed_entry(self.signer, **{**fields, **overrides})
 
     def join(self) -> pb.JoinReply:
         return self.stub.Join(
@@ -82,12 +100,7 @@ class Silo:
     def header(self, task: pb.Task, delta: np.ndarray, **overrides: object) -> pb.UpdateHeader:
         """A well-formed header for `delta` (in the globals' layout); fields can be overridden."""
         layout = self.download(task)[0].layout()
-        self.seq += 1
-        spend = pb.PrivacySpend(
-            seq=self.seq, mechanism="dp-sgd", noise_multiplier=1.0, sample_rate=0.1,
-            steps=task.local_steps, clip_norm=self.plan.dp.clip_norm, delta=self.plan.delta,
-            epsilon_after=0.5 * self.seq, budget_epsilon=8.0, accountant="rdp", secure_rng=False,
-        )  # fmt: skip
+        self.entries.append(self.next_entry(task.round))
         fields = {
             "federation_id": task.federation_id,
             "task_id": task.task_id,
@@ -97,7 +110,7 @@ class Silo:
             "adapter_index": task.adapter_index,
             "protection": self.plan.protection,
             "manifest": codec.manifest_to_proto(codec.Manifest(layout, codec.sha256_of(delta))),
-            "spend": spend,
+            "ledger_entries": [entry.to_line() for entry in self.entries],
         }
         return pb.UpdateHeader(**{**fields, **overrides})
 
@@ -156,7 +169,8 @@ class Federation:
         )
         channel = grpc.secure_channel(f"127.0.0.1:{server.port}", credentials)
         self._stack.callback(channel.close)
-        return Silo(silo_id, pb_grpc.FederationStub(channel), self.plan)
+        signer = signer_for(self.pki, silo_id)
+        return Silo(silo_id, pb_grpc.FederationStub(channel), self.plan, signer)
 
     def joined(self, server: AggregatorServer, silo_ids: tuple[str, ...] = SILOS) -> list[Silo]:
         silos = [self.silo(server, silo_id) for silo_id in silo_ids]

@@ -3,7 +3,7 @@ import pytest
 
 from aggregator.coordinator import RoundMachine
 from aggregator.round_machine import Phase, sample_silos
-from aggregator.store import PrivacySpendRecord, SqliteStore
+from aggregator.store import SqliteStore
 from protos.errors import FailedPrecondition
 from protos.plan import Plan
 
@@ -29,11 +29,8 @@ def _machine(tmp_path, clock, plan=PLAN) -> RoundMachine:
 
 def _upload(machine: RoundMachine, silo: str, value: float = 1.0) -> None:
     task = machine.pull(silo, 0).task
-    seq = 1 + len(machine._store.privacy_spends(silo))
-    spend = PrivacySpendRecord(
-        silo, seq, task.round, "dp-sgd", 1.0, 0.1, 5, 1.0, PLAN.delta, 0.5, 8.0, "rdp", False, 0
-    )
-    machine.accept_upload(silo, task.task_id, np.full(4, value, np.float32), 0, spend)
+    seq = len(machine._store.submissions(silo_id=silo))
+    machine.accept_upload(silo, task.task_id, np.full(4, value, np.float32), 0, seq)
 
 
 def _decline(machine: RoundMachine, silo: str, reason: str = "budget_exhausted") -> None:

@@ -36,9 +36,10 @@ def test_restarted_server_resumes_the_same_round_and_finishes(federation):
     second_task = second.pull()
     server.stop(0)
 
+    ledger = first.entries
     server = federation.start()
     first, second = (federation.silo(server, s) for s in SILOS[:2])
-    first.seq = 1  # the silo's ledger outlives the aggregator's restart
+    first.entries = ledger  # the silo's ledger outlives the aggregator's restart
 
     assert first.pull().kind == pb.TASK_KIND_WAIT  # its upload survived the restart
     resumed = second.pull()

@@ -110,13 +110,13 @@ def _bad_header(silo, task, delta, problem):
         return silo.header(task, delta, manifest=codec.manifest_to_proto(fake))
     if problem == "protection":
         return silo.header(task, delta, protection="secagg")
-    if problem == "spend over budget":
+    if problem in ("spend over budget", "spend delta"):
         header = silo.header(task, delta)
-        header.spend.epsilon_after = header.spend.budget_epsilon + 1
-        return header
-    if problem == "spend delta":
-        header = silo.header(task, delta)
-        header.spend.delta = 0.5
+        silo.entries.pop()
+        wrong = {"epsilon_after": 9.0} if problem == "spend over budget" else {"delta": 0.5}
+        silo.entries.append(silo.next_entry(task.round, **wrong))
+        del header.ledger_entries[:]
+        header.ledger_entries.extend(entry.to_line() for entry in silo.entries)
         return header
     return silo.header(task, delta)
 
@@ -132,7 +132,7 @@ def _bad_header(silo, task, delta, problem):
         ("nan", grpc.StatusCode.INVALID_ARGUMENT, "non-finite"),
         ("protection", grpc.StatusCode.FAILED_PRECONDITION, "protection 'secagg'"),
         ("spend over budget", grpc.StatusCode.FAILED_PRECONDITION, "exceeds the silo's budget"),
-        ("spend delta", grpc.StatusCode.FAILED_PRECONDITION, "spend.delta"),
+        ("spend delta", grpc.StatusCode.FAILED_PRECONDITION, "seq 0: delta 0.5 differs"),
     ],
 )
 def test_invalid_upload_is_refused_with_a_reason_and_stores_nothing(
@@ -161,7 +161,7 @@ def test_another_silos_task_is_refused(federation):
     delta = np.zeros_like(owner.download(task)[1])
 
     with pytest.raises(grpc.RpcError) as caught:
-        thief.upload(task, delta, owner.header(task, delta))
+        thief.upload(task, delta, thief.header(task, delta))
 
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "not issued to silo 'silo-2'" in caught.value.details()

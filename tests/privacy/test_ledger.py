@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from privacy.accounting import DpEvent, PrivacyAccountant
-from privacy.ledger import GENESIS_HASH, Ledger, LedgerEntry
-from protos.errors import InvalidInput
+from privacy.ledger import GENESIS_HASH, EntrySigner, Ledger, LedgerEntry, verify_signature
+from privacy.pki import FederationPaths
+from protos.errors import FailedPrecondition, InvalidInput
+from tests.ledger_entries import signer_for
 
 DELTA = 1e-5
 EVENTS = [
@@ -19,8 +23,22 @@ EVENTS = [
 ]
 
 
+_SIGNER: list[EntrySigner] = []
+
+
+@pytest.fixture(autouse=True)
+def _silo_1_signs(ledger_pki: FederationPaths) -> None:
+    _SIGNER[:] = [signer_for(ledger_pki, "silo-1")]
+
+
 def _open(path: Path, silo_id: str = "silo-1") -> Ledger:
-    return Ledger.open(path, federation_id="fed-a", silo_id=silo_id, clock=lambda: 1_700_000_000.0)
+    return Ledger.open(
+        path,
+        federation_id="fed-a",
+        silo_id=silo_id,
+        clock=lambda: 1_700_000_000.0,
+        signer=_SIGNER[0],
+    )
 
 
 def _fill(path: Path) -> list[float]:
@@ -159,3 +177,38 @@ def test_torn_last_line_is_refused_not_silently_dropped(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidInput, match="last line is incomplete"):
         _open(path)
+
+
+def test_appended_entry_is_signed_by_the_silo_certificate(
+    tmp_path: Path, ledger_pki: FederationPaths
+) -> None:
+    _fill(tmp_path / "ledger.jsonl")
+    entry = _open(tmp_path / "ledger.jsonl").entries[0]
+    cert = x509.load_pem_x509_certificate(ledger_pki.silo_cert("silo-1").read_bytes())
+    other = x509.load_pem_x509_certificate(ledger_pki.silo_cert("silo-2").read_bytes())
+
+    assert entry.signer_cert.encode() == ledger_pki.silo_cert("silo-1").read_bytes()
+    assert verify_signature(entry, cert)
+    assert not verify_signature(entry, other)
+    assert not verify_signature(entry.model_copy(update={"round": 9}), cert)
+
+
+def test_a_ledger_opened_without_a_key_cannot_append(tmp_path: Path) -> None:
+    ledger = Ledger.open(tmp_path / "ledger.jsonl", federation_id="fed-a", silo_id="silo-1")
+
+    with pytest.raises(FailedPrecondition, match="without a signing key"):
+        ledger.append(
+            round_index=0, event=EVENTS[0], clip_norm=1.0, delta=DELTA, secure_rng=False,
+            epsilon_after=0.5, budget_epsilon=8.0,
+        )  # fmt: skip
+
+
+def test_signing_key_cannot_be_pickled_nor_paired_with_another_certificate(
+    ledger_pki: FederationPaths,
+) -> None:
+    signer = signer_for(ledger_pki, "silo-1")
+
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(signer)
+    with pytest.raises(InvalidInput, match="does not belong"):
+        EntrySigner.from_files(ledger_pki.silo_key("silo-1"), ledger_pki.silo_cert("silo-2"))

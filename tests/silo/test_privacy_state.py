@@ -8,18 +8,29 @@ import pytest
 
 from fedbiscuit.cli import main
 from privacy.accounting import DpEvent
+from privacy.ledger import EntrySigner
+from privacy.pki import FederationPaths
 from protos.config_files import save_model_file
 from protos.errors import FailedPrecondition
 from protos.plan import Plan
 from silo.privacy_state import ACCOUNTANT_FILE, LEDGER_FILE, PrivacyState
+from tests.ledger_entries import signer_for
 from tests.silo.conftest import FEDERATION, SiloConfigFactory
 
 EVENT = DpEvent("dp_sgd", noise_multiplier=1.0, sample_rate=0.125, steps=2)
 PLAN = Plan(federation_id=FEDERATION)
 
 
+_SIGNER: list[EntrySigner] = []
+
+
+@pytest.fixture(autouse=True)
+def _silo_1_signs(pki: FederationPaths) -> None:
+    _SIGNER[:] = [signer_for(pki, "silo-1")]
+
+
 def _restore(state_dir: Path) -> PrivacyState:
-    return PrivacyState.restore(state_dir, FEDERATION, "silo-1", clock=lambda: 0.0)
+    return PrivacyState.restore(state_dir, FEDERATION, "silo-1", lambda: 0.0, _SIGNER[0])
 
 
 def _spend_rounds(state_dir: Path, rounds: int) -> float:
@@ -74,3 +85,26 @@ def test_status_command_prints_spend_against_budget(
     assert f"epsilon spent: {spent:.4f} of 50" in out
     assert "releases: 2" in out
     assert "last round trained: 1" in out
+
+
+def test_silo_refuses_when_the_aggregator_holds_entries_its_ledger_lacks(tmp_path: Path) -> None:
+    _spend_rounds(tmp_path, rounds=2)
+    state = _restore(tmp_path)
+    last_hash = state.ledger.entries[1].entry_hash
+
+    state.sync_with_aggregator(2, last_hash)  # in step: nothing to resend
+    assert state.undelivered() == []
+    with pytest.raises(FailedPrecondition, match="holds 3 ledger entries"):
+        state.sync_with_aggregator(3, "f" * 64)
+    with pytest.raises(FailedPrecondition, match="lost, truncated or replaced"):
+        state.sync_with_aggregator(2, "f" * 64)
+
+
+def test_entries_the_aggregator_lacks_are_resent_until_acknowledged(tmp_path: Path) -> None:
+    _spend_rounds(tmp_path, rounds=3)
+    state = _restore(tmp_path)
+    state.sync_with_aggregator(1, state.ledger.entries[0].entry_hash)
+
+    assert state.undelivered() == [e.to_line() for e in state.ledger.entries[1:]]
+    state.delivered(3)
+    assert state.undelivered() == []

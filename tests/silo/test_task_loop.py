@@ -15,7 +15,7 @@ import pytest
 
 from aggregator.round_machine import Phase
 from aggregator.status import read_status
-from privacy.ledger import Ledger
+from privacy.ledger import EntrySigner, Ledger
 from protos.errors import PolicyViolation
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
@@ -28,6 +28,10 @@ from silo.task_loop import TaskLoop
 from tests.silo.conftest import FEDERATION, AggregatorFactory, SiloConfigFactory
 
 TIMEOUT_S = 60.0
+
+
+def _signer(config: SiloConfig) -> EntrySigner:
+    return EntrySigner.from_files(config.pki.key, config.pki.cert)
 
 
 def _ledger(config: SiloConfig) -> Ledger:
@@ -110,7 +114,9 @@ def test_spend_is_ledgered_before_upload_and_stays_spent_when_upload_fails(
     plan = tiny_plan.model_copy(update={"silos_per_round": 1, "min_silos": 1})
     with aggregator(plan) as server:
         config = silo_config("silo-1", server.port)
-        privacy = PrivacyState.restore(config.state_dir, FEDERATION, "silo-1", clock=lambda: 0.0)
+        privacy = PrivacyState.restore(
+            config.state_dir, FEDERATION, "silo-1", lambda: 0.0, _signer(config)
+        )
         with (
             _UploadNeverLeaves(config) as client,
             pytest.raises(AggregatorUnavailable, match="injected fault"),
@@ -119,7 +125,9 @@ def test_spend_is_ledgered_before_upload_and_stays_spent_when_upload_fails(
 
     (entry,) = _ledger(config).entries
     assert entry.round == 0
-    restored = PrivacyState.restore(config.state_dir, FEDERATION, "silo-1", clock=lambda: 0.0)
+    restored = PrivacyState.restore(
+        config.state_dir, FEDERATION, "silo-1", lambda: 0.0, _signer(config)
+    )
     assert restored.accountant.epsilon(plan.delta) == pytest.approx(entry.epsilon_after)
     assert len(json.loads((config.state_dir / "accountant.json").read_text())["events"]) == 1
     by_id = {silo.id: silo for silo in read_status(server.config.state_dir).silos}
@@ -148,7 +156,9 @@ def test_late_upload_is_rejected_but_stays_spent_and_the_silo_carries_on(
     now = [1_700_000_000.0]
     with aggregator(plan, clock=lambda: now[0]) as server:
         config = silo_config("silo-1", server.port)
-        privacy = PrivacyState.restore(config.state_dir, FEDERATION, "silo-1", clock=lambda: 0.0)
+        privacy = PrivacyState.restore(
+            config.state_dir, FEDERATION, "silo-1", lambda: 0.0, _signer(config)
+        )
         client = _DeadlinePassesWhileTraining(config, now, plan.round_deadline_s + 1)
         with client:
             outcome = TaskLoop(config, client, privacy, wait_ms=2_000).run()

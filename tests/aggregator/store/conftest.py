@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 import pytest
 
-from aggregator.store import FederationStore, PrivacySpendRecord, SqliteStore, Submission
+from aggregator.store import FederationStore, LedgerEntryRecord, SqliteStore, Submission
 from protos import codec
 from protos.plan import Plan
 
@@ -60,10 +60,9 @@ class Crash(Exception):
     """Raised by a fault hook to simulate the process dying at that point."""
 
 
-def spend(silo: str, seq: int, round_: int = 0) -> PrivacySpendRecord:
-    return PrivacySpendRecord(
-        silo, seq, round_, "dp-sgd", 1.1, 0.05, 5, 1.0, PLAN.delta, 0.7, 4.0, "rdp", False, 10.0
-    )
+def ledger_entry(silo: str, seq: int, round_: int = 0) -> LedgerEntryRecord:
+    """A stored ledger row (the store keeps entries verbatim; verifying is the intake's job)."""
+    return LedgerEntryRecord(silo, seq, round_, f"{seq:064x}", 0.7, 4.0, b'{"seq": %d}' % seq, 10.0)
 
 
 def update(value: float = 0.0) -> np.ndarray:

@@ -6,6 +6,8 @@ tested next to it (test_sqlite.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ from aggregator.store import ClosedAttempt, Decline, TaskRecord
 from protos import codec
 from protos.errors import FailedPrecondition
 
-from .conftest import PLAN, Crash, StoreOpener, spend, submission, update
+from .conftest import PLAN, Crash, StoreOpener, ledger_entry, submission, update
 
 
 def test_a_new_store_is_empty(open_store: StoreOpener) -> None:
@@ -28,7 +30,7 @@ def test_a_new_store_is_empty(open_store: StoreOpener) -> None:
     assert store.submissions() == []
     assert store.decline("r0.a0.silo-1") is None
     assert store.declines() == []
-    assert store.privacy_spends() == []
+    assert store.ledger_entries() == []
     store.close()
 
 
@@ -147,12 +149,11 @@ def test_upload_that_crashes_before_commit_leaves_no_accepted_row(
     sub = submission()
 
     with pytest.raises(Crash):
-        store.add_submission(sub, update(), spend("silo-1", 1))
+        store.add_submission(sub, update())
     store.close()
     reopened = open_store()
 
     assert reopened.submission(sub.task_id) is None
-    assert reopened.privacy_spends("silo-1") == []
     with pytest.raises(FailedPrecondition, match="no stored update"):
         reopened.load_update(sub.task_id)
 
@@ -160,16 +161,14 @@ def test_upload_that_crashes_before_commit_leaves_no_accepted_row(
 def test_committed_upload_reads_back_until_its_attempt_closes(open_store: StoreOpener) -> None:
     store = open_store()
     sub = submission()
-    store.add_submission(sub, update(), spend("silo-1", 1))
+    store.add_submission(sub, update())
 
     np.testing.assert_array_equal(store.load_update(sub.task_id), update())
     assert store.submission(sub.task_id) == sub
-    assert store.privacy_spends("silo-1") == [spend("silo-1", 1)]
     store.save_state({"round": 1}, ClosedAttempt(0, 0, aggregated=True))
 
     assert store.load_state() == {"round": 1}
     assert store.submission(sub.task_id).aggregated
-    assert store.privacy_spends("silo-1") == [spend("silo-1", 1)]
     with pytest.raises(FailedPrecondition, match="no stored update"):
         store.load_update(sub.task_id)
 
@@ -179,8 +178,8 @@ def test_an_abandoned_attempt_drops_its_uploads_without_marking_them_aggregated(
 ) -> None:
     store = open_store()
     abandoned, kept = submission("silo-1", attempt=0), submission("silo-1", attempt=1, value=1)
-    store.add_submission(abandoned, update(), spend("silo-1", 1))
-    store.add_submission(kept, update(1), spend("silo-1", 2))
+    store.add_submission(abandoned, update())
+    store.add_submission(kept, update(1))
 
     store.save_state({"round": 0, "attempt": 1}, ClosedAttempt(0, 0, aggregated=False))
 
@@ -193,8 +192,8 @@ def test_an_abandoned_attempt_drops_its_uploads_without_marking_them_aggregated(
 def test_submissions_filter_by_round_attempt_and_silo(open_store: StoreOpener) -> None:
     store = open_store()
     subs = [submission("silo-2", 0, 0), submission("silo-1", 0, 0), submission("silo-1", 0, 1)]
-    for seq, sub in enumerate(subs, start=1):
-        store.add_submission(sub, update(), spend(sub.silo_id, seq))
+    for sub in subs:
+        store.add_submission(sub, update())
 
     def ids(found: list) -> list[str]:
         return [s.task_id for s in found]
@@ -205,18 +204,37 @@ def test_submissions_filter_by_round_attempt_and_silo(open_store: StoreOpener) -
     assert store.submissions(round_=1) == []
 
 
-def test_privacy_spends_come_back_in_silo_and_seq_order(open_store: StoreOpener) -> None:
+def test_ledger_entries_come_back_in_silo_and_seq_order(open_store: StoreOpener) -> None:
     store = open_store()
-    uploads = [(submission("silo-2"), 1), (submission("silo-1", 1), 2), (submission("silo-1"), 1)]
-    for sub, seq in uploads:
-        store.add_submission(sub, update(), spend(sub.silo_id, seq, sub.round))
+    store.add_ledger_entries([ledger_entry("silo-2", 0), ledger_entry("silo-1", 1, 1)])
+    store.add_ledger_entries([ledger_entry("silo-1", 0)])
 
-    assert [(s.silo_id, s.seq) for s in store.privacy_spends()] == [
+    assert [(e.silo_id, e.seq) for e in store.ledger_entries()] == [
+        ("silo-1", 0),
         ("silo-1", 1),
-        ("silo-1", 2),
-        ("silo-2", 1),
+        ("silo-2", 0),
     ]
-    assert [s.seq for s in store.privacy_spends("silo-2")] == [1]
+    assert store.ledger_entries("silo-2") == [ledger_entry("silo-2", 0)]
+
+
+def test_a_stored_ledger_seq_is_never_replaced_and_a_batch_is_all_or_nothing(
+    open_store: StoreOpener,
+) -> None:
+    store = open_store()
+    store.add_ledger_entries([ledger_entry("silo-1", 0)])
+
+    with pytest.raises(FailedPrecondition, match="already stored"):
+        store.add_ledger_entries([ledger_entry("silo-1", 1), ledger_entry("silo-1", 0)])
+
+    assert [e.seq for e in open_store().ledger_entries("silo-1")] == [0]
+
+
+def test_submission_keeps_the_ledger_seq_of_its_release(open_store: StoreOpener) -> None:
+    store = open_store()
+    sub = replace(submission(), ledger_seq=3)
+    store.add_submission(sub, update())
+
+    assert open_store().submission(sub.task_id).ledger_seq == 3
 
 
 def test_budget_exhausted_decline_and_exhaustion_commit_together(open_store: StoreOpener) -> None:

@@ -11,7 +11,7 @@ import pytest
 from aggregator.store import DB_NAME, ClosedAttempt, SqliteStore
 from protos.errors import FailedPrecondition, InvalidInput
 
-from .conftest import PLAN, Crash, spend, submission, update
+from .conftest import PLAN, Crash, submission, update
 
 
 def _upload_files(state_dir: Path) -> list[Path]:
@@ -21,7 +21,7 @@ def _upload_files(state_dir: Path) -> list[Path]:
 def test_an_upload_blob_lives_only_until_its_attempt_closes(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     store = SqliteStore.create(state_dir, PLAN)
-    store.add_submission(submission(), update(), spend("silo-1", 1))
+    store.add_submission(submission(), update())
     assert len(_upload_files(state_dir)) == 1
 
     store.save_state({"round": 1}, ClosedAttempt(0, 0, aggregated=True))
@@ -37,7 +37,7 @@ def test_an_upload_blob_whose_row_never_committed_is_swept_on_open(tmp_path: Pat
     state_dir = tmp_path / "state"
     store = SqliteStore.create(state_dir, PLAN, fault_hook=crash_after_blob)
     with pytest.raises(Crash):
-        store.add_submission(submission(), update(), spend("silo-1", 1))
+        store.add_submission(submission(), update())
     store.close()
     assert len(_upload_files(state_dir)) == 1
 
@@ -50,7 +50,7 @@ def test_a_tampered_upload_blob_is_refused(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     store = SqliteStore.create(state_dir, PLAN)
     sub = submission()
-    store.add_submission(sub, update(), spend("silo-1", 1))
+    store.add_submission(sub, update())
     (blob,) = _upload_files(state_dir)
     blob.write_bytes(update(1).astype("<f4").tobytes())
 
