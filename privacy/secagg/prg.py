@@ -1,0 +1,49 @@
+"""AES-128-CTR keystream expanded straight into preallocated ring-word buffers.
+
+Each key is derived for exactly one stream (see :mod:`privacy.secagg.kdf`), so the counter
+starts at zero. One :class:`MaskExpander` holds the zero input and the output scratch for
+one vector length, so expanding a mask allocates nothing and loops over no elements in
+Python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from privacy.secagg.kdf import MASK_KEY_BYTES
+
+_ZERO_COUNTER = bytes(16)
+
+
+class MaskExpander:
+    """Keystream generator for vectors of ``length`` words of ``dtype`` (uint32 or uint64)."""
+
+    def __init__(self, length: int, dtype: np.dtype | type = np.uint32) -> None:
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.uint32), np.dtype(np.uint64)):
+            raise ValueError(f"mask words must be uint32 or uint64, not {self.dtype}")
+        if length < 0:
+            raise ValueError("vector length must be >= 0")
+        self.length = length
+        nbytes = length * self.dtype.itemsize
+        self._zeros = np.zeros(nbytes, dtype=np.uint8)
+        # update_into wants room for one extra block in the output.
+        self._scratch = np.empty(nbytes + 16, dtype=np.uint8)
+        self._words = self._scratch[:nbytes].view(self.dtype)
+
+    def keystream(self, key: bytes) -> np.ndarray:
+        """The first ``length`` words of AES-CTR(key); a view overwritten by the next call."""
+        if len(key) != MASK_KEY_BYTES:
+            raise ValueError(f"mask keys are {MASK_KEY_BYTES} bytes")
+        encryptor = Cipher(algorithms.AES(key), modes.CTR(_ZERO_COUNTER)).encryptor()
+        encryptor.update_into(self._zeros, self._scratch)
+        return self._words
+
+    def add(self, accumulator: np.ndarray, key: bytes) -> None:
+        """``accumulator += PRG(key)`` modulo 2**bits, in place."""
+        np.add(accumulator, self.keystream(key), out=accumulator)
+
+    def subtract(self, accumulator: np.ndarray, key: bytes) -> None:
+        """``accumulator -= PRG(key)`` modulo 2**bits, in place."""
+        np.subtract(accumulator, self.keystream(key), out=accumulator)
