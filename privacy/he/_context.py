@@ -42,9 +42,8 @@ class SecretContext:
     def context_id(self) -> str:
         return self._context_id
 
-    @property
-    def tenseal(self) -> ts.Context:
-        """The underlying context, for encryption and decryption inside this package."""
+    def _tenseal(self) -> ts.Context:
+        """The raw context (it serialises its secret key on request): package-internal."""
         return self._ctx
 
     def public_bytes(self) -> bytes:
@@ -94,8 +93,7 @@ class PublicContext:
     def context_id(self) -> str:
         return self._context_id
 
-    @property
-    def tenseal(self) -> ts.Context:
+    def _tenseal(self) -> ts.Context:
         return self._ctx
 
 

@@ -132,7 +132,7 @@ def encrypt_update(
             "with a smaller scale"
         )
     chunks = tuple(
-        ts.ckks_vector(ctx.tenseal, scaled[i : i + preset.slots]).serialize()
+        ts.ckks_vector(ctx._tenseal(), scaled[i : i + preset.slots]).serialize()
         for i in range(0, scaled.size, preset.slots)
     )
     return EncryptedVector(_manifest(ctx, scaled.size, chunks), chunks)
@@ -172,7 +172,7 @@ def load_chunk(
             "manifest (truncated or tampered)"
         )
     try:
-        vector = ts.ckks_vector_from(ctx.tenseal, data)
+        vector = ts.ckks_vector_from(ctx._tenseal(), data)
     except Exception as exc:  # TenSEAL/SEAL raise ValueError or RuntimeError
         raise InvalidInput(f"ciphertext chunk {index} could not be parsed: {exc}") from None
     cts = vector.ciphertext()

@@ -57,7 +57,7 @@ def test_public_context_holds_no_secret_key_and_cannot_decrypt(
 
 
 def test_a_context_with_its_secret_key_is_refused_as_public(secret_ctx: SecretContext) -> None:
-    leaked = secret_ctx.tenseal.serialize(save_secret_key=True)
+    leaked = secret_ctx._tenseal().serialize(save_secret_key=True)
     with pytest.raises(InvalidInput, match="holds a secret key"):
         load_public_context(leaked, "ckks-add-8192")
 
