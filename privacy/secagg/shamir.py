@@ -30,10 +30,10 @@ def _random_element(random_bytes: RandomBytes) -> int:
             return candidate
 
 
-def _check_xs(xs: Iterable[int]) -> list[int]:
+def _check_xs(xs: Iterable[int], lowest: int = 1) -> list[int]:
     values = list(xs)
-    if len(set(values)) != len(values) or any(not 0 < x < PRIME for x in values):
-        raise InvalidInput("share x-coordinates must be distinct and in [1, p)")
+    if len(set(values)) != len(values) or any(not lowest <= x < PRIME for x in values):
+        raise InvalidInput(f"x-coordinates must be distinct and in [{lowest}, p)")
     return values
 
 
@@ -62,7 +62,7 @@ def split(
 
 def interpolate(points: Mapping[int, int], at: int) -> int:
     """The value at ``at`` of the unique polynomial of degree < len(points) through them."""
-    xs = _check_xs(points)
+    xs = _check_xs(points, lowest=0)
     total = 0
     for xi in xs:
         numerator, denominator = 1, 1
