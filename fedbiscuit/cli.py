@@ -20,6 +20,7 @@ _SUBCOMMANDS = {
     "aggregator": "fedbiscuit.aggregator_cli",
     "silo": "fedbiscuit.silo_cli",
     "demo": "fedbiscuit.demo_cli",
+    "audit": "fedbiscuit.audit_cli",
 }
 
 

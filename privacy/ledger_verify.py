@@ -159,11 +159,14 @@ def verify_ledger(lines: Sequence[tuple[str, bytes]], anchors: TrustAnchors) -> 
             violations.append(
                 Violation(where, entry.seq, f"belongs to federation {entry.federation_id!r}")
             )
-        try:
-            cert = check_signer_cert(entry, anchors)
-            problem = check_signed_by(entry, cert)
-        except InvalidInput as exc:
-            problem = str(exc)
+        problem = None
+        if entry.computed_hash() != entry.entry_hash:
+            problem = "entry_hash does not match its content (entry altered)"
+        else:
+            try:
+                problem = check_signed_by(entry, check_signer_cert(entry, anchors))
+            except InvalidInput as exc:
+                problem = str(exc)
         if problem:
             violations.append(Violation(where, entry.seq, problem))
         if entry.seq in seen:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import numpy as np
 import pytest
@@ -249,3 +251,51 @@ def test_pull_before_join_is_refused(federation):
 
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "call Join first" in caught.value.details()
+
+
+def _with_entries(header, entries):
+    del header.ledger_entries[:]
+    header.ledger_entries.extend(entries)
+    return header
+
+
+@pytest.mark.parametrize(
+    ("problem", "code", "words"),
+    [
+        ("unsigned", grpc.StatusCode.INVALID_ARGUMENT, "ledger entry #0: malformed"),
+        ("forged", grpc.StatusCode.INVALID_ARGUMENT, "seq 0: signature does not verify"),
+        ("gap", grpc.StatusCode.FAILED_PRECONDITION, "seq 1: expected seq 0"),
+        ("another silo's key", grpc.StatusCode.PERMISSION_DENIED, "seq 0 is signed with another"),
+        ("none", grpc.StatusCode.INVALID_ARGUMENT, "no signed ledger entry"),
+    ],
+)
+def test_upload_without_a_valid_signed_entry_in_sequence_is_refused(
+    federation, problem, code, words
+):
+    server = federation.start()
+    silo, other = federation.joined(server, SILOS[:2])
+    task = silo.pull()
+    delta = np.zeros_like(silo.download(task)[1])
+    header = silo.header(task, delta)
+    entry = json.loads(header.ledger_entries[0])
+    if problem == "unsigned":
+        del entry["signature"]
+        entries = [json.dumps(entry).encode()]
+    elif problem == "forged":
+        entry["signature"] = json.loads(other.next_entry(0).to_line())["signature"]
+        entries = [json.dumps(entry).encode()]
+    elif problem == "gap":
+        entries = [silo.next_entry(task.round, seq=1).to_line()]
+    elif problem == "another silo's key":
+        forged = other.next_entry(task.round).model_copy(update={"silo_id": silo.silo_id})
+        entries = [forged.to_line()]
+    else:
+        entries = []
+
+    with pytest.raises(grpc.RpcError) as caught:
+        silo.upload(task, delta, _with_entries(header, entries))
+
+    assert caught.value.code() == code
+    assert words in caught.value.details()
+    assert _uploads(federation) == 0
+    assert read_status(federation.root / "state").silos[0].ledger_entries == 0

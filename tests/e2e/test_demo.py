@@ -78,3 +78,21 @@ def test_demo_refuses_a_workdir_that_is_not_empty(tmp_path):
     assert result.returncode == 2
     assert "is not empty" in result.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_audit_of_the_demo_workdir_verifies_both_sides_and_agrees(tiny_demo):
+    workdir, report, _ = tiny_demo
+    out = workdir.parent / "audit.json"
+
+    result = _fedbiscuit(
+        "audit", "--ledger", str(workdir), "--ca", str(workdir / "pki" / "ca.pem"),
+        "--json", str(out),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    audit = json.loads(out.read_text())
+    assert audit["ok"]
+    for silo, reported in zip(audit["silos"], report["silos"], strict=True):
+        assert silo["epsilon_recorded"] == pytest.approx(reported["epsilon"])
+        assert silo["epsilon_pld"] < silo["epsilon_rdp"]
+        assert silo["max_disagreement"] < 0.01 * silo["epsilon_rdp"]

@@ -1,0 +1,210 @@
+"""`fedbiscuit audit`: check what each silo spent without trusting the silo or the aggregator.
+
+`--ledger` is a silo's ledger file, an aggregator state dir, or a demo `--workdir` (then
+every silo's ledger and the aggregator's copy, cross-checked). Every entry's certificate
+(issued by `--ca`, not revoked), signature, hash chain and sequence are verified and its ε
+recomputed with an independent accountant (`privacy.independent_accounting`). Exit status:
+0 when everything checks out, 1 on any violation (each printed with file:line or store row
+and seq), 2 when the input cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from cryptography import x509
+
+from aggregator.store import DB_NAME, SqliteStore
+from privacy.audit import ABS_TOLERANCE, REL_TOLERANCE, SiloAudit, audit_ledger, cross_check
+from privacy.ledger_verify import TrustAnchors, VerifiedLedger, verify_ledger
+from privacy.pki import RevocationList, federation_id_of_ca
+from protos.errors import InvalidInput
+
+SILO_LEDGER = Path("state") / "ledger.jsonl"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "audit",
+        help="verify privacy ledgers and recompute every silo's epsilon",
+        description="Verify signatures, hash chains and sequences of privacy ledgers, recompute "
+        "epsilon with an independent accountant (dp-accounting), and flag violations.",
+    )
+    parser.add_argument(
+        "--ledger",
+        required=True,
+        type=Path,
+        metavar="PATH",
+        help="a silo's ledger.jsonl, an aggregator state dir, or a demo --workdir",
+    )
+    parser.add_argument("--ca", required=True, type=Path, metavar="CA_CERT", help="federation CA")
+    parser.add_argument("--revocations", type=Path, metavar="FILE", help="revoked.json to apply")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write the report as JSON")
+    parser.add_argument("--plot", type=Path, metavar="OUT.png", help="plot epsilon over rounds")
+    parser.set_defaults(func=_audit)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from absl import logging as absl_logging  # dp-accounting logs every skipped RDP order
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    anchors = _anchors(args.ca, args.revocations)
+    audits = _audit_path(args.ledger, anchors)
+    if not audits:
+        raise InvalidInput(f"{args.ledger}: no ledger entries found to audit")
+    _print_table(audits)
+    violations = [v for a in audits for v in a.violations]
+    for audit in audits:
+        for note in audit.notes:
+            print(f"note: {audit.silo_id} ({audit.source}): {note}")
+    for violation in violations:
+        print(f"VIOLATION: {violation}")
+    disagreement = max(a.max_disagreement for a in audits)
+    print(
+        f"largest |recorded - independent RDP| epsilon: {disagreement:.3g} "
+        f"(tolerance {REL_TOLERANCE:.0%} + {ABS_TOLERANCE:g})"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(_report(audits), indent=2) + "\n", encoding="utf-8")
+    if args.plot:
+        _plot(audits, args.plot)
+    print("audit: FAILED" if violations else "audit: ok")
+    return 1 if violations else 0
+
+
+def _anchors(ca_path: Path, revocations: Path | None) -> TrustAnchors:
+    try:
+        ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{ca_path}: not a readable CA certificate ({exc})") from None
+    revoked = RevocationList.load(revocations) if revocations else None
+    return TrustAnchors(ca, federation_id_of_ca(ca), revoked)
+
+
+def _audit_path(path: Path, anchors: TrustAnchors) -> list[SiloAudit]:
+    if path.is_file():
+        ledger = _silo_file(path, anchors)
+        silo_id = ledger.entries[0].silo_id if ledger.entries else path.stem
+        return [audit_ledger(silo_id, str(path), ledger)]
+    if (path / DB_NAME).is_file():
+        return [
+            audit_ledger(silo_id, str(path), ledger)
+            for silo_id, ledger in _aggregator(path, anchors).items()
+        ]
+    state = path / "aggregator" / "state"
+    silo_files = sorted((path / "silos").glob(f"*/{SILO_LEDGER}"))
+    if not silo_files and not (state / DB_NAME).is_file():
+        raise InvalidInput(
+            f"{path}: neither a ledger file, an aggregator state dir nor a demo workdir"
+        )
+    held = _aggregator(state, anchors) if (state / DB_NAME).is_file() else {}
+    audits = []
+    for ledger_path in silo_files:
+        silo_id = ledger_path.parent.parent.name
+        ledger = _silo_file(ledger_path, anchors)
+        audit = audit_ledger(silo_id, str(ledger_path), ledger)
+        theirs = held.pop(silo_id, None)
+        if theirs is not None:
+            found, notes = cross_check(ledger, theirs, str(state))
+            audit.violations += found
+            audit.notes += notes
+        audits.append(audit)
+    for silo_id, ledger in held.items():  # the aggregator knows silos we have no ledger of
+        audit = audit_ledger(silo_id, str(state), ledger)
+        audit.notes.append("no silo ledger in the workdir to cross-check against")
+        audits.append(audit)
+    return audits
+
+
+def _silo_file(path: Path, anchors: TrustAnchors) -> VerifiedLedger:
+    raw = path.read_bytes()
+    lines = [(f"{path}:{n}", line) for n, line in enumerate(raw.splitlines(), start=1) if line]
+    return verify_ledger(lines, anchors)
+
+
+def _aggregator(state_dir: Path, anchors: TrustAnchors) -> dict[str, VerifiedLedger]:
+    store = SqliteStore.open_read_only(state_dir)
+    try:
+        by_silo: dict[str, list[tuple[str, bytes]]] = {}
+        for record in store.ledger_entries():
+            where = f"{state_dir / DB_NAME}: silo {record.silo_id} row"
+            by_silo.setdefault(record.silo_id, []).append((where, record.entry_json))
+    finally:
+        store.close()
+    return {silo_id: verify_ledger(lines, anchors) for silo_id, lines in by_silo.items()}
+
+
+def _print_table(audits: list[SiloAudit]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        "silo", "releases", "last round", "ε recorded", "ε RDP (dp-acc.)", "ε PLD (dp-acc.)",
+        "budget", "δ", "status", title="privacy ledger audit",
+    )  # fmt: skip
+    for a in audits:
+        table.add_row(
+            a.silo_id,
+            str(a.releases),
+            "-" if a.last_round is None else str(a.last_round),
+            f"{a.epsilon_recorded:.4f}",
+            f"{a.epsilon_rdp:.4f}",
+            f"{a.epsilon_pld:.4f}",
+            "-" if a.budget_epsilon is None else f"{a.budget_epsilon:g}",
+            "-" if a.delta is None else f"{a.delta:g}",
+            a.status,
+        )
+    Console(width=120).print(table)
+
+
+def _report(audits: list[SiloAudit]) -> dict:
+    return {
+        "tolerance": {"relative": REL_TOLERANCE, "absolute": ABS_TOLERANCE},
+        "independent_accountant": "dp-accounting (RDP check, PLD tight)",
+        "ok": not any(a.violations for a in audits),
+        "silos": [
+            {
+                "silo_id": a.silo_id,
+                "source": a.source,
+                "status": a.status,
+                "releases": a.releases,
+                "last_round": a.last_round,
+                "epsilon_recorded": a.epsilon_recorded,
+                "epsilon_rdp": a.epsilon_rdp,
+                "epsilon_pld": a.epsilon_pld,
+                "budget_epsilon": a.budget_epsilon,
+                "delta": a.delta,
+                "secure_rng": a.secure_rng,
+                "max_disagreement": a.max_disagreement,
+                "points": [asdict(p) for p in a.points],
+                "violations": [str(v) for v in a.violations],
+                "notes": a.notes,
+            }
+            for a in audits
+        ],
+    }
+
+
+def _plot(audits: list[SiloAudit], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for a in audits:
+        rounds = [p.round for p in a.points]
+        line = ax.plot(rounds, [p.recorded for p in a.points], marker="o", label=a.silo_id)[0]
+        ax.plot(rounds, [p.pld for p in a.points], ls=":", color=line.get_color())
+        if a.budget_epsilon is not None:
+            ax.axhline(a.budget_epsilon, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("round")
+    ax.set_ylabel("ε spent (solid: recorded RDP; dotted: PLD)")
+    ax.set_title("privacy spend per silo (dashed: budget)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
