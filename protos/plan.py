@@ -78,6 +78,50 @@ class TrainingSpec(_Strict):
     optimizer: Literal["adam", "sgd"] = "adam"
 
 
+class LossReportSpec(_Strict):
+    """The DP loss report a silo sends at each grouping (DESIGN.md §3, §7).
+
+    Per-example losses are clipped to [0, clip], averaged over exactly `sample_size` examples
+    (so one example moves a mean by at most clip / sample_size) and each of the K means gets
+    Gaussian noise of std noise_multiplier · clip / sample_size.
+    """
+
+    clip: float = Field(4.0, gt=0, description="Per-example losses are clipped to [0, clip].")
+    sample_size: int = Field(
+        128, ge=1, le=1_000_000, description="Examples m in the fixed local evaluation sample."
+    )
+    noise_multiplier: float = Field(
+        8.0, gt=0, description="Noise std in units of the per-adapter sensitivity clip / m."
+    )
+
+
+class FedBiscuitSpec(_Strict):
+    """FedBiscuit's schedule: sequential warm-up, then grouping every `regroup_every` rounds."""
+
+    clusters: int = Field(3, ge=2, le=64, description="K: adapters, and clusters of silos.")
+    warmup_rounds_per_adapter: int = Field(
+        1, ge=1, description="w: rounds [k·w, (k+1)·w) train adapter k on the sampled silos."
+    )
+    regroup_every: int = Field(
+        2, ge=1, description="r: after warm-up, a grouping precedes every r-th round."
+    )
+    assignment: Literal["greedy", "optimal"] = Field(
+        "greedy",
+        description="'greedy': the paper's procedure; 'optimal': min-cost balanced assignment.",
+    )
+    loss_report: LossReportSpec = LossReportSpec()
+    min_cluster_silos: int = Field(
+        1,
+        ge=1,
+        description="Fewest silos a cluster may have at grouping, and fewest uploads of a "
+        "cluster that update its adapter in a round (otherwise it keeps its previous global).",
+    )
+
+    @property
+    def warmup_rounds(self) -> int:
+        return self.clusters * self.warmup_rounds_per_adapter
+
+
 class Plan(_Strict):
     """One federation, as its operator configured it."""
 
@@ -85,7 +129,11 @@ class Plan(_Strict):
     federation_id: str = Field(
         min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$", description="Federation id."
     )
-    algorithm: Literal["fedbis"] = "fedbis"
+    algorithm: Literal["fedbis", "fedbiscuit"] = Field(
+        "fedbis",
+        description="'fedbis': FedAvg of one selector; 'fedbiscuit': K selectors, one per "
+        "cluster of silos (needs the `fedbiscuit` section).",
+    )
     rounds: int = Field(3, ge=1, le=100_000)
     silos_per_round: int = Field(4, ge=1, description="Silos sampled each round.")
     min_silos: int = Field(
@@ -107,6 +155,9 @@ class Plan(_Strict):
     selector: SelectorSpec = SelectorSpec()
     dp: DpSpec = DpSpec()
     training: TrainingSpec = TrainingSpec()
+    fedbiscuit: FedBiscuitSpec | None = Field(
+        None, description="FedBiscuit's schedule; required with, and only with, fedbiscuit."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Plan:
@@ -117,7 +168,45 @@ class Plan(_Strict):
         planned = self.dp.planned_participations
         if planned is not None and planned > self.rounds:
             raise ValueError("dp.planned_participations cannot exceed rounds")
+        if self.algorithm == "fedbis" and self.fedbiscuit is not None:
+            raise ValueError("a `fedbiscuit` section needs algorithm: fedbiscuit")
+        if self.algorithm == "fedbiscuit":
+            fb = self.fedbiscuit
+            if fb is None:
+                raise ValueError("algorithm fedbiscuit needs a `fedbiscuit` section")
+            if fb.warmup_rounds >= self.rounds:
+                raise ValueError(
+                    f"fedbiscuit warm-up takes clusters × warmup_rounds_per_adapter = "
+                    f"{fb.warmup_rounds} rounds, leaving none of the plan's {self.rounds} rounds "
+                    "for grouping and per-cluster training"
+                )
+            if self.weighting != "uniform":
+                raise ValueError(
+                    "fedbiscuit aggregates on model (1/N_cluster): weighting must be 'uniform'"
+                )
         return self
+
+    @property
+    def adapters(self) -> int:
+        """How many adapters (and global vectors) the federation trains: K, or 1 for FedBis."""
+        return self.fedbiscuit.clusters if self.fedbiscuit is not None else 1
+
+    def grouping_rounds(self) -> tuple[int, ...]:
+        """Rounds that a grouping precedes: K·w, K·w + r, … below `rounds` (none for FedBis)."""
+        fb = self.fedbiscuit
+        if fb is None:
+            return ()
+        return tuple(range(fb.warmup_rounds, self.rounds, fb.regroup_every))
+
+    def warmup_adapter(self, round_: int) -> int | None:
+        """The adapter every sampled silo trains in warm-up round `round_`, or None after
+        warm-up (and always 0 for FedBis)."""
+        fb = self.fedbiscuit
+        if fb is None:
+            return 0
+        if round_ < fb.warmup_rounds:
+            return round_ // fb.warmup_rounds_per_adapter
+        return None
 
     @property
     def participations_budgeted(self) -> int:
@@ -127,6 +216,8 @@ class Plan(_Strict):
     def canonical_json(self) -> bytes:
         """The bytes that are hashed and sent to silos: sorted keys, no whitespace."""
         data = self.model_dump(mode="json")
+        if data["fedbiscuit"] is None:
+            del data["fedbiscuit"]  # FedBis plans hash exactly as before FedBiscuit existed
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     def sha256(self) -> str:

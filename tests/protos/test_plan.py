@@ -6,7 +6,7 @@ import pytest
 
 from protos.config_files import load_model_file, save_model_file
 from protos.errors import InvalidInput
-from protos.plan import Plan
+from protos.plan import FedBiscuitSpec, Plan
 
 
 def test_plan_hash_survives_the_wire():
@@ -52,3 +52,50 @@ def test_saved_plan_reloads_identically(tmp_path):
     plan = Plan(federation_id="banks", rounds=5)
     save_model_file(tmp_path / "plan.yaml", plan)
     assert load_model_file(tmp_path / "plan.yaml", Plan).sha256() == plan.sha256()
+
+
+def _fedbiscuit(**changes):
+    fields = {"federation_id": "x", "algorithm": "fedbiscuit", "rounds": 10}
+    fields.update(changes)
+    fields.setdefault("fedbiscuit", FedBiscuitSpec(clusters=3, warmup_rounds_per_adapter=2))
+    return Plan(**fields)
+
+
+def test_fedbis_plans_hash_without_a_fedbiscuit_field():
+    plan = Plan(federation_id="hospitals")
+    assert b"fedbiscuit" not in plan.canonical_json().replace(b'"fedbis"', b"")
+    assert plan.adapters == 1 and plan.grouping_rounds() == ()
+
+
+def test_fedbiscuit_plan_survives_the_wire():
+    plan = _fedbiscuit()
+    assert Plan.from_canonical_json(plan.canonical_json()).sha256() == plan.sha256()
+
+
+def test_warmup_schedule_trains_adapter_k_in_rounds_k_w_to_k_plus_1_w():
+    plan = _fedbiscuit()
+    assert [plan.warmup_adapter(r) for r in range(10)] == [0, 0, 1, 1, 2, 2] + [None] * 4
+
+
+def test_groupings_follow_warmup_every_r_rounds():
+    plan = _fedbiscuit(fedbiscuit=FedBiscuitSpec(clusters=2, regroup_every=3))
+    assert plan.grouping_rounds() == (2, 5, 8)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"fedbiscuit": None}, "needs a `fedbiscuit` section"),
+        ({"algorithm": "fedbis"}, "needs algorithm: fedbiscuit"),
+        ({"rounds": 6}, "warm-up takes"),
+        ({"weighting": "num_examples"}, "uniform"),
+    ],
+)
+def test_inconsistent_fedbiscuit_plan_is_refused(changes, match):
+    with pytest.raises(ValueError, match=match):
+        _fedbiscuit(**changes)
+
+
+def test_fedbiscuit_needs_at_least_two_clusters():
+    with pytest.raises(ValueError, match="clusters"):
+        FedBiscuitSpec(clusters=1)
