@@ -40,6 +40,8 @@ import numpy as np
 
 from aggregator.config import AggregatorConfig
 from aggregator.server import AggregatorServer
+from privacy.accounting import DpEvent
+from privacy.ledger import EntrySigner
 from privacy.pki import (
     FederationPaths,
     channel_credentials,
@@ -56,6 +58,7 @@ from selector.data import PreferencePair, write_jsonl
 from silo.client import SiloClient
 from silo.config import SiloConfig
 from silo.policy import PrivacyBudget, SiloPolicy
+from silo.privacy_state import PrivacyState
 
 FEDERATION = "bench-fed"
 SILOS = ("silo-1", "silo-2")
@@ -275,17 +278,29 @@ def real_upload_arm(
         manifest, globals_vector = client.download_globals(task, max_bytes=256 * MIB)
         delta = rng.standard_normal(globals_vector.size, dtype=np.float32) * np.float32(1e-3)
         update_manifest = codec.Manifest(manifest.layout(), codec.sha256_of(delta))
-        spend = pb.PrivacySpend(
-            seq=1, mechanism="dp-sgd", noise_multiplier=1.0, sample_rate=0.1, steps=1,
-            clip_norm=plan.dp.clip_norm, delta=plan.delta, epsilon_after=1.0,
-            budget_epsilon=8.0, accountant="rdp", secure_rng=False,
-        )  # fmt: skip
+        privacy = PrivacyState.restore(
+            workdir / "ledger-silo-1",
+            FEDERATION,
+            SILOS[0],
+            time.time,
+            signer=EntrySigner.from_files(pki.silo_key(SILOS[0]), pki.silo_cert(SILOS[0])),
+        )
+        event = DpEvent("dp_sgd", 1.0, 0.1, plan.training.local_steps)
+        privacy.record(
+            task.round,
+            event,
+            plan,
+            secure_rng=False,
+            epsilon_after=privacy.accountant.epsilon_after(event, plan.delta),
+            budget_epsilon=8.0,
+        )
+        entries = privacy.undelivered()
 
         def once() -> float:
             start = time.perf_counter()
             ack = client.upload_update(
-                task, update_manifest, delta, protection=plan.protection, spend=spend,
-                num_examples=None,
+                task, update_manifest, delta, protection=plan.protection,
+                ledger_entries=entries, num_examples=None,
             )  # fmt: skip
             elapsed = time.perf_counter() - start
             if not ack.accepted:
