@@ -34,6 +34,7 @@ SILO_METHODS: frozenset[str] = frozenset(
         "/fedbiscuit.v1.Federation/PullTask",
         "/fedbiscuit.v1.Federation/DownloadGlobals",
         "/fedbiscuit.v1.Federation/UploadUpdate",
+        "/fedbiscuit.v1.Federation/ReportLosses",
         "/fedbiscuit.v1.Federation/Decline",
     }
 )

@@ -16,26 +16,31 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from aggregator.fedavg import fedavg
+from aggregator.fedavg import aggregate_on_model, fedavg
 from aggregator.round_machine import (
     Action,
     Facts,
     Phase,
     RoundState,
     Transition,
+    adapter_for,
     next_transition,
+    reports_needed,
     sample_silos,
     task_id_for,
+    trainable,
 )
 from aggregator.store import (
     ClosedAttempt,
     Decline,
     FederationStore,
+    LossReport,
     Submission,
     TaskRecord,
 )
+from privacy.balanced_assignment import assign_clusters
 from protos import codec
-from protos.errors import FailedPrecondition, PermissionDenied
+from protos.errors import FailedPrecondition, InvalidInput, PermissionDenied
 
 log = logging.getLogger(__name__)
 
@@ -44,34 +49,42 @@ BUDGET_EXHAUSTED = "budget_exhausted"
 
 @dataclass(frozen=True)
 class Assignment:
-    """What a pulling silo is told to do now."""
+    """What a pulling silo is told to do now (EVALUATE: a FedBiscuit grouping task, with
+    the hash of every adapter's globals in `adapter_sha256`)."""
 
-    kind: str  # "WAIT", "TRAIN" or "DONE"
+    kind: str  # "WAIT", "TRAIN", "EVALUATE" or "DONE"
     task: TaskRecord | None = None
     globals_sha256: str = ""
     deadline_s: float = 0.0
     message: str = ""
+    adapter_sha256: tuple[str, ...] = ()
+
+
+Export = Callable[[list[dict[str, np.ndarray]], Mapping[str, int]], None]
+"""Receives the final globals of every adapter and the final cluster assignment (empty for
+FedBis) before DONE is persisted."""
 
 
 class RoundMachine:
     """Applies the table through a store. All methods are thread-safe (one condition).
 
     `clock` drives deadlines (seconds since the epoch); `export` receives the final globals
-    before DONE is persisted, so DONE always means "exported".
+    (one dict per adapter) and cluster assignment before DONE is persisted, so DONE always
+    means "exported".
     """
 
     def __init__(
         self,
         store: FederationStore,
         clock: Callable[[], float],
-        export: Callable[[Mapping[str, np.ndarray]], None] | None = None,
+        export: Export | None = None,
     ):
         self._store = store
         self._plan = store.plan
         self._clock = clock
         self._export = export
         self._cond = threading.Condition(threading.RLock())
-        self._globals_cache: tuple[int, codec.Manifest, np.ndarray] | None = None
+        self._globals_cache: dict[tuple[int, int], tuple[codec.Manifest, np.ndarray]] = {}
         # Silos that have been told the federation finished (in memory: after a restart they
         # simply ask again); the server keeps serving until all know, so none is cut off.
         self._told_finished: set[str] = set()
@@ -137,18 +150,64 @@ class RoundMachine:
             self._require_current(task)
             return task
 
-    def globals_layout(self, round_: int) -> tuple[codec.TensorSpec, ...]:
-        record = self._store.globals_record(round_)
+    def globals_layout(self, round_: int, adapter: int = 0) -> tuple[codec.TensorSpec, ...]:
+        record = self._store.globals_record(round_, adapter)
         if record is None:
-            raise FailedPrecondition(f"no globals for round {round_}")
+            raise FailedPrecondition(f"no globals for round {round_} adapter {adapter}")
         return record.layout
 
-    def globals_vector(self, round_: int) -> tuple[codec.Manifest, np.ndarray]:
+    def globals_vector(self, round_: int, adapter: int = 0) -> tuple[codec.Manifest, np.ndarray]:
+        """One adapter's globals at the start of `round_` (cached for the latest round)."""
+        if not 0 <= adapter < self._plan.adapters:
+            raise InvalidInput(
+                f"adapter_index {adapter} does not exist: the plan has {self._plan.adapters}"
+            )
         with self._cond:
-            if self._globals_cache is None or self._globals_cache[0] != round_:
-                manifest, vector = codec.flatten(self._store.load_globals(round_))
-                self._globals_cache = (round_, manifest, vector)
-            return self._globals_cache[1], self._globals_cache[2]
+            key = (round_, adapter)
+            if key not in self._globals_cache:
+                if any(cached[0] != round_ for cached in self._globals_cache):
+                    self._globals_cache.clear()
+                self._globals_cache[key] = codec.flatten(self._store.load_globals(round_, adapter))
+            return self._globals_cache[key]
+
+    def accept_loss_report(
+        self, silo_id: str, task_id: str, losses: tuple[float, ...], ledger_seq: int
+    ) -> bool:
+        """Store a grouping's loss vector durably; False if it was an identical resend.
+
+        `ledger_seq` is the silo's (already stored) ledger entry for this release."""
+        with self._cond:
+            task = self._owned_task(silo_id, task_id)
+            previous = self._store.loss_report(task_id)
+            if previous is not None:
+                if previous.losses != losses:
+                    raise FailedPrecondition(
+                        f"task {task_id!r} already has a different loss report; a release "
+                        "cannot be replaced"
+                    )
+                return False
+            self._advance()
+            self._require_open(task)
+            if task.kind != "evaluate":
+                raise FailedPrecondition(f"task {task_id!r} is a {task.kind} task, not evaluate")
+            if len(losses) != self._plan.adapters:
+                raise InvalidInput(
+                    f"loss report has {len(losses)} values; the plan has "
+                    f"{self._plan.adapters} adapters"
+                )
+            report = LossReport(
+                task_id, silo_id, task.round, task.attempt, losses, self._clock(), ledger_seq
+            )
+            self._store.add_loss_report(report)
+            log.info(
+                "federation=%s round=%d attempt=%d silo=%s loss report accepted",
+                self._plan.federation_id,
+                task.round,
+                task.attempt,
+                silo_id,
+            )
+            self._advance()
+            return True
 
     def upload_target(self, silo_id: str, task_id: str, sha256: str) -> TaskRecord:
         """Check an upload may proceed before its payload is read (a re-upload of the same
@@ -274,7 +333,8 @@ class RoundMachine:
 
     def _require_current(self, task: TaskRecord) -> None:
         s = self._state
-        if s.phase != Phase.TRAINING or (task.round, task.attempt) != (s.round, s.attempt):
+        phase = Phase.GROUPING if task.kind == "evaluate" else Phase.TRAINING
+        if s.phase != phase or (task.round, task.attempt) != (s.round, s.attempt):
             raise FailedPrecondition(
                 f"task {task.task_id!r} is for round {task.round} attempt {task.attempt}, but the "
                 f"federation is {s.phase} at round {s.round} attempt {s.attempt}"
@@ -284,6 +344,8 @@ class RoundMachine:
         self._require_current(task)
         if self._store.submission(task.task_id) is not None:
             raise FailedPrecondition(f"task {task.task_id!r} already has an accepted update")
+        if self._store.loss_report(task.task_id) is not None:
+            raise FailedPrecondition(f"task {task.task_id!r} already has a loss report")
         if self._store.decline(task.task_id) is not None:
             raise FailedPrecondition(f"task {task.task_id!r} was declined")
 
@@ -298,13 +360,35 @@ class RoundMachine:
             if self._store.submission(task_id) is None and self._store.decline(task_id) is None:
                 task = self._store.task(task_id)
                 if task is None:
-                    task = TaskRecord(task_id, silo_id, s.round, s.attempt, self._clock())
+                    adapter = adapter_for(s, self._plan, silo_id)
+                    task = TaskRecord(
+                        task_id, silo_id, s.round, s.attempt, self._clock(), "train", adapter
+                    )
                     self._store.add_task(task)
                 return Assignment(
                     "TRAIN",
                     task,
-                    self._store.globals_record(s.round).sha256,
+                    self._store.globals_record(s.round, task.adapter_index).sha256,
                     s.started_at_s + self._plan.round_deadline_s,
+                )
+        if s.phase == Phase.GROUPING and silo_id in s.sampled:
+            task_id = task_id_for(s.round, s.attempt, silo_id, "evaluate")
+            if self._store.loss_report(task_id) is None and self._store.decline(task_id) is None:
+                task = self._store.task(task_id)
+                if task is None:
+                    task = TaskRecord(
+                        task_id, silo_id, s.round, s.attempt, self._clock(), "evaluate"
+                    )
+                    self._store.add_task(task)
+                hashes = tuple(
+                    self._store.globals_record(s.round, k).sha256
+                    for k in range(self._plan.adapters)
+                )
+                return Assignment(
+                    "EVALUATE",
+                    task,
+                    deadline_s=s.started_at_s + self._plan.round_deadline_s,
+                    adapter_sha256=hashes,
                 )
         silo = next(r for r in self._store.silos() if r.silo_id == silo_id)
         if silo.exhausted:
@@ -315,11 +399,13 @@ class RoundMachine:
         s = self._state
         uploads = self._store.submissions(round_=s.round, attempt=s.attempt)
         declines = self._store.declines(round_=s.round, attempt=s.attempt)
+        reports = self._store.loss_reports(round_=s.round, attempt=s.attempt)
         return Facts(
             self._clock(),
             tuple(r.silo_id for r in self._store.silos() if not r.exhausted),
             frozenset(u.silo_id for u in uploads),
             frozenset(d.silo_id for d in declines),
+            frozenset(r.silo_id for r in reports),
         )
 
     def _advance(self) -> None:
@@ -334,31 +420,58 @@ class RoundMachine:
         s, plan, now = self._state, self._plan, self._clock()
         fields = f"federation={plan.federation_id} round={s.round} attempt={s.attempt}"
         closing = ClosedAttempt(s.round, s.attempt, aggregated=row.action != Action.RETRY)
+        # What every later state of this federation carries over: the grouping it is under.
+        grouping = {"grouped_round": s.grouped_round, "assignment": s.assignment}
         if row.action == Action.START_ATTEMPT:
-            eligible = self._facts().eligible
-            sample = sample_silos(plan, s.round, s.attempt, eligible)
+            sample = sample_silos(plan, s.round, s.attempt, trainable(s, self._facts(), plan))
             new, closing = replace(s, phase=row.target, started_at_s=now, sampled=sample), None
             log.info("%s round started silos=%s", fields, ",".join(sample))
+        elif row.action == Action.START_GROUPING:
+            everyone = self._facts().eligible
+            new = replace(s, phase=row.target, started_at_s=now, sampled=everyone)
+            closing = None
+            log.info("%s grouping started silos=%s", fields, ",".join(everyone))
+        elif row.action == Action.ASSIGN:
+            assignment = self._assign()
+            new = RoundState(
+                row.target, s.round, s.attempt + 1, now, grouped_round=s.round,
+                assignment=assignment,
+            )  # fmt: skip
+            log.info(
+                "%s grouped clusters=%s",
+                fields,
+                ";".join(f"{silo}:{k}" for silo, k in assignment),
+            )
+        elif row.action == Action.RETRY_GROUPING:
+            new = RoundState(row.target, s.round, s.attempt + 1, now, **grouping)
+            log.warning("%s too few loss reports: grouping again", fields)
         elif row.action == Action.FAIL:
             eligible = self._facts().eligible
             reason = (
                 f"round {s.round} cannot run: only {len(eligible)} silo(s) are still eligible "
-                f"(the others exhausted their privacy budget), min_silos is {plan.min_silos}"
+                f"(the others exhausted their privacy budget or have no cluster yet), "
+                f"min_silos is {plan.min_silos}"
             )
+            if row.guard == "grouping_lost":
+                reason = (
+                    f"round {s.round} cannot be grouped: only {len(eligible)} silo(s) are still "
+                    f"eligible, and {reports_needed(plan)} loss reports are needed "
+                    "(clusters × min_cluster_silos)"
+                )
             new, closing = replace(s, phase=row.target, reason=reason), None
             log.error("%s federation failed: %s", fields, reason)
         elif row.action == Action.AGGREGATE:
             self._aggregate(s.round + 1)
-            new = RoundState(row.target, s.round + 1, 0, now)
+            new = RoundState(row.target, s.round + 1, 0, now, **grouping)
             log.info("%s round aggregated", fields)
         elif row.action == Action.FINISH:
             final = self._aggregate(plan.rounds)
             if self._export is not None:
-                self._export(final)
-            new = RoundState(row.target, plan.rounds, 0, now)
+                self._export(final, s.clusters)
+            new = RoundState(row.target, plan.rounds, 0, now, **grouping)
             log.info("%s federation done", fields)
         else:
-            new = RoundState(row.target, s.round, s.attempt + 1, now)
+            new = RoundState(row.target, s.round, s.attempt + 1, now, **grouping)
             log.warning(
                 "%s too few uploads (min_silos=%d): re-running the round with a fresh sample",
                 fields,
@@ -367,16 +480,48 @@ class RoundMachine:
         self._store.save_state(new.to_dict(), closing)
         self._state = new
 
-    def _aggregate(self, next_round: int) -> dict[str, np.ndarray]:
-        """FedAvg this attempt's uploads into the globals `next_round` starts from."""
-        s = self._state
+    def _assign(self) -> tuple[tuple[str, int], ...]:
+        """Balanced clusters from this grouping's loss reports; silos that did not report keep
+        the cluster they had (or stay unassigned until the next grouping)."""
+        s, fb = self._state, self._plan.fedbiscuit
+        reports = sorted(
+            self._store.loss_reports(round_=s.round, attempt=s.attempt), key=lambda r: r.silo_id
+        )
+        losses = np.array([r.losses for r in reports], dtype=np.float64)
+        chosen = assign_clusters(losses, fb.assignment)
+        clusters = s.clusters
+        clusters.update({r.silo_id: k for r, k in zip(reports, chosen, strict=True)})
+        return tuple(sorted(clusters.items()))
+
+    def _aggregate(self, next_round: int) -> list[dict[str, np.ndarray]]:
+        """This attempt's uploads into the globals of every adapter that `next_round` starts
+        from: FedAvg in FedBis and warm-up, aggregate-on-model per cluster afterwards; an
+        adapter nobody trained is carried over unchanged."""
+        s, plan = self._state, self._plan
         submissions = self._store.submissions(round_=s.round, attempt=s.attempt)
-        manifest, globals_vec = self.globals_vector(s.round)
-        deltas = [self._store.load_update(sub.task_id) for sub in submissions]
-        if self._plan.weighting == "num_examples":
-            weights = [float(sub.num_examples) for sub in submissions]
-        else:
-            weights = [1.0] * len(submissions)
-        tensors = codec.unflatten(manifest, fedavg(globals_vec, deltas, weights))
-        self._store.put_globals(next_round, tensors)
-        return tensors
+        by_adapter: dict[int, list[Submission]] = {}
+        for sub in submissions:
+            adapter = self._store.task(sub.task_id).adapter_index
+            by_adapter.setdefault(adapter, []).append(sub)
+        warmup = plan.warmup_adapter(s.round) is not None
+        sizes = {k: list(s.clusters.values()).count(k) for k in range(plan.adapters)}
+        min_members = plan.fedbiscuit.min_cluster_silos if plan.fedbiscuit else 1
+        finals = []
+        for adapter in range(plan.adapters):
+            manifest, globals_vec = self.globals_vector(s.round, adapter)
+            subs = by_adapter.get(adapter, [])
+            deltas = [self._store.load_update(sub.task_id) for sub in subs]
+            if not deltas or (not warmup and len(deltas) < min_members):
+                vector = globals_vec
+            elif warmup:
+                if plan.weighting == "num_examples":
+                    weights = [float(sub.num_examples) for sub in subs]
+                else:
+                    weights = [1.0] * len(subs)
+                vector = fedavg(globals_vec, deltas, weights)
+            else:
+                vector = aggregate_on_model(globals_vec, deltas, sizes[adapter])
+            tensors = codec.unflatten(manifest, vector)
+            self._store.put_globals(next_round, tensors, adapter)
+            finals.append(tensors)
+        return finals

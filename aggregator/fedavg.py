@@ -1,4 +1,5 @@
-"""FedAvg over adapter deltas: the only arithmetic the FedBis aggregator does on updates.
+"""FedAvg and FedBiscuit's aggregate-on-model over adapter deltas: the only arithmetic the
+aggregator does on updates.
 
 Pure and deterministic (float64 accumulation, float32 result) so a restarted aggregator that
 re-aggregates the same uploads produces bit-identical globals.
@@ -32,3 +33,28 @@ def fedavg(
             )
         total += w[index] * delta.astype(np.float64)
     return (globals_vec.astype(np.float64) + total / w.sum()).astype(np.float32)
+
+
+def aggregate_on_model(
+    globals_vec: np.ndarray, deltas: Sequence[np.ndarray], cluster_size: int
+) -> np.ndarray:
+    """FedBiscuit's "aggregate on model": globals + sum_i delta_i / cluster_size.
+
+    Each participating silo of a cluster of `cluster_size` silos weighs 1/cluster_size; the
+    weight of the cluster's silos that did not take part stays on the previous global (the
+    reference implementation's aggregation after warm-up). Needs 1 ≤ len(deltas) ≤ size.
+    """
+    if not deltas:
+        raise InvalidInput("aggregate_on_model needs at least one delta")
+    if not 1 <= len(deltas) <= cluster_size:
+        raise InvalidInput(
+            f"aggregate_on_model got {len(deltas)} deltas for a cluster of {cluster_size} silos"
+        )
+    total = np.zeros(globals_vec.shape, dtype=np.float64)
+    for index, delta in enumerate(deltas):
+        if delta.shape != globals_vec.shape:
+            raise InvalidInput(
+                f"delta {index} has shape {delta.shape}, globals have {globals_vec.shape}"
+            )
+        total += delta.astype(np.float64)
+    return (globals_vec.astype(np.float64) + total / cluster_size).astype(np.float32)

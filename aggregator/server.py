@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -26,7 +26,7 @@ from aggregator.store import SqliteStore
 from privacy.pki import server_credentials
 from protos.errors import InvalidInput
 from protos.v1 import federation_pb2_grpc as pb_grpc
-from selector.checkpoint import save_selector
+from selector.checkpoint import save_selector, save_selector_set
 from selector.model import adapter_state, build_selector
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,11 @@ class AggregatorServer:
             config.state_dir, self.plan, allow_plan_change=config.allow_plan_change
         )
         try:
-            if self._store.globals_record(0) is None:
-                model = build_selector(self.plan.selector, seed=self.plan.seed)
-                self._store.put_globals(0, adapter_state(model))
+            for adapter in range(self.plan.adapters):
+                if self._store.globals_record(0, adapter) is None:
+                    # Adapter k starts from seed + k: FedBis (k = 0) keeps its initial globals.
+                    model = build_selector(self.plan.selector, seed=self.plan.seed + adapter)
+                    self._store.put_globals(0, adapter_state(model), adapter)
             export = self._export if config.export_dir is not None else None
             self.machine = RoundMachine(self._store, clock, export)
             self._server = grpc.server(
@@ -124,14 +126,19 @@ class AggregatorServer:
             except Exception:
                 log.exception("federation=%s deadline tick failed", self.plan.federation_id)
 
-    def _export(self, final: Mapping[str, np.ndarray]) -> None:
+    def _export(
+        self, finals: Sequence[Mapping[str, np.ndarray]], clusters: Mapping[str, int]
+    ) -> None:
         meta = {
             "federation_id": self.plan.federation_id,
             "algorithm": self.plan.algorithm,
             "rounds": self.plan.rounds,
             "plan_sha256": self.plan.sha256(),
         }
-        save_selector(self.config.export_dir, self.plan.selector, final, meta)
+        if self.plan.algorithm == "fedbis":
+            save_selector(self.config.export_dir, self.plan.selector, finals[0], meta)
+        else:
+            save_selector_set(self.config.export_dir, self.plan.selector, finals, clusters, meta)
         log.info(
             "federation=%s selector exported to %s", self.plan.federation_id, self.config.export_dir
         )

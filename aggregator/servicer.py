@@ -109,12 +109,22 @@ class FederationServicer(pb_grpc.FederationServicer):
                 **common,
             )
         task = assignment.task
+        if assignment.kind == "EVALUATE":
+            return pb.Task(
+                kind=pb.TASK_KIND_EVALUATE,
+                task_id=task.task_id,
+                round=task.round,
+                phase=Phase.GROUPING.value,
+                adapter_sha256=assignment.adapter_sha256,
+                deadline_unix_s=assignment.deadline_s,
+                **common,
+            )
         return pb.Task(
             kind=pb.TASK_KIND_TRAIN,
             task_id=task.task_id,
             round=task.round,
             phase=Phase.TRAINING.value,
-            adapter_index=0,
+            adapter_index=task.adapter_index,
             globals_sha256=assignment.globals_sha256,
             local_steps=self._plan.training.local_steps,
             deadline_unix_s=assignment.deadline_s,
@@ -128,7 +138,12 @@ class FederationServicer(pb_grpc.FederationServicer):
         silo_id = authenticated_silo(context)
         self._check_federation(request.federation_id)
         task = self._machine.current_task(silo_id, request.task_id)
-        manifest, vector = self._machine.globals_vector(task.round)
+        if task.kind == "train" and request.adapter_index != task.adapter_index:
+            raise InvalidInput(
+                f"task {task.task_id!r} trains adapter {task.adapter_index}, not "
+                f"{request.adapter_index}"
+            )
+        manifest, vector = self._machine.globals_vector(task.round, request.adapter_index)
         yield pb.TensorChunk(manifest=codec.manifest_to_proto(manifest))
         for chunk in codec.iter_chunks(codec.to_bytes(vector)):
             yield pb.TensorChunk(data=chunk)
@@ -159,7 +174,8 @@ class FederationServicer(pb_grpc.FederationServicer):
         self._check_header_matches(header, task)
         release = self._check_release(task, entries)
         num_examples = self._num_examples(header)
-        assembler = codec.ChunkAssembler(manifest, self._machine.globals_layout(task.round))
+        layout = self._machine.globals_layout(task.round, task.adapter_index)
+        assembler = codec.ChunkAssembler(manifest, layout)
         for part in request_iterator:
             if part.WhichOneof("part") != "data":
                 raise InvalidInput("only data chunks may follow the upload header")
@@ -169,6 +185,32 @@ class FederationServicer(pb_grpc.FederationServicer):
         return pb.Ack(
             accepted=True,
             message="update accepted" if new else "already accepted",
+            ledger_next_seq=self._ledger.position(silo_id)[0],
+        )
+
+    @_unary
+    def ReportLosses(self, request: pb.LossReport, context: grpc.ServicerContext) -> pb.Ack:
+        silo_id = authenticated_silo(context)
+        self._check_federation(request.federation_id)
+        self._check_plan(request.plan_sha256)
+        losses = tuple(request.losses)
+        if not all(math.isfinite(value) for value in losses):
+            raise InvalidInput("loss report values must be finite numbers")
+        # The release is verified and on disk before anything else about the report is judged.
+        entries = self._ledger.accept(silo_id, authenticated_cert(context), request.ledger_entries)
+        task = self._machine.current_task(silo_id, request.task_id)
+        if task.kind != "evaluate":
+            raise FailedPrecondition(f"task {task.task_id!r} is a {task.kind} task, not evaluate")
+        if request.round != task.round:
+            raise FailedPrecondition(
+                f"loss report names round {request.round} but task {task.task_id!r} is for "
+                f"round {task.round}"
+            )
+        release = self._check_loss_release(task, entries)
+        new = self._machine.accept_loss_report(silo_id, task.task_id, losses, release.seq)
+        return pb.Ack(
+            accepted=True,
+            message="loss report accepted" if new else "already accepted",
             ledger_next_seq=self._ledger.position(silo_id)[0],
         )
 
@@ -220,13 +262,18 @@ class FederationServicer(pb_grpc.FederationServicer):
                 f"upload names round {header.round} but task {task.task_id!r} is for round "
                 f"{task.round}"
             )
+        if task.kind != "train":
+            raise FailedPrecondition(f"task {task.task_id!r} is an {task.kind} task: no upload")
         if header.phase != Phase.TRAINING.value:
             raise FailedPrecondition(
                 f"upload names phase {header.phase!r}; task {task.task_id!r} is a "
                 f"{Phase.TRAINING.value} task"
             )
-        if header.adapter_index != 0:
-            raise InvalidInput(f"adapter_index {header.adapter_index} does not exist in FedBis")
+        if header.adapter_index != task.adapter_index:
+            raise InvalidInput(
+                f"upload names adapter {header.adapter_index} but task {task.task_id!r} trains "
+                f"adapter {task.adapter_index}"
+            )
 
     def _num_examples(self, header: pb.UpdateHeader) -> int:
         if self._plan.weighting == "num_examples":
@@ -274,5 +321,34 @@ class FederationServicer(pb_grpc.FederationServicer):
                 f"{entry.budget_epsilon}; the update is refused"
             )
         if not entry.secure_rng and not dp.allow_insecure_rng:
+            raise FailedPrecondition(f"{at}: the plan requires DP noise from a secure RNG")
+        return entry
+
+    def _check_loss_release(self, task: TaskRecord, entries: list[LedgerEntry]) -> LedgerEntry:
+        """The last ledger entry sent is this report's release: the plan's Gaussian loss report
+        (one step per adapter, clip C, noise multiplier sigma), within the silo's budget."""
+        if not entries:
+            raise InvalidInput("the loss report carries no signed ledger entry for its release")
+        entry, spec = entries[-1], self._plan.fedbiscuit.loss_report
+        at = f"ledger entry seq {entry.seq}"
+        p = entry.params
+        expected = ("gaussian", task.round, spec.noise_multiplier, 1.0, self._plan.adapters)
+        found = (entry.mechanism, entry.round, p.noise_multiplier, p.sample_rate, p.steps)
+        if found != expected:
+            raise FailedPrecondition(
+                f"{at} records (mechanism, round, noise_multiplier, sample_rate, steps) = "
+                f"{found}, not the loss report of task {task.task_id!r} {expected}"
+            )
+        if (p.clip_norm, p.delta) != (spec.clip, self._plan.delta):
+            raise FailedPrecondition(
+                f"{at}: clip {p.clip_norm} and delta {p.delta} differ from the plan's loss "
+                f"report clip {spec.clip} and delta {self._plan.delta}"
+            )
+        if entry.epsilon_after > entry.budget_epsilon:
+            raise BudgetExceeded(
+                f"{at}: epsilon_after {entry.epsilon_after} exceeds the silo's budget "
+                f"{entry.budget_epsilon}; the report is refused"
+            )
+        if not entry.secure_rng and not self._plan.dp.allow_insecure_rng:
             raise FailedPrecondition(f"{at}: the plan requires DP noise from a secure RNG")
         return entry

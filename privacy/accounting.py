@@ -150,16 +150,32 @@ class PrivacyAccountant:
 
 
 @functools.lru_cache(maxsize=64)  # pure; a silo asks the same question every round
-def derive_noise_multiplier(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
-    """The smallest σ (to ~1e-6 relative) whose `steps` DP-SGD steps at `sample_rate` stay
-    within (ε, δ); bisection on ε(σ), which decreases in σ."""
+def derive_noise_multiplier(
+    epsilon: float,
+    delta: float,
+    sample_rate: float,
+    steps: int,
+    reserved: tuple[DpEvent, ...] = (),
+) -> float:
+    """The smallest σ (to ~1e-6 relative) whose `steps` DP-SGD steps at `sample_rate`, composed
+    with the `reserved` releases (e.g. FedBiscuit's loss reports), stay within (ε, δ);
+    bisection on ε(σ), which decreases in σ."""
     if not epsilon > 0 or not math.isfinite(epsilon):
         raise InvalidInput(f"target epsilon {epsilon} must be positive and finite")
     if steps < 1:
         raise InvalidInput(f"steps {steps} must be at least 1")
+    base = np.zeros(len(ORDERS))
+    for event in reserved:
+        base = base + event.rdp()
+    if reserved and epsilon_from_rdp(base, delta) >= epsilon:
+        raise InvalidInput(
+            f"budget epsilon={epsilon:.6g} at delta={delta:g} is used up by the reserved "
+            f"releases alone (epsilon {epsilon_from_rdp(base, delta):.4g}): raise the budget "
+            "or ask for a plan with more loss-report noise or fewer groupings"
+        )
 
     def eps(sigma: float) -> float:
-        return epsilon_from_rdp(DpEvent("dp_sgd", sigma, sample_rate, steps).rdp(), delta)
+        return epsilon_from_rdp(base + DpEvent("dp_sgd", sigma, sample_rate, steps).rdp(), delta)
 
     low, high = 0.0, 1.0
     while eps(high) > epsilon:

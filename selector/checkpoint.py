@@ -7,7 +7,7 @@ fails closed on an unknown format, version, spec field or tensor.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +89,72 @@ def load_selector(directory: str | Path) -> tuple[PairwiseSelector, SelectorSpec
     except InvalidInput as exc:
         raise InvalidInput(f"{adapters_path}: {exc}") from None
     return model, spec, meta
+
+
+SET_FILE = "selectors.json"
+SET_FORMAT = "fedbiscuit-selector-set"
+
+
+def _member_dir(k: int) -> str:
+    return f"adapter-{k}"
+
+
+def save_selector_set(
+    directory: str | Path,
+    spec: SelectorSpec,
+    states: Sequence[Mapping[str, np.ndarray]],
+    clusters: Mapping[str, int],
+    meta: Mapping[str, Any],
+) -> None:
+    """FedBiscuit's K selectors: `adapter-k/` is a saved selector per adapter (loadable on its
+    own with `load_selector`) and `selectors.json` lists them with the final cluster
+    assignment (silo id → adapter index), which names which selector serves which silo."""
+    directory = Path(directory)
+    for k, state in enumerate(states):
+        save_selector(directory / _member_dir(k), spec, state, {**meta, "adapter_index": k})
+    document = {
+        "format": SET_FORMAT,
+        "version": VERSION,
+        "selectors": [_member_dir(k) for k in range(len(states))],
+        "clusters": dict(sorted(clusters.items())),
+        "meta": dict(meta),
+    }
+    (directory / SET_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def load_selector_set(
+    directory: str | Path,
+) -> tuple[list[PairwiseSelector], SelectorSpec, dict[str, int], dict[str, Any]]:
+    """The K selectors of a FedBiscuit export and its cluster assignment; a single FedBis
+    selector folder loads as a set of one with no clusters."""
+    directory = Path(directory)
+    set_path = directory / SET_FILE
+    if not set_path.is_file():
+        model, spec, meta = load_selector(directory)
+        return [model], spec, {}, meta
+    try:
+        document = json.loads(set_path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{set_path}: not valid JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("format") != SET_FORMAT:
+        raise InvalidInput(f"{set_path}: not a {SET_FORMAT} file")
+    if document.get("version") != VERSION:
+        raise InvalidInput(f"{set_path}: version {document.get('version')!r} unsupported")
+    unknown = sorted(set(document) - {"format", "version", "selectors", "clusters", "meta"})
+    if unknown:
+        raise InvalidInput(f"{set_path}: unknown field {unknown[0]!r}")
+    names, clusters = document.get("selectors"), document.get("clusters")
+    if names != [_member_dir(k) for k in range(len(names or []))] or not names:
+        raise InvalidInput(f"{set_path}: selectors must be adapter-0 … adapter-(K-1)")
+    if not isinstance(clusters, dict) or not all(
+        isinstance(k, int) and 0 <= k < len(names) for k in clusters.values()
+    ):
+        raise InvalidInput(f"{set_path}: clusters must map silo ids to adapter indices")
+    models, spec = [], None
+    for name in names:
+        model, member_spec, _ = load_selector(directory / name)
+        if spec is not None and member_spec != spec:
+            raise InvalidInput(f"{directory / name}: spec differs from adapter-0's")
+        models.append(model)
+        spec = member_spec
+    return models, spec, dict(clusters), dict(document.get("meta", {}))

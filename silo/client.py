@@ -133,13 +133,24 @@ class SiloClient:
         timeout = self._timeouts.control_s + wait_ms / 1000
         return self._call("PullTask", lambda: self._stub.PullTask(request, timeout=timeout))
 
-    def download_globals(self, task: pb.Task, max_bytes: int) -> tuple[codec.Manifest, np.ndarray]:
-        """Fetch the globals `task` starts from, checked against its size limit and hash."""
-        request = pb.DownloadRequest(federation_id=task.federation_id, task_id=task.task_id)
+    def download_globals(
+        self, task: pb.Task, max_bytes: int, adapter_index: int | None = None
+    ) -> tuple[codec.Manifest, np.ndarray]:
+        """Fetch the globals `task` starts from (a TRAIN task's adapter), or adapter
+        `adapter_index` of an EVALUATE task, checked against the size limit and hash."""
+        if adapter_index is None:
+            adapter_index, expected = task.adapter_index, task.globals_sha256
+        else:
+            if not 0 <= adapter_index < len(task.adapter_sha256):
+                raise InvalidInput(f"task {task.task_id!r} has no adapter {adapter_index}")
+            expected = task.adapter_sha256[adapter_index]
+        request = pb.DownloadRequest(
+            federation_id=task.federation_id, task_id=task.task_id, adapter_index=adapter_index
+        )
 
         def download() -> tuple[codec.Manifest, np.ndarray]:
             chunks = self._stub.DownloadGlobals(request, timeout=self._timeouts.transfer_s)
-            return _assemble_globals(chunks, task.globals_sha256, max_bytes)
+            return _assemble_globals(chunks, expected, max_bytes)
 
         return self._call("DownloadGlobals", download)
 
@@ -181,6 +192,24 @@ class SiloClient:
         return self._call(
             "UploadUpdate",
             lambda: self._stub.UploadUpdate(parts(), timeout=self._timeouts.transfer_s),
+        )
+
+    def report_losses(
+        self, task: pb.Task, losses: list[float], ledger_entries: list[bytes]
+    ) -> pb.Ack:
+        """Send a grouping's DP-noised loss vector with the ledger entries the aggregator
+        lacks (the last one records this release). Retrying is safe (idempotent)."""
+        request = pb.LossReport(
+            federation_id=task.federation_id,
+            task_id=task.task_id,
+            round=task.round,
+            plan_sha256=task.plan_sha256,
+            losses=losses,
+            ledger_entries=ledger_entries,
+        )
+        return self._call(
+            "ReportLosses",
+            lambda: self._stub.ReportLosses(request, timeout=self._timeouts.control_s),
         )
 
     def decline(

@@ -86,12 +86,16 @@ class PrivacyState:
         secure_rng: bool,
         epsilon_after: float,
         budget_epsilon: float,
+        clip_norm: float | None = None,
     ) -> LedgerEntry:
-        """Append the signed ledger entry (fsync), then the accountant; return the entry."""
+        """Append the signed ledger entry (fsync), then the accountant; return the entry.
+
+        `clip_norm` is the release's clipping bound: DP-SGD's plan.dp.clip_norm by default, the
+        loss clip C for a loss report."""
         entry = self.ledger.append(
             round_index=round_index,
             event=event,
-            clip_norm=plan.dp.clip_norm,
+            clip_norm=plan.dp.clip_norm if clip_norm is None else clip_norm,
             delta=plan.delta,
             secure_rng=secure_rng,
             epsilon_after=epsilon_after,

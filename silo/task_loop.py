@@ -14,9 +14,11 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import ValidationError
 
 from privacy.budget_guard import BudgetGuard
+from privacy.loss_report import loss_report_event, noised_mean_losses
 from protos import codec
 from protos.errors import BudgetExceeded, FailedPrecondition, InvalidInput, PolicyViolation
 from protos.plan import Plan
@@ -36,7 +38,8 @@ _MIB = 1 << 20
 class LoopOutcome:
     """How a run ended: `finished` is True when the aggregator said DONE.
 
-    `tasks` counts TRAIN tasks by what became of them: "uploaded", "declined" (refused
+    `tasks` counts TRAIN and EVALUATE tasks by what became of them: "uploaded", "reported"
+    (a grouping loss report sent), "declined" (refused
     before any release) or "stale" (the aggregator had moved on; any spend stays spent).
     """
 
@@ -61,6 +64,10 @@ class TaskLoop:
         self._privacy = privacy
         self._stop = stop or threading.Event()
         self._wait_ms = wait_ms
+        # Loss-report noise: seeded from the silo's seed (tests, audits) or OS entropy. Like
+        # DP-SGD's, an ordinary PRNG (the ledger records secure_rng=False).
+        seed = None if config.seed is None else [config.seed, 0x4C4F5353]
+        self._noise_rng = np.random.default_rng(seed)
 
     def run(self) -> LoopOutcome:
         plan, plan_sha256 = self._join()
@@ -75,10 +82,11 @@ class TaskLoop:
             elif task.kind == pb.TASK_KIND_DONE:
                 self._log("done", message=repr(task.message), **tasks)
                 return LoopOutcome(True, dict(tasks))
-            elif task.kind == pb.TASK_KIND_TRAIN:
+            elif task.kind in (pb.TASK_KIND_TRAIN, pb.TASK_KIND_EVALUATE):
                 self._validate(plan, plan_sha256, task)
+                work = self._train if task.kind == pb.TASK_KIND_TRAIN else self._evaluate
                 try:
-                    tasks[self._train(plan, training, task)] += 1
+                    tasks[work(plan, training, task)] += 1
                 except FailedPrecondition as exc:
                     # The round closed or was re-run meanwhile; what was spent stays spent.
                     self._log("stale", task.round, message=repr(str(exc)))
@@ -156,6 +164,50 @@ class TaskLoop:
         self._log("uploaded", task.round, accepted=ack.accepted)
         return "uploaded"
 
+    def _evaluate(self, plan: Plan, training: TrainingSetup, task: pb.Task) -> str:
+        """Handle one EVALUATE task (a FedBiscuit grouping): "reported" or "declined".
+
+        The same contract as a TRAIN task: the guard decides first, the signed ledger entry
+        is on disk before the noised loss vector leaves; nothing but that vector leaves.
+        """
+        if plan.fedbiscuit is None:
+            raise FailedPrecondition(f"task {task.task_id!r}: a FedBis plan has no groupings")
+        spec = plan.fedbiscuit.loss_report
+        privacy, budget = self._privacy, self._config.budget
+        event = loss_report_event(plan.adapters, spec.noise_multiplier)
+        before = privacy.accountant.epsilon(plan.delta)
+        try:
+            after = BudgetGuard(privacy.accountant, budget.epsilon, plan.delta).check(event)
+            check_round_epsilon(self._config.policy, before, after)
+        except (BudgetExceeded, PolicyViolation) as exc:
+            reason = "budget_exhausted" if isinstance(exc, BudgetExceeded) else "policy_violation"
+            ack = self._client.decline(task, reason, str(exc), before, privacy.undelivered())
+            privacy.delivered(ack.ledger_next_seq)
+            self._log("declined", task.round, reason=reason, epsilon_spent=round(before, 4))
+            return "declined"
+        max_bytes = int(plan.max_update_mib * _MIB)
+        losses = []
+        for k in range(plan.adapters):
+            manifest, vector = self._client.download_globals(task, max_bytes, adapter_index=k)
+            state = codec.unflatten(manifest, vector)
+            losses.append(training.trainer.example_losses(state, training.evaluation_rows))
+        entry = privacy.record(
+            task.round,
+            event,
+            plan,
+            secure_rng=training.secure_rng,
+            epsilon_after=after,
+            budget_epsilon=budget.epsilon,
+            clip_norm=spec.clip,
+        )
+        noised = noised_mean_losses(
+            np.stack(losses), spec.clip, spec.noise_multiplier, self._noise_rng
+        )
+        ack = self._client.report_losses(task, [float(v) for v in noised], privacy.undelivered())
+        privacy.delivered(ack.ledger_next_seq)
+        self._log("reported", task.round, seq=entry.seq, epsilon_after=round(after, 4))
+        return "reported"
+
     def _validate(self, plan: Plan, plan_sha256: str, task: pb.Task) -> None:
         """A task for another federation, plan or an impossible round stops the agent."""
         where = f"task {task.task_id!r} round {task.round}"
@@ -165,6 +217,15 @@ class TaskLoop:
             raise FailedPrecondition(f"{where} is for another plan than the one this silo accepted")
         if task.round >= plan.rounds:
             raise FailedPrecondition(f"{where} is beyond the plan's {plan.rounds} rounds")
+        if task.kind == pb.TASK_KIND_EVALUATE:
+            if len(task.adapter_sha256) != plan.adapters:
+                raise FailedPrecondition(
+                    f"{where} lists {len(task.adapter_sha256)} adapters; the plan has "
+                    f"{plan.adapters}"
+                )
+            return
+        if task.adapter_index >= plan.adapters:
+            raise FailedPrecondition(f"{where} trains adapter {task.adapter_index}, not in plan")
         if task.local_steps < 1:
             raise FailedPrecondition(f"{where} asks for {task.local_steps} local steps")
         check_local_steps(self._config.policy, task.local_steps, "task.local_steps")

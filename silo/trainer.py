@@ -109,6 +109,22 @@ class LocalTrainer:
             generator=self._noise_generator,
         )
 
+    @torch.no_grad()
+    def example_losses(
+        self, global_state: Mapping[str, np.ndarray], rows: Sequence[int], batch_size: int = 64
+    ) -> np.ndarray:
+        """Per-pair Bradley–Terry losses −log σ(score) of the adapters `global_state` on the
+        training pairs `rows` (FedBiscuit's evaluation sample). Releases nothing by itself:
+        the caller clips, averages and noises them (privacy.loss_report)."""
+        load_adapter_state(self.model, global_state)
+        self.model.eval()
+        chunks = []
+        for start in range(0, len(rows), batch_size):
+            batch = self._examples.select(list(rows[start : start + batch_size]))
+            scores = self.model(batch.to(self.device))
+            chunks.append(torch.nn.functional.softplus(-scores).double().cpu())
+        return torch.cat(chunks).numpy()
+
     def train_round(
         self, global_state: Mapping[str, np.ndarray], steps: int
     ) -> dict[str, np.ndarray]:

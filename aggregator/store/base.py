@@ -17,6 +17,7 @@ from aggregator.store.records import (
     Decline,
     GlobalsRecord,
     LedgerEntryRecord,
+    LossReport,
     SiloRecord,
     Submission,
     TaskRecord,
@@ -38,14 +39,16 @@ class FederationStore(ABC):
         """Persist the machine state, closing an attempt (dropping its uploads) atomically."""
 
     @abstractmethod
-    def put_globals(self, round_: int, tensors: Mapping[str, np.ndarray]) -> GlobalsRecord:
-        """Store the globals a round starts from (idempotent: same round, same bytes)."""
+    def put_globals(
+        self, round_: int, tensors: Mapping[str, np.ndarray], adapter: int = 0
+    ) -> GlobalsRecord:
+        """Store the globals of `adapter` a round starts from (idempotent: same bytes)."""
 
     @abstractmethod
-    def globals_record(self, round_: int) -> GlobalsRecord | None: ...
+    def globals_record(self, round_: int, adapter: int = 0) -> GlobalsRecord | None: ...
 
     @abstractmethod
-    def load_globals(self, round_: int) -> dict[str, np.ndarray]: ...
+    def load_globals(self, round_: int, adapter: int = 0) -> dict[str, np.ndarray]: ...
 
     @abstractmethod
     def join_silo(self, silo_id: str, now_s: float) -> SiloRecord: ...
@@ -77,6 +80,18 @@ class FederationStore(ABC):
 
     @abstractmethod
     def load_update(self, task_id: str) -> np.ndarray: ...
+
+    @abstractmethod
+    def add_loss_report(self, report: LossReport) -> None:
+        """Durably store a grouping's loss report; only then may it be acknowledged."""
+
+    @abstractmethod
+    def loss_report(self, task_id: str) -> LossReport | None: ...
+
+    @abstractmethod
+    def loss_reports(
+        self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
+    ) -> list[LossReport]: ...
 
     @abstractmethod
     def add_decline(self, decline: Decline, *, mark_exhausted: bool) -> None:

@@ -21,11 +21,16 @@ class SiloRecord:
 
 @dataclass(frozen=True)
 class TaskRecord:
+    """An issued task. `kind` is "train" (train `adapter_index`, upload its delta) or
+    "evaluate" (a FedBiscuit grouping: evaluate every adapter, report DP-noised losses)."""
+
     task_id: str
     silo_id: str
     round: int
     attempt: int
     issued_at_s: float
+    kind: str = "train"
+    adapter_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,20 @@ class Submission:
     received_at_s: float
     aggregated: bool = False
     ledger_seq: int = -1
+
+
+@dataclass(frozen=True)
+class LossReport:
+    """A silo's DP-noised loss vector from a grouping (one mean loss per adapter, already
+    clipped and noised by the silo); `ledger_seq` is the ledger entry of that release."""
+
+    task_id: str
+    silo_id: str
+    round: int
+    attempt: int
+    losses: tuple[float, ...]
+    received_at_s: float
+    ledger_seq: int
 
 
 @dataclass(frozen=True)
@@ -73,9 +92,12 @@ class LedgerEntryRecord:
 
 @dataclass(frozen=True)
 class GlobalsRecord:
+    """One adapter's globals at the start of a round (FedBis: adapter 0 only)."""
+
     round: int
     sha256: str
     layout: tuple[TensorSpec, ...]
+    adapter: int = 0
 
 
 @dataclass(frozen=True)

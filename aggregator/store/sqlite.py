@@ -26,6 +26,7 @@ from aggregator.store.records import (
     Decline,
     GlobalsRecord,
     LedgerEntryRecord,
+    LossReport,
     SiloRecord,
     Submission,
     TaskRecord,
@@ -43,17 +44,23 @@ CREATE TABLE IF NOT EXISTS plan (
     id INTEGER PRIMARY KEY CHECK (id = 1), sha256 TEXT NOT NULL, canonical_json BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS globals (
-    round INTEGER PRIMARY KEY, path TEXT NOT NULL, sha256 TEXT NOT NULL, layout TEXT NOT NULL);
+    round INTEGER NOT NULL, adapter INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL,
+    layout TEXT NOT NULL, PRIMARY KEY (round, adapter));
 CREATE TABLE IF NOT EXISTS silos (
     silo_id TEXT PRIMARY KEY, joined_at_s REAL NOT NULL, exhausted INTEGER NOT NULL,
     last_seen_s REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, silo_id TEXT NOT NULL, round INTEGER NOT NULL,
-    attempt INTEGER NOT NULL, issued_at_s REAL NOT NULL);
+    attempt INTEGER NOT NULL, issued_at_s REAL NOT NULL, kind TEXT NOT NULL,
+    adapter_index INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS submissions (
     task_id TEXT PRIMARY KEY, silo_id TEXT NOT NULL, round INTEGER NOT NULL,
     attempt INTEGER NOT NULL, blob_path TEXT, sha256 TEXT NOT NULL, num_examples INTEGER NOT NULL,
     received_at_s REAL NOT NULL, aggregated INTEGER NOT NULL, ledger_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS loss_reports (
+    task_id TEXT PRIMARY KEY, silo_id TEXT NOT NULL, round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL, losses TEXT NOT NULL, received_at_s REAL NOT NULL,
+    ledger_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS declines (
     task_id TEXT PRIMARY KEY, silo_id TEXT NOT NULL, round INTEGER NOT NULL,
     attempt INTEGER NOT NULL, reason_code TEXT NOT NULL, message TEXT NOT NULL,
@@ -153,10 +160,12 @@ class SqliteStore(FederationStore):
                     f"{stored.federation_id!r}, not plan {plan.sha256()[:12]}; use a fresh "
                     "state_dir, or allow the plan change explicitly"
                 )
-            if (stored.federation_id, stored.selector) != (plan.federation_id, plan.selector):
+            kept = ("federation_id", "selector", "algorithm", "fedbiscuit")
+            if any(getattr(stored, name) != getattr(plan, name) for name in kept):
                 raise FailedPrecondition(
-                    f"{self.state_dir}: a plan change may not alter federation_id or selector "
-                    "(the stored globals would not fit); use a fresh state_dir"
+                    f"{self.state_dir}: a plan change may not alter federation_id, selector, "
+                    "algorithm or fedbiscuit (the stored globals and assignment would not "
+                    "fit); use a fresh state_dir"
                 )
         with self._tx() as tx:
             tx.execute(
@@ -204,10 +213,12 @@ class SqliteStore(FederationStore):
         for name in doomed:
             (self.state_dir / "blobs" / "uploads" / name).unlink(missing_ok=True)
 
-    def put_globals(self, round_: int, tensors: Mapping[str, np.ndarray]) -> GlobalsRecord:
+    def put_globals(
+        self, round_: int, tensors: Mapping[str, np.ndarray], adapter: int = 0
+    ) -> GlobalsRecord:
         manifest, _ = codec.flatten(tensors)
         arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
-        name = f"round-{round_:06d}.safetensors"
+        name = f"round-{round_:06d}-adapter-{adapter:02d}.safetensors"
         self._write_blob(
             self.state_dir / "blobs" / "globals" / name, safetensors.numpy.save(arrays)
         )
@@ -215,26 +226,32 @@ class SqliteStore(FederationStore):
         layout = json.dumps([[t.name, list(t.shape)] for t in manifest.layout()])
         with self._tx() as tx:
             tx.execute(
-                "INSERT OR REPLACE INTO globals VALUES (?, ?, ?, ?)",
-                (round_, name, manifest.sha256, layout),
+                "INSERT OR REPLACE INTO globals VALUES (?, ?, ?, ?, ?)",
+                (round_, adapter, name, manifest.sha256, layout),
             )
-        return GlobalsRecord(round_, manifest.sha256, manifest.layout())
+        return GlobalsRecord(round_, manifest.sha256, manifest.layout(), adapter)
 
-    def globals_record(self, round_: int) -> GlobalsRecord | None:
-        rows = self._rows("SELECT sha256, layout FROM globals WHERE round = ?", (round_,))
+    def globals_record(self, round_: int, adapter: int = 0) -> GlobalsRecord | None:
+        rows = self._rows(
+            "SELECT sha256, layout FROM globals WHERE round = ? AND adapter = ?", (round_, adapter)
+        )
         if not rows:
             return None
         layout = tuple(TensorSpec(name, tuple(shape)) for name, shape in json.loads(rows[0][1]))
-        return GlobalsRecord(round_, rows[0][0], layout)
+        return GlobalsRecord(round_, rows[0][0], layout, adapter)
 
-    def load_globals(self, round_: int) -> dict[str, np.ndarray]:
-        rows = self._rows("SELECT path, sha256 FROM globals WHERE round = ?", (round_,))
+    def load_globals(self, round_: int, adapter: int = 0) -> dict[str, np.ndarray]:
+        rows = self._rows(
+            "SELECT path, sha256 FROM globals WHERE round = ? AND adapter = ?", (round_, adapter)
+        )
         if not rows:
-            raise FailedPrecondition(f"no globals stored for round {round_}")
+            raise FailedPrecondition(f"no globals stored for round {round_} adapter {adapter}")
         data = (self.state_dir / "blobs" / "globals" / rows[0][0]).read_bytes()
         tensors = safetensors.numpy.load(data)
         if codec.flatten(tensors)[0].sha256 != rows[0][1]:
-            raise InvalidInput(f"globals of round {round_} are corrupt (SHA-256 mismatch)")
+            raise InvalidInput(
+                f"globals of round {round_} adapter {adapter} are corrupt (SHA-256 mismatch)"
+            )
         return tensors
 
     def join_silo(self, silo_id: str, now_s: float) -> SiloRecord:
@@ -261,9 +278,10 @@ class SqliteStore(FederationStore):
     def add_task(self, task: TaskRecord) -> None:
         with self._tx() as tx:
             tx.execute(
-                "INSERT OR IGNORE INTO tasks VALUES (?, ?, ?, ?, ?)",
-                (task.task_id, task.silo_id, task.round, task.attempt, task.issued_at_s),
-            )
+                "INSERT OR IGNORE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (task.task_id, task.silo_id, task.round, task.attempt, task.issued_at_s,
+                 task.kind, task.adapter_index),
+            )  # fmt: skip
 
     def task(self, task_id: str) -> TaskRecord | None:
         rows = self._rows("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
@@ -309,6 +327,30 @@ class SqliteStore(FederationStore):
         if codec.sha256_of(vector) != rows[0][1]:
             raise InvalidInput(f"stored update of task {task_id!r} is corrupt (SHA-256 mismatch)")
         return vector
+
+    def add_loss_report(self, report: LossReport) -> None:
+        r = report
+        with self._tx() as tx:
+            tx.execute(
+                "INSERT INTO loss_reports VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (r.task_id, r.silo_id, r.round, r.attempt, json.dumps(list(r.losses)),
+                 r.received_at_s, r.ledger_seq),
+            )  # fmt: skip
+
+    def loss_report(self, task_id: str) -> LossReport | None:
+        found = self._loss_reports_where("task_id = ?", (task_id,))
+        return found[0] if found else None
+
+    def loss_reports(
+        self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
+    ) -> list[LossReport]:
+        return self._loss_reports_where(*_filters(round_, attempt, silo_id))
+
+    def _loss_reports_where(self, where: str, args: tuple) -> list[LossReport]:
+        rows = self._rows(f"SELECT * FROM loss_reports WHERE {where} ORDER BY task_id", args)
+        return [
+            LossReport(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6]) for r in rows
+        ]
 
     def add_decline(self, decline: Decline, *, mark_exhausted: bool) -> None:
         d = decline

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aprotos/v1/federation.proto\x12\rfedbiscuit.v1\";\n\x0bJoinRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\"\x8e\x01\n\tJoinReply\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07silo_id\x18\x02 \x01(\t\x12\x11\n\tplan_json\x18\x03 \x01(\x0c\x12\x13\n\x0bplan_sha256\x18\x04 \x01(\t\x12\x17\n\x0fledger_next_seq\x18\x05 \x01(\x04\x12\x18\n\x10ledger_last_hash\x18\x06 \x01(\t\"N\n\x0fPullTaskRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x02 \x01(\t\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"\x8e\x02\n\x04Task\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.fedbiscuit.v1.TaskKind\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x15\n\rfederation_id\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\r\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x06 \x01(\t\x12\x15\n\radapter_index\x18\x07 \x01(\r\x12\x16\n\x0eglobals_sha256\x18\x08 \x01(\t\x12\x13\n\x0blocal_steps\x18\t \x01(\r\x12\x17\n\x0f\x64\x65\x61\x64line_unix_s\x18\n \x01(\x01\x12\x16\n\x0eretry_after_ms\x18\x0b \x01(\r\x12\x0f\n\x07message\x18\x0c \x01(\t\"9\n\x0f\x44ownloadRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\":\n\x0bTensorEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"q\n\x0eTensorManifest\x12+\n\x07tensors\x18\x01 \x03(\x0b\x32\x1a.fedbiscuit.v1.TensorEntry\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"X\n\x0bTensorChunk\x12\x31\n\x08manifest\x18\x01 \x01(\x0b\x32\x1d.fedbiscuit.v1.TensorManifestH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x80\x02\n\x0cUpdateHeader\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x05 \x01(\t\x12\x15\n\radapter_index\x18\x06 \x01(\r\x12\x12\n\nprotection\x18\x07 \x01(\t\x12/\n\x08manifest\x18\x08 \x01(\x0b\x32\x1d.fedbiscuit.v1.TensorManifest\x12\x14\n\x0cnum_examples\x18\n \x01(\x04\x12\x16\n\x0eledger_entries\x18\x0b \x03(\x0cJ\x04\x08\t\x10\nR\x05spend\"S\n\nUploadPart\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.fedbiscuit.v1.UpdateHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"A\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x17\n\x0fledger_next_seq\x18\x03 \x01(\x04\"\x9c\x01\n\x0e\x44\x65\x63lineRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x15\n\repsilon_spent\x18\x06 \x01(\x01\x12\x16\n\x0eledger_entries\x18\x07 \x03(\x0c*b\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_KIND_WAIT\x10\x01\x12\x13\n\x0fTASK_KIND_TRAIN\x10\x02\x12\x12\n\x0eTASK_KIND_DONE\x10\x03\x32\xdb\x02\n\nFederation\x12<\n\x04Join\x12\x1a.fedbiscuit.v1.JoinRequest\x1a\x18.fedbiscuit.v1.JoinReply\x12?\n\x08PullTask\x12\x1e.fedbiscuit.v1.PullTaskRequest\x1a\x13.fedbiscuit.v1.Task\x12O\n\x0f\x44ownloadGlobals\x12\x1e.fedbiscuit.v1.DownloadRequest\x1a\x1a.fedbiscuit.v1.TensorChunk0\x01\x12?\n\x0cUploadUpdate\x12\x19.fedbiscuit.v1.UploadPart\x1a\x12.fedbiscuit.v1.Ack(\x01\x12<\n\x07\x44\x65\x63line\x12\x1d.fedbiscuit.v1.DeclineRequest\x1a\x12.fedbiscuit.v1.Ackb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aprotos/v1/federation.proto\x12\rfedbiscuit.v1\";\n\x0bJoinRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\"\x8e\x01\n\tJoinReply\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07silo_id\x18\x02 \x01(\t\x12\x11\n\tplan_json\x18\x03 \x01(\x0c\x12\x13\n\x0bplan_sha256\x18\x04 \x01(\t\x12\x17\n\x0fledger_next_seq\x18\x05 \x01(\x04\x12\x18\n\x10ledger_last_hash\x18\x06 \x01(\t\"N\n\x0fPullTaskRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x02 \x01(\t\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"\xa6\x02\n\x04Task\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.fedbiscuit.v1.TaskKind\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x15\n\rfederation_id\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\r\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x06 \x01(\t\x12\x15\n\radapter_index\x18\x07 \x01(\r\x12\x16\n\x0eglobals_sha256\x18\x08 \x01(\t\x12\x13\n\x0blocal_steps\x18\t \x01(\r\x12\x17\n\x0f\x64\x65\x61\x64line_unix_s\x18\n \x01(\x01\x12\x16\n\x0eretry_after_ms\x18\x0b \x01(\r\x12\x0f\n\x07message\x18\x0c \x01(\t\x12\x16\n\x0e\x61\x64\x61pter_sha256\x18\r \x03(\t\"P\n\x0f\x44ownloadRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x15\n\radapter_index\x18\x03 \x01(\r\":\n\x0bTensorEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"q\n\x0eTensorManifest\x12+\n\x07tensors\x18\x01 \x03(\x0b\x32\x1a.fedbiscuit.v1.TensorEntry\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"X\n\x0bTensorChunk\x12\x31\n\x08manifest\x18\x01 \x01(\x0b\x32\x1d.fedbiscuit.v1.TensorManifestH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x80\x02\n\x0cUpdateHeader\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x05 \x01(\t\x12\x15\n\radapter_index\x18\x06 \x01(\r\x12\x12\n\nprotection\x18\x07 \x01(\t\x12/\n\x08manifest\x18\x08 \x01(\x0b\x32\x1d.fedbiscuit.v1.TensorManifest\x12\x14\n\x0cnum_examples\x18\n \x01(\x04\x12\x16\n\x0eledger_entries\x18\x0b \x03(\x0cJ\x04\x08\t\x10\nR\x05spend\"S\n\nUploadPart\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.fedbiscuit.v1.UpdateHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"A\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x17\n\x0fledger_next_seq\x18\x03 \x01(\x04\"\x80\x01\n\nLossReport\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\x13\n\x0bplan_sha256\x18\x04 \x01(\t\x12\x0e\n\x06losses\x18\x05 \x03(\x01\x12\x16\n\x0eledger_entries\x18\x06 \x03(\x0c\"\x9c\x01\n\x0e\x44\x65\x63lineRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x15\n\repsilon_spent\x18\x06 \x01(\x01\x12\x16\n\x0eledger_entries\x18\x07 \x03(\x0c*z\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_KIND_WAIT\x10\x01\x12\x13\n\x0fTASK_KIND_TRAIN\x10\x02\x12\x12\n\x0eTASK_KIND_DONE\x10\x03\x12\x16\n\x12TASK_KIND_EVALUATE\x10\x04\x32\x9a\x03\n\nFederation\x12<\n\x04Join\x12\x1a.fedbiscuit.v1.JoinRequest\x1a\x18.fedbiscuit.v1.JoinReply\x12?\n\x08PullTask\x12\x1e.fedbiscuit.v1.PullTaskRequest\x1a\x13.fedbiscuit.v1.Task\x12O\n\x0f\x44ownloadGlobals\x12\x1e.fedbiscuit.v1.DownloadRequest\x1a\x1a.fedbiscuit.v1.TensorChunk0\x01\x12?\n\x0cUploadUpdate\x12\x19.fedbiscuit.v1.UploadPart\x1a\x12.fedbiscuit.v1.Ack(\x01\x12=\n\x0cReportLosses\x12\x19.fedbiscuit.v1.LossReport\x1a\x12.fedbiscuit.v1.Ack\x12<\n\x07\x44\x65\x63line\x12\x1d.fedbiscuit.v1.DeclineRequest\x1a\x12.fedbiscuit.v1.Ackb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.v1.federation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKKIND']._serialized_start=1498
-  _globals['_TASKKIND']._serialized_end=1596
+  _globals['_TASKKIND']._serialized_start=1676
+  _globals['_TASKKIND']._serialized_end=1798
   _globals['_JOINREQUEST']._serialized_start=45
   _globals['_JOINREQUEST']._serialized_end=104
   _globals['_JOINREPLY']._serialized_start=107
@@ -40,23 +40,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PULLTASKREQUEST']._serialized_start=251
   _globals['_PULLTASKREQUEST']._serialized_end=329
   _globals['_TASK']._serialized_start=332
-  _globals['_TASK']._serialized_end=602
-  _globals['_DOWNLOADREQUEST']._serialized_start=604
-  _globals['_DOWNLOADREQUEST']._serialized_end=661
-  _globals['_TENSORENTRY']._serialized_start=663
-  _globals['_TENSORENTRY']._serialized_end=721
-  _globals['_TENSORMANIFEST']._serialized_start=723
-  _globals['_TENSORMANIFEST']._serialized_end=836
-  _globals['_TENSORCHUNK']._serialized_start=838
-  _globals['_TENSORCHUNK']._serialized_end=926
-  _globals['_UPDATEHEADER']._serialized_start=929
-  _globals['_UPDATEHEADER']._serialized_end=1185
-  _globals['_UPLOADPART']._serialized_start=1187
-  _globals['_UPLOADPART']._serialized_end=1270
-  _globals['_ACK']._serialized_start=1272
-  _globals['_ACK']._serialized_end=1337
-  _globals['_DECLINEREQUEST']._serialized_start=1340
-  _globals['_DECLINEREQUEST']._serialized_end=1496
-  _globals['_FEDERATION']._serialized_start=1599
-  _globals['_FEDERATION']._serialized_end=1946
+  _globals['_TASK']._serialized_end=626
+  _globals['_DOWNLOADREQUEST']._serialized_start=628
+  _globals['_DOWNLOADREQUEST']._serialized_end=708
+  _globals['_TENSORENTRY']._serialized_start=710
+  _globals['_TENSORENTRY']._serialized_end=768
+  _globals['_TENSORMANIFEST']._serialized_start=770
+  _globals['_TENSORMANIFEST']._serialized_end=883
+  _globals['_TENSORCHUNK']._serialized_start=885
+  _globals['_TENSORCHUNK']._serialized_end=973
+  _globals['_UPDATEHEADER']._serialized_start=976
+  _globals['_UPDATEHEADER']._serialized_end=1232
+  _globals['_UPLOADPART']._serialized_start=1234
+  _globals['_UPLOADPART']._serialized_end=1317
+  _globals['_ACK']._serialized_start=1319
+  _globals['_ACK']._serialized_end=1384
+  _globals['_LOSSREPORT']._serialized_start=1387
+  _globals['_LOSSREPORT']._serialized_end=1515
+  _globals['_DECLINEREQUEST']._serialized_start=1518
+  _globals['_DECLINEREQUEST']._serialized_end=1674
+  _globals['_FEDERATION']._serialized_start=1801
+  _globals['_FEDERATION']._serialized_end=2211
 # @@protoc_insertion_point(module_scope)

@@ -13,10 +13,12 @@ class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_KIND_WAIT: _ClassVar[TaskKind]
     TASK_KIND_TRAIN: _ClassVar[TaskKind]
     TASK_KIND_DONE: _ClassVar[TaskKind]
+    TASK_KIND_EVALUATE: _ClassVar[TaskKind]
 TASK_KIND_UNSPECIFIED: TaskKind
 TASK_KIND_WAIT: TaskKind
 TASK_KIND_TRAIN: TaskKind
 TASK_KIND_DONE: TaskKind
+TASK_KIND_EVALUATE: TaskKind
 
 class JoinRequest(_message.Message):
     __slots__ = ("federation_id", "agent_version")
@@ -53,7 +55,7 @@ class PullTaskRequest(_message.Message):
     def __init__(self, federation_id: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("kind", "task_id", "federation_id", "round", "phase", "plan_sha256", "adapter_index", "globals_sha256", "local_steps", "deadline_unix_s", "retry_after_ms", "message")
+    __slots__ = ("kind", "task_id", "federation_id", "round", "phase", "plan_sha256", "adapter_index", "globals_sha256", "local_steps", "deadline_unix_s", "retry_after_ms", "message", "adapter_sha256")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +68,7 @@ class Task(_message.Message):
     DEADLINE_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_SHA256_FIELD_NUMBER: _ClassVar[int]
     kind: TaskKind
     task_id: str
     federation_id: str
@@ -78,15 +81,18 @@ class Task(_message.Message):
     deadline_unix_s: float
     retry_after_ms: int
     message: str
-    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., globals_sha256: _Optional[str] = ..., local_steps: _Optional[int] = ..., deadline_unix_s: _Optional[float] = ..., retry_after_ms: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    adapter_sha256: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., globals_sha256: _Optional[str] = ..., local_steps: _Optional[int] = ..., deadline_unix_s: _Optional[float] = ..., retry_after_ms: _Optional[int] = ..., message: _Optional[str] = ..., adapter_sha256: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
-    __slots__ = ("federation_id", "task_id")
+    __slots__ = ("federation_id", "task_id", "adapter_index")
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_INDEX_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
     task_id: str
-    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ...) -> None: ...
+    adapter_index: int
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., adapter_index: _Optional[int] = ...) -> None: ...
 
 class TensorEntry(_message.Message):
     __slots__ = ("name", "shape", "offset")
@@ -159,6 +165,22 @@ class Ack(_message.Message):
     message: str
     ledger_next_seq: int
     def __init__(self, accepted: _Optional[bool] = ..., message: _Optional[str] = ..., ledger_next_seq: _Optional[int] = ...) -> None: ...
+
+class LossReport(_message.Message):
+    __slots__ = ("federation_id", "task_id", "round", "plan_sha256", "losses", "ledger_entries")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    LOSSES_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    task_id: str
+    round: int
+    plan_sha256: str
+    losses: _containers.RepeatedScalarFieldContainer[float]
+    ledger_entries: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., round: _Optional[int] = ..., plan_sha256: _Optional[str] = ..., losses: _Optional[_Iterable[float]] = ..., ledger_entries: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class DeclineRequest(_message.Message):
     __slots__ = ("federation_id", "task_id", "round", "reason_code", "message", "epsilon_spent", "ledger_entries")

@@ -54,6 +54,11 @@ class FederationStub:
                 request_serializer=protos_dot_v1_dot_federation__pb2.UploadPart.SerializeToString,
                 response_deserializer=protos_dot_v1_dot_federation__pb2.Ack.FromString,
                 _registered_method=True)
+        self.ReportLosses = channel.unary_unary(
+                '/fedbiscuit.v1.Federation/ReportLosses',
+                request_serializer=protos_dot_v1_dot_federation__pb2.LossReport.SerializeToString,
+                response_deserializer=protos_dot_v1_dot_federation__pb2.Ack.FromString,
+                _registered_method=True)
         self.Decline = channel.unary_unary(
                 '/fedbiscuit.v1.Federation/Decline',
                 request_serializer=protos_dot_v1_dot_federation__pb2.DeclineRequest.SerializeToString,
@@ -92,6 +97,13 @@ class FederationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportLosses(self, request, context):
+        """Sends the DP-noised loss vector of an EVALUATE task (a FedBiscuit grouping).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Decline(self, request, context):
         """Tells the aggregator that the silo refuses a task (privacy budget, policy), and why.
         """
@@ -120,6 +132,11 @@ def add_FederationServicer_to_server(servicer, server):
             'UploadUpdate': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadUpdate,
                     request_deserializer=protos_dot_v1_dot_federation__pb2.UploadPart.FromString,
+                    response_serializer=protos_dot_v1_dot_federation__pb2.Ack.SerializeToString,
+            ),
+            'ReportLosses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportLosses,
+                    request_deserializer=protos_dot_v1_dot_federation__pb2.LossReport.FromString,
                     response_serializer=protos_dot_v1_dot_federation__pb2.Ack.SerializeToString,
             ),
             'Decline': grpc.unary_unary_rpc_method_handler(
@@ -235,6 +252,33 @@ class Federation:
             target,
             '/fedbiscuit.v1.Federation/UploadUpdate',
             protos_dot_v1_dot_federation__pb2.UploadPart.SerializeToString,
+            protos_dot_v1_dot_federation__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportLosses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedbiscuit.v1.Federation/ReportLosses',
+            protos_dot_v1_dot_federation__pb2.LossReport.SerializeToString,
             protos_dot_v1_dot_federation__pb2.Ack.FromString,
             options,
             channel_credentials,

@@ -56,6 +56,10 @@ class EchoIdentityServicer(pb_grpc.FederationServicer):
         list(request_iterator)
         return pb.Ack(message=authenticated_silo(context))
 
+    def ReportLosses(self, request: pb.LossReport, context: grpc.ServicerContext) -> pb.Ack:
+        self.calls.append("ReportLosses")
+        return pb.Ack(message=authenticated_silo(context))
+
     def Decline(self, request: pb.DeclineRequest, context: grpc.ServicerContext) -> pb.Ack:
         self.calls.append("Decline")
         return pb.Ack(message=authenticated_silo(context))

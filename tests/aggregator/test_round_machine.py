@@ -1,11 +1,20 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from aggregator.coordinator import RoundMachine
-from aggregator.round_machine import Phase, sample_silos
+from aggregator.round_machine import (
+    Facts,
+    Phase,
+    RoundState,
+    adapter_for,
+    next_transition,
+    sample_silos,
+)
 from aggregator.store import SqliteStore
 from protos.errors import FailedPrecondition
-from protos.plan import Plan
+from protos.plan import FedBiscuitSpec, Plan
 
 from .conftest import FakeClock
 
@@ -144,3 +153,33 @@ def test_restarted_machine_resumes_the_same_round_and_attempt(tmp_path, clock):
 
     assert resumed.state == before
     assert len(resumed._store.submissions(round_=0, attempt=0)) == 1
+
+
+def _fedbiscuit_plan() -> Plan:
+    return Plan(
+        federation_id="test-fed",
+        algorithm="fedbiscuit",
+        rounds=6,
+        silos_per_round=2,
+        min_silos=1,
+        fedbiscuit=FedBiscuitSpec(clusters=2, warmup_rounds_per_adapter=2, regroup_every=3),
+    )
+
+
+def test_fedbiscuit_table_trains_warmup_then_groups_before_training():
+    plan = _fedbiscuit_plan()
+    facts = Facts(0.0, ("a", "b", "c"), frozenset(), frozenset())
+    warm = [adapter_for(RoundState(Phase.TRAINING, r, 0, 0.0), plan, "a") for r in range(4)]
+    waiting = RoundState(Phase.WAITING_FOR_SILOS, 4, 0, 0.0)
+    grouping = replace(waiting, phase=Phase.GROUPING, sampled=("a", "b", "c"))
+    reported = replace(facts, reported=frozenset({"a", "b", "c"}))
+    grouped = replace(waiting, attempt=1, grouped_round=4, assignment=(("a", 1), ("b", 0)))
+
+    assert warm == [0, 0, 1, 1]
+    assert next_transition(waiting, facts, plan).guard == "grouping_ready"
+    assert next_transition(grouping, facts, plan) is None  # waiting for reports
+    assert next_transition(grouping, reported, plan).guard == "reports_enough"
+    # After grouping: training, and silo c (no cluster yet) is not among the trainable.
+    assert next_transition(grouped, facts, plan).guard == "silos_ready"
+    assert adapter_for(grouped, plan, "a") == 1
+    assert plan.grouping_rounds() == (4,)

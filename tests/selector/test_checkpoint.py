@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from protos.errors import InvalidInput
-from selector.checkpoint import ADAPTERS_FILE, SPEC_FILE, load_selector, save_selector
+from selector.checkpoint import (
+    ADAPTERS_FILE,
+    SPEC_FILE,
+    load_selector,
+    load_selector_set,
+    save_selector,
+    save_selector_set,
+)
 from selector.model import adapter_state, build_selector, load_adapter_state
 
 
@@ -63,3 +70,26 @@ def test_missing_or_corrupt_adapters_are_refused(tmp_path, tiny_spec):
     (tmp_path / ADAPTERS_FILE).unlink()
     with pytest.raises(InvalidInput, match="missing"):
         load_selector(tmp_path)
+
+
+def test_a_selector_set_round_trips_with_its_clusters(tmp_path, tiny_spec):
+    spec = tiny_spec
+    states = [adapter_state(build_selector(spec, seed=k)) for k in range(3)]
+    save_selector_set(tmp_path / "set", spec, states, {"silo-2": 1, "silo-1": 0}, {"rounds": 4})
+
+    models, loaded_spec, clusters, meta = load_selector_set(tmp_path / "set")
+
+    assert loaded_spec == spec and clusters == {"silo-1": 0, "silo-2": 1}
+    assert meta == {"rounds": 4} and len(models) == 3
+    for model, state in zip(models, states, strict=True):
+        for name, value in adapter_state(model).items():
+            np.testing.assert_array_equal(value, state[name])
+
+
+def test_a_single_selector_loads_as_a_set_of_one(tmp_path, tiny_spec):
+    spec = tiny_spec
+    save_selector(tmp_path / "one", spec, adapter_state(build_selector(spec, seed=0)), {})
+
+    models, _, clusters, _ = load_selector_set(tmp_path / "one")
+
+    assert len(models) == 1 and clusters == {}

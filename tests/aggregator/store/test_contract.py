@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from aggregator.store import ClosedAttempt, Decline, TaskRecord
+from aggregator.store import ClosedAttempt, Decline, LossReport, TaskRecord
 from protos import codec
 from protos.errors import FailedPrecondition
 
@@ -261,3 +261,40 @@ def test_other_declines_leave_the_silo_eligible(open_store: StoreOpener) -> None
     assert not store.silos()[0].exhausted
     assert store.declines() == [first, later]
     assert store.declines(round_=1, attempt=0) == [later]
+
+
+def test_each_adapter_has_its_own_globals_per_round(open_store: StoreOpener) -> None:
+    store = open_store()
+    zero = store.put_globals(2, {"w": np.zeros(3, np.float32)}, adapter=0)
+    one = store.put_globals(2, {"w": np.ones(3, np.float32)}, adapter=1)
+    store.close()
+
+    reopened = open_store()
+
+    assert reopened.globals_record(2, adapter=1) == one != zero
+    assert reopened.globals_record(2, adapter=2) is None
+    np.testing.assert_array_equal(reopened.load_globals(2, adapter=1)["w"], np.ones(3))
+    np.testing.assert_array_equal(reopened.load_globals(2)["w"], np.zeros(3))
+
+
+def test_tasks_keep_their_kind_and_adapter(open_store: StoreOpener) -> None:
+    store = open_store()
+    store.add_task(TaskRecord("r3.a0.silo-1", "silo-1", 3, 0, 1.0, "train", 2))
+    store.add_task(TaskRecord("r3.a1.eval.silo-1", "silo-1", 3, 1, 1.0, "evaluate", 0))
+
+    assert store.task("r3.a0.silo-1").adapter_index == 2
+    assert store.task("r3.a1.eval.silo-1").kind == "evaluate"
+
+
+def test_loss_reports_survive_a_reopen_and_filter_by_attempt(open_store: StoreOpener) -> None:
+    store = open_store()
+    report = LossReport("r3.a1.eval.silo-1", "silo-1", 3, 1, (0.5, 0.25, 1.0), 7.0, 4)
+    store.add_loss_report(report)
+    store.add_loss_report(replace(report, task_id="r3.a2.eval.silo-2", silo_id="silo-2", attempt=2))
+    store.close()
+
+    reopened = open_store()
+
+    assert reopened.loss_report(report.task_id) == report
+    assert reopened.loss_reports(round_=3, attempt=1) == [report]
+    assert reopened.loss_report("r3.a0.silo-1") is None

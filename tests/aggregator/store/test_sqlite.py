@@ -81,11 +81,11 @@ def test_globals_from_another_round_file_are_refused(tmp_path: Path) -> None:
     store.put_globals(0, {"w": np.zeros(4, np.float32)})
     store.put_globals(1, {"w": np.ones(4, np.float32)})
     globals_dir = state_dir / "blobs" / "globals"
-    (globals_dir / "round-000000.safetensors").write_bytes(
-        (globals_dir / "round-000001.safetensors").read_bytes()
+    (globals_dir / "round-000000-adapter-00.safetensors").write_bytes(
+        (globals_dir / "round-000001-adapter-00.safetensors").read_bytes()
     )
 
-    with pytest.raises(InvalidInput, match="globals of round 0 are corrupt"):
+    with pytest.raises(InvalidInput, match="globals of round 0 adapter 0 are corrupt"):
         store.load_globals(0)
     with pytest.raises(FailedPrecondition, match="no globals stored for round 2"):
         store.load_globals(2)
