@@ -21,14 +21,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from aggregator.status import FederationStatus, read_status
-from fedbiscuit.demo_report import Agreement, DemoReport, SiloReport
+from fedbiscuit.demo_report import Agreement, ClusterReport, DemoReport, SiloReport
 from fedbiscuit.demo_setup import DemoLayout, DemoOptions, lay_out
 from protos.errors import FailedPrecondition, FedbiscuitError
 from selector.backbone import load_tokenizer
-from selector.checkpoint import load_selector
+from selector.checkpoint import load_selector_set
 from selector.data import PairEncoder, read_jsonl
 from selector.evaluation import agreement
 from selector.model import adapter_state, build_selector
+from selector.vote import vote_agreement
 
 POLL_S = 0.5
 LOG_TAIL_LINES = 25
@@ -211,22 +212,44 @@ def _tail(path: Path) -> str:
 
 
 def _evaluate(layout: DemoLayout, status: FederationStatus, budget_epsilon: float) -> DemoReport:
-    """Held-out agreement of the exported selector per silo and pooled, and the initial one's."""
-    trained, spec, _ = load_selector(layout.selectors_dir)
+    """Held-out agreement of the exported selector(s) per silo and pooled, and the initial
+    one's. FedBiscuit: per silo with its own cluster's selector, pooled by majority vote."""
+    selectors, spec, clusters, _ = load_selector_set(layout.selectors_dir)
     initial = build_selector(layout.plan.selector, seed=layout.plan.seed)
     encoder = PairEncoder(load_tokenizer(), spec.max_tokens_per_answer)
     per_silo, pooled, pooled_initial, total = {}, 0.0, 0.0, 0
+    by_cluster: dict[int, list[tuple[str, float, int]]] = {}
     for silo_id, path in sorted(layout.test_sets.items()):
         pairs = read_jsonl(path)
-        per_silo[silo_id] = agreement(trained, encoder, pairs)
-        pooled += per_silo[silo_id] * len(pairs)
+        if silo_id in clusters:
+            own = clusters[silo_id]
+            per_silo[silo_id] = agreement(selectors[own], encoder, pairs)
+            by_cluster.setdefault(own, []).append((silo_id, per_silo[silo_id], len(pairs)))
+        else:
+            per_silo[silo_id] = vote_agreement(selectors, encoder, pairs)
+        pooled += vote_agreement(selectors, encoder, pairs) * len(pairs)
         pooled_initial += agreement(initial, encoder, pairs) * len(pairs)
         total += len(pairs)
+    cluster_reports = None
+    if layout.plan.algorithm == "fedbiscuit":
+        cluster_reports = [
+            ClusterReport(
+                index=k,
+                size=len(by_cluster.get(k, [])),
+                members=[silo for silo, _, _ in by_cluster.get(k, [])],
+                agreement=sum(a * n for _, a, n in by_cluster[k])
+                / sum(n for _, _, n in by_cluster[k])
+                if k in by_cluster
+                else 0.0,
+            )
+            for k in range(len(selectors))
+        ]
     by_id = {silo.id: silo for silo in status.silos}
     silos = [
         SiloReport(
             id=silo_id,
             agreement=value,
+            cluster=clusters.get(silo_id),
             epsilon=by_id[silo_id].epsilon if silo_id in by_id else 0.0,
             delta=layout.plan.delta,
             budget_epsilon=budget_epsilon,
@@ -245,8 +268,9 @@ def _evaluate(layout: DemoLayout, status: FederationStatus, budget_epsilon: floa
             initial_overall=pooled_initial / total,
         ),
         silos=silos,
+        clusters=cluster_reports,
         test_pairs=total,
-        update_bytes=sum(v.nbytes for v in adapter_state(trained).values()),
+        update_bytes=sum(v.nbytes for v in adapter_state(selectors[0]).values()),
         wall_time_s=0.0,
         workdir=None,
     )

@@ -45,7 +45,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workdir", type=Path, help="keep everything here (must be new/empty)")
     parser.add_argument("--report", type=Path, help="also write the report as JSON here")
     parser.add_argument("--silos", type=_silo_count, default=4, help="number of silos (4)")
-    parser.add_argument("--rounds", type=_positive_int, default=3, help="federated rounds (3)")
+    parser.add_argument(
+        "--rounds",
+        type=_positive_int,
+        help="federated rounds (fedbis: 3; fedbiscuit: clusters + 3)",
+    )
+    parser.add_argument(
+        "--algorithm",
+        choices=("fedbis", "fedbiscuit"),
+        default="fedbis",
+        help="fedbis: one selector; fedbiscuit: one selector per cluster of silos, on "
+        "benchmark data with three latent preference groups (fedbis)",
+    )
+    parser.add_argument(
+        "--clusters", type=_positive_int, default=3, help="fedbiscuit: clusters K (3)"
+    )
     parser.add_argument(
         "--epsilon", type=_positive_float, default=8.0, help="privacy budget per silo (8)"
     )
@@ -66,10 +80,19 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--report {args.report}: folder {args.report.parent} does not exist")
     if args.seed < 0:
         raise InvalidInput(f"--seed must be non-negative, got {args.seed}")
+    if args.algorithm == "fedbiscuit" and not 2 <= args.clusters <= args.silos:
+        raise InvalidInput(
+            f"--clusters must be between 2 and --silos ({args.silos}), got {args.clusters}"
+        )
+    rounds = args.rounds
+    if rounds is None:
+        rounds = args.clusters + 3 if args.algorithm == "fedbiscuit" else 3
     console = Console()
     options = DemoOptions(
         silos=args.silos,
-        rounds=args.rounds,
+        rounds=rounds,
+        algorithm=args.algorithm,
+        clusters=args.clusters,
         epsilon=args.epsilon,
         seed=args.seed,
         tiny=args.tiny,

@@ -17,7 +17,11 @@ class Agreement(BaseModel):
 
 class SiloReport(BaseModel):
     id: str
-    agreement: float
+    agreement: float = Field(
+        description="Held-out agreement; FedBiscuit: with the selector of the silo's own "
+        "cluster (the majority vote for a silo that was never grouped)."
+    )
+    cluster: int | None = Field(None, description="FedBiscuit: the silo's final cluster.")
     epsilon: float = Field(
         description="Epsilon spent: the silo's latest signed ledger entry, as the aggregator "
         "verified and stored it."
@@ -27,6 +31,15 @@ class SiloReport(BaseModel):
     rounds_participated: int
 
 
+class ClusterReport(BaseModel):
+    index: int
+    size: int
+    members: list[str]
+    agreement: float = Field(
+        description="Held-out agreement of the cluster's selector on its members' pairs pooled."
+    )
+
+
 class DemoReport(BaseModel):
     algorithm: str
     rounds: int
@@ -34,6 +47,9 @@ class DemoReport(BaseModel):
     backbone: str
     agreement: Agreement
     silos: list[SiloReport]
+    clusters: list[ClusterReport] | None = Field(
+        None, description="FedBiscuit: the final clusters (overall agreement is the vote's)."
+    )
     test_pairs: int
     update_bytes: int = Field(description="Bytes of one silo's adapter update payload per round.")
     wall_time_s: float
@@ -55,7 +71,7 @@ class DemoReport(BaseModel):
         table.add_column("rounds", justify="right")
         for silo in self.silos:
             table.add_row(
-                silo.id,
+                silo.id if silo.cluster is None else f"{silo.id} (cluster {silo.cluster})",
                 f"{silo.agreement:.3f}",
                 f"{silo.epsilon:.3f}",
                 f"{silo.budget_epsilon:g}",
@@ -64,7 +80,7 @@ class DemoReport(BaseModel):
             )
         table.add_section()
         table.add_row(
-            "overall",
+            "overall" if self.clusters is None else "overall (majority vote)",
             f"{self.agreement.overall:.3f}",
             "",
             "",
@@ -73,6 +89,11 @@ class DemoReport(BaseModel):
             style="bold",
         )
         console.print(table)
+        for cluster in self.clusters or []:
+            console.print(
+                f"cluster {cluster.index}: {cluster.size} silo(s) {', '.join(cluster.members)} · "
+                f"agreement {cluster.agreement:.3f}"
+            )
         console.print(
             f"worst silo {self.agreement.worst_silo:.3f} · untrained selector "
             f"{self.agreement.initial_overall:.3f} · {self.test_pairs} held-out pairs · "

@@ -14,8 +14,16 @@ from pathlib import Path
 from aggregator.config import AggregatorConfig
 from privacy import pki
 from protos.config_files import save_model_file
-from protos.plan import BackboneSpec, DpSpec, Plan, SelectorSpec, TrainingSpec
-from selector.benchmark import make_federated_dataset
+from protos.plan import (
+    BackboneSpec,
+    DpSpec,
+    FedBiscuitSpec,
+    LossReportSpec,
+    Plan,
+    SelectorSpec,
+    TrainingSpec,
+)
+from selector.benchmark import THREE_GROUPS, make_federated_dataset
 from selector.data import PreferencePair, write_jsonl
 from silo.config import SiloConfig
 
@@ -28,6 +36,9 @@ class DemoOptions:
 
     silos: int = 4
     rounds: int = 3
+    algorithm: str = "fedbis"
+    clusters: int = 3
+    regroup_every: int = 2
     epsilon: float = 8.0
     delta: float = 1e-5
     seed: int = 0
@@ -65,10 +76,25 @@ def free_loopback_port() -> int:
 
 
 def demo_plan(options: DemoOptions) -> Plan:
-    """The FedBis plan of the demo: every silo trains every round, under DP-SGD."""
+    """The demo's plan: every silo trains every round, under DP-SGD. FedBiscuit: one warm-up
+    round per adapter, then a grouping every `regroup_every` rounds; each loss report averages
+    over all of a silo's training pairs (clip 2: the tiny and MiniLM selectors' pair losses
+    stay well under it), so its noise std is 8 · 2 / m."""
+    fedbiscuit = None
+    if options.algorithm == "fedbiscuit":
+        fedbiscuit = FedBiscuitSpec(
+            clusters=options.clusters,
+            warmup_rounds_per_adapter=1,
+            regroup_every=options.regroup_every,
+            assignment="optimal",
+            loss_report=LossReportSpec(
+                clip=2.0, sample_size=options.train_pairs_per_silo, noise_multiplier=8.0
+            ),
+        )
     return Plan(
         federation_id=FEDERATION_ID,
-        algorithm="fedbis",
+        algorithm=options.algorithm,
+        fedbiscuit=fedbiscuit,
         rounds=options.rounds,
         silos_per_round=options.silos,
         min_silos=max(1, (options.silos + 1) // 2),
@@ -127,6 +153,8 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
         train_pairs=options.train_pairs_per_silo,
         test_pairs=options.test_pairs_per_silo,
         seed=options.seed,
+        # FedBiscuit is for silos that disagree: latent preference groups of unequal size.
+        groups=THREE_GROUPS if options.algorithm == "fedbiscuit" else None,
     )
     silo_configs, test_sets = {}, {}
     for index, (silo_id, data) in enumerate(sorted(dataset.items())):

@@ -96,3 +96,34 @@ def test_audit_of_the_demo_workdir_verifies_both_sides_and_agrees(tiny_demo):
         assert silo["epsilon_recorded"] == pytest.approx(reported["epsilon"])
         assert silo["epsilon_pld"] < silo["epsilon_rdp"]
         assert silo["max_disagreement"] < 0.01 * silo["epsilon_rdp"]
+
+
+@pytest.fixture(scope="module")
+def fedbiscuit_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("fedbiscuit-demo")
+    workdir, report_path = root / "work", root / "report.json"
+    result = _fedbiscuit(
+        "demo", "--tiny", "--algorithm", "fedbiscuit", "--clusters", "2", "--rounds", "4",
+        "--workdir", str(workdir), "--report", str(report_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    return workdir, json.loads(report_path.read_text())
+
+
+def test_fedbiscuit_demo_reports_clusters_and_exports_one_selector_per_cluster(fedbiscuit_demo):
+    workdir, report = fedbiscuit_demo
+    assert report["algorithm"] == "fedbiscuit"
+    clusters = report["clusters"]
+    assert [c["index"] for c in clusters] == [0, 1]
+    assert sorted(m for c in clusters for m in c["members"]) == [f"silo-{i}" for i in range(1, 5)]
+    assert [c["size"] for c in clusters] == [2, 2]  # balanced
+    assert all(silo["cluster"] in (0, 1) for silo in report["silos"])
+    assert all(0 < silo["epsilon"] <= silo["budget_epsilon"] for silo in report["silos"])
+    selectors = json.loads((workdir / "selectors" / "selectors.json").read_text())
+    assert selectors["selectors"] == ["adapter-0", "adapter-1"]
+    assert (workdir / "selectors" / "adapter-1" / "adapters.safetensors").is_file()
+    ledger = Ledger.open(
+        workdir / "silos" / "silo-1" / "state" / "ledger.jsonl", federation_id="demo",
+        silo_id="silo-1",
+    )  # fmt: skip
+    assert [e.mechanism for e in ledger.entries].count("gaussian") == 1  # grouping at round 2
