@@ -21,6 +21,7 @@ _SUBCOMMANDS = {
     "silo": "fedbiscuit.silo_cli",
     "demo": "fedbiscuit.demo_cli",
     "audit": "fedbiscuit.audit_cli",
+    "eval": "fedbiscuit.eval_cli",
 }
 
 
