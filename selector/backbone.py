@@ -1,4 +1,5 @@
-"""Frozen encoders a selector is built on, resolved locally: nothing is ever downloaded.
+"""Frozen backbones (encoders, causal LMs) a selector is built on, resolved locally: nothing
+is ever downloaded.
 
 Dropout is switched off in every backbone: a frozen encoder gains little from it, a
 seeded DP-SGD round then depends only on its seed (no draws from torch's global RNG), and
@@ -13,13 +14,23 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast, PreTrainedTokenizerBase
+from transformers import (
+    BertConfig,
+    BertModel,
+    BertTokenizerFast,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.utils import logging as hf_logging
 
 from protos.plan import BackboneSpec
 
 # Positions restart at 0 in each half of a pair row, so 512 covers any max_tokens_per_answer.
 _TINY_MAX_POSITIONS = 512
+# A causal-LM segment holds the prompt, both answers and the template: under 3 × 256 tokens.
+_TINY_CAUSAL_MAX_POSITIONS = 1024
 
 
 def minilm_folder() -> Path:
@@ -64,15 +75,41 @@ def _tiny(seed: int, vocab_size: int) -> BertModel:
         return BertModel(config, add_pooling_layer=False)
 
 
-def load_backbone(spec: BackboneSpec) -> tuple[BertModel, PreTrainedTokenizerBase]:
+def _tiny_causal(seed: int, vocab_size: int) -> LlamaForCausalLM:
+    # LLaMA rather than GPT-2: its attention projections are nn.Linear, which Opacus computes
+    # per-sample gradients for; GPT-2's are transformers' Conv1D.
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=_TINY_CAUSAL_MAX_POSITIONS,
+        attention_dropout=0.0,
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+def load_backbone(spec: BackboneSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A fresh (unshared) encoder for `spec` plus the MiniLM tokenizer both kinds use.
 
     'tiny' is a 2-layer, 32-wide BERT whose random weights depend only on `spec.seed`, so
-    every silo and the aggregator build the same frozen encoder without shipping it.
+    every silo and the aggregator build the same frozen encoder without shipping it;
+    'tiny_causal' is the same idea as a LLaMA-style causal LM (with its LM head) over the
+    MiniLM vocabulary.
     """
     tokenizer = load_tokenizer()
     if spec.kind == "minilm":
         model = copy.deepcopy(_pristine_minilm())
+    elif spec.kind == "tiny_causal":
+        model = _tiny_causal(spec.seed, tokenizer.vocab_size)
     else:
         model = _tiny(spec.seed, tokenizer.vocab_size)
     model.eval()

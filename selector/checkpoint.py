@@ -18,7 +18,7 @@ from safetensors.numpy import load_file, save_file
 
 from protos.errors import InvalidInput
 from protos.plan import SelectorSpec
-from selector.model import PairwiseSelector, build_selector, load_adapter_state
+from selector.model import Selector, build_selector, load_adapter_state
 
 ADAPTERS_FILE = "adapters.safetensors"
 SPEC_FILE = "selector.json"
@@ -48,7 +48,7 @@ def save_selector(
     (directory / SPEC_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
-def load_selector(directory: str | Path) -> tuple[PairwiseSelector, SelectorSpec, dict[str, Any]]:
+def load_selector(directory: str | Path) -> tuple[Selector, SelectorSpec, dict[str, Any]]:
     """The selector with its trained adapters, its spec and the saved meta."""
     directory = Path(directory)
     spec_path, adapters_path = directory / SPEC_FILE, directory / ADAPTERS_FILE
@@ -124,7 +124,7 @@ def save_selector_set(
 
 def load_selector_set(
     directory: str | Path,
-) -> tuple[list[PairwiseSelector], SelectorSpec, dict[str, int], dict[str, Any]]:
+) -> tuple[list[Selector], SelectorSpec, dict[str, int], dict[str, Any]]:
     """The K selectors of a FedBiscuit export and its cluster assignment; a single FedBis
     selector folder loads as a set of one with no clusters."""
     directory = Path(directory)

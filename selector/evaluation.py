@@ -7,14 +7,14 @@ from collections.abc import Sequence
 import torch
 
 from protos.errors import InvalidInput
-from selector.data import PairEncoder, PreferencePair
-from selector.model import PairwiseSelector
+from selector.data import PreferencePair
+from selector.model import Encoder, Selector
 
 
 @torch.no_grad()
 def agreement(
-    model: PairwiseSelector,
-    encoder: PairEncoder,
+    model: Selector,
+    encoder: Encoder,
     pairs: Sequence[PreferencePair],
     batch_size: int = 64,
 ) -> float:

@@ -1,9 +1,14 @@
-"""The pairwise selector: a frozen encoder with LoRA adapters and a linear score head.
+"""Selectors, and the one place that builds either kind from a SelectorSpec.
 
-Only the adapters and the head train, and only they ever travel (as `adapter_state`). A
-pair is one row with a block-diagonal attention mask, so both answers are scored in one
-forward pass and Opacus's per-sample gradients are per pair. The head runs once on
-[B, 2, H]: calling it twice would make Opacus accumulate its grad samples as a list.
+`pair_encoder`: a frozen encoder with LoRA adapters and a linear score head. Only the
+adapters and the head train, and only they ever travel (as `adapter_state`). A pair is one
+row with a block-diagonal attention mask, so both answers are scored in one forward pass
+and Opacus's per-sample gradients are per pair. The head runs once on [B, 2, H]: calling
+it twice would make Opacus accumulate its grad samples as a list.
+
+`causal_lm`: selector/causal_lm.py. Both kinds share the contract the trainer, the
+aggregator, checkpoints and evaluation rely on: forward(encoded pairs) is the logit that
+the chosen answer is preferred, `trainable()` names what trains, one row per pair.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from transformers import BertModel
 
 from protos.errors import InvalidInput
 from protos.plan import SelectorSpec
-from selector.backbone import load_backbone
-from selector.data import PAD_HALF, PairBatch
+from selector.backbone import load_backbone, load_tokenizer
+from selector.causal_lm import CausalLMSelector, split_causal_lm
+from selector.choice_data import ChoiceEncoder
+from selector.data import PAD_HALF, PairBatch, PairEncoder
 
 _PEFT_ADAPTER = ".default"
 
@@ -65,13 +72,28 @@ class PairwiseSelector(nn.Module):
         }
 
 
-def build_selector(spec: SelectorSpec, seed: int) -> PairwiseSelector:
-    """A selector whose adapters and head are a deterministic function of `seed`.
+Selector = PairwiseSelector | CausalLMSelector
+Encoder = PairEncoder | ChoiceEncoder
+
+
+def build_encoder(spec: SelectorSpec) -> Encoder:
+    """The encoder whose batches `build_selector(spec, ...)` reads."""
+    if spec.kind == "causal_lm":
+        return ChoiceEncoder(load_tokenizer(), spec.max_tokens_per_answer)
+    return PairEncoder(load_tokenizer(), spec.max_tokens_per_answer)
+
+
+def build_selector(spec: SelectorSpec, seed: int) -> Selector:
+    """A selector whose adapters (and head) are a deterministic function of `seed`.
 
     Every party can rebuild the initial globals from the plan alone. LoRA B starts at zero
-    (peft's default), so a fresh selector scores with the frozen encoder plus the head.
+    (peft's default), so a fresh selector scores with the frozen backbone alone (plus the
+    pair encoder's head).
     """
-    backbone, _ = load_backbone(spec.backbone)
+    backbone, tokenizer = load_backbone(spec.backbone)
+    direction = None
+    if spec.kind == "causal_lm":
+        backbone, direction = split_causal_lm(backbone, tokenizer)
     for param in backbone.parameters():
         param.requires_grad_(False)
     lora = LoraConfig(
@@ -86,21 +108,24 @@ def build_selector(spec: SelectorSpec, seed: int) -> PairwiseSelector:
             backbone = inject_adapter_in_model(lora, backbone)
         except ValueError as exc:
             raise InvalidInput(f"selector.lora.target_modules: {exc}") from None
-        model = PairwiseSelector(backbone, spec)
+        if direction is None:
+            model = PairwiseSelector(backbone, spec)
+        else:
+            model = CausalLMSelector(backbone, direction, spec)
     model.eval()
     return model
 
 
-def adapter_state(model: PairwiseSelector) -> dict[str, np.ndarray]:
-    """A float32 copy of what trains and travels: LoRA A/B and the head."""
+def adapter_state(model: Selector) -> dict[str, np.ndarray]:
+    """A float32 copy of what trains and travels: LoRA A/B (and the pair encoder's head)."""
     return {
         name: param.detach().cpu().numpy().astype(np.float32, copy=True)
         for name, param in model.trainable().items()
     }
 
 
-def load_adapter_state(model: PairwiseSelector, state: Mapping[str, np.ndarray]) -> None:
-    """Overwrites the adapters and head; names, shapes, dtype and finiteness must all match."""
+def load_adapter_state(model: Selector, state: Mapping[str, np.ndarray]) -> None:
+    """Overwrites the adapters (and head); names, shapes, dtype and finiteness must all match."""
     params = model.trainable()
     missing = sorted(set(params) - set(state))
     if missing:

@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from protos.errors import InvalidInput
-from selector.data import PairEncoder, PreferencePair
+from selector.data import PreferencePair
 from selector.evaluation import agreement
-from selector.model import PairwiseSelector
+from selector.model import Encoder, Selector
 
 __all__ = ["majority_vote", "own_cluster_agreement", "selector_logits", "vote_agreement"]
 
@@ -49,8 +49,8 @@ def majority_vote(logits: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor
 
 @torch.no_grad()
 def selector_logits(
-    models: Sequence[PairwiseSelector],
-    encoder: PairEncoder,
+    models: Sequence[Selector],
+    encoder: Encoder,
     pairs: Sequence[PreferencePair],
     batch_size: int = 64,
 ) -> torch.Tensor:
@@ -79,8 +79,8 @@ def selector_logits(
 
 
 def vote_agreement(
-    models: Sequence[PairwiseSelector],
-    encoder: PairEncoder,
+    models: Sequence[Selector],
+    encoder: Encoder,
     pairs: Sequence[PreferencePair],
     batch_size: int = 64,
 ) -> float:
@@ -89,10 +89,10 @@ def vote_agreement(
 
 
 def own_cluster_agreement(
-    models: Sequence[PairwiseSelector],
+    models: Sequence[Selector],
     clusters: Mapping[str, int],
     pairs_by_silo: Mapping[str, Sequence[PreferencePair]],
-    encoder: PairEncoder,
+    encoder: Encoder,
     batch_size: int = 64,
 ) -> dict[str, float]:
     """Each silo's agreement under the selector of the cluster it was assigned to.

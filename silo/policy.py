@@ -47,8 +47,8 @@ class SiloPolicy(BaseModel):
         1000, ge=1, description="Most DP-SGD steps the silo will run for one task."
     )
     max_rounds: int = Field(1000, ge=1, description="Longest federation (plan.rounds) accepted.")
-    allowed_backbones: list[Literal["minilm", "tiny"]] = Field(
-        default_factory=lambda: ["minilm", "tiny"],
+    allowed_backbones: list[Literal["minilm", "tiny", "tiny_causal"]] = Field(
+        default_factory=lambda: ["minilm", "tiny", "tiny_causal"],
         min_length=1,
         description="Backbones (plan.selector.backbone.kind) the silo will load.",
     )

@@ -22,8 +22,8 @@ from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from privacy.accounting import DpEvent
 from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import DpSpec, TrainingSpec
-from selector.data import PairEncoder, PreferencePair
-from selector.model import PairwiseSelector, adapter_state, load_adapter_state
+from selector.data import PreferencePair
+from selector.model import Encoder, Selector, adapter_state, load_adapter_state
 
 
 def _generator(device: torch.device, seed: int | None) -> torch.Generator:
@@ -48,8 +48,8 @@ class LocalTrainer:
 
     def __init__(
         self,
-        model: PairwiseSelector,
-        encoder: PairEncoder,
+        model: Selector,
+        encoder: Encoder,
         train_pairs: Sequence[PreferencePair],
         dp: DpSpec,
         training: TrainingSpec,

@@ -15,9 +15,8 @@ from privacy.accounting import DpEvent, derive_noise_multiplier
 from privacy.loss_report import evaluation_sample, loss_report_event
 from protos.errors import FailedPrecondition
 from protos.plan import Plan
-from selector.backbone import load_tokenizer
-from selector.data import PairEncoder, read_jsonl
-from selector.model import build_selector
+from selector.data import read_jsonl
+from selector.model import build_encoder, build_selector
 from silo.config import SiloConfig
 from silo.policy import check_noise_multiplier
 from silo.trainer import LocalTrainer
@@ -76,7 +75,7 @@ def build_training(config: SiloConfig, plan: Plan) -> TrainingSetup:
     check_noise_multiplier(config.policy, sigma, source)
     trainer = LocalTrainer(
         build_selector(plan.selector, plan.seed),
-        PairEncoder(load_tokenizer(), plan.selector.max_tokens_per_answer),
+        build_encoder(plan.selector),
         pairs,
         plan.dp,
         plan.training,

@@ -6,7 +6,7 @@ import pytest
 
 from protos.config_files import load_model_file, save_model_file
 from protos.errors import InvalidInput
-from protos.plan import FedBiscuitSpec, Plan
+from protos.plan import BackboneSpec, FedBiscuitSpec, LoraSpec, Plan, SelectorSpec
 
 
 def test_plan_hash_survives_the_wire():
@@ -65,6 +65,41 @@ def test_fedbis_plans_hash_without_a_fedbiscuit_field():
     plan = Plan(federation_id="hospitals")
     assert b"fedbiscuit" not in plan.canonical_json().replace(b'"fedbis"', b"")
     assert plan.adapters == 1 and plan.grouping_rounds() == ()
+
+
+def test_pair_encoder_plans_hash_as_before_the_selector_kind_existed():
+    # The SHA-256 this plan had before SelectorSpec.kind was added (commit 47ef754).
+    before = "a7d846f4598cc528640c05180b3f9759dfacddefff46ce2fafeb89076d4a513b"
+    plan = Plan(federation_id="hospitals")
+    explicit = Plan(federation_id="hospitals", selector=SelectorSpec(kind="pair_encoder"))
+    assert plan.sha256() == explicit.sha256() == before
+
+
+def test_causal_lm_plan_survives_the_wire_with_its_kind():
+    selector = SelectorSpec(kind="causal_lm", backbone=BackboneSpec(kind="tiny_causal"))
+    plan = Plan(federation_id="hospitals", selector=selector)
+    assert b'"kind":"causal_lm"' in plan.canonical_json()
+    received = Plan.from_canonical_json(plan.canonical_json())
+    assert received == plan and received.sha256() == plan.sha256()
+    assert selector.lora.target_modules == ("q_proj", "v_proj")  # a causal LM's projections
+
+
+@pytest.mark.parametrize(
+    ("kind", "backbone"), [("causal_lm", "minilm"), ("pair_encoder", "tiny_causal")]
+)
+def test_selector_kind_and_backbone_must_fit(kind, backbone):
+    with pytest.raises(ValueError, match=f"a {kind} selector needs backbone.kind"):
+        SelectorSpec(kind=kind, backbone=BackboneSpec(kind=backbone))
+
+
+def test_causal_lm_fills_in_only_unset_lora_targets():
+    causal = {"kind": "causal_lm", "backbone": BackboneSpec(kind="tiny_causal")}
+    written = LoraSpec(target_modules=("q_proj", "k_proj", "v_proj", "o_proj"))
+    assert SelectorSpec(**causal, lora=written).lora == written
+    ranked = SelectorSpec(**causal, lora=LoraSpec(rank=2)).lora
+    assert ranked == LoraSpec(rank=2, target_modules=("q_proj", "v_proj"))
+    from_yaml = SelectorSpec.model_validate({**causal, "lora": {"rank": 2}}).lora
+    assert from_yaml == ranked
 
 
 def test_fedbiscuit_plan_survives_the_wire():

@@ -7,7 +7,9 @@ import pytest
 from privacy.accounting import PrivacyAccountant
 from privacy.budget_guard import BudgetGuard
 from protos.errors import BudgetExceeded, PolicyViolation
-from protos.plan import Plan
+from protos.plan import BackboneSpec, LoraSpec, Plan, SelectorSpec
+from selector.causal_lm import CausalLMSelector
+from selector.model import adapter_state, build_selector
 from silo.training_setup import build_training
 from tests.silo.conftest import SiloConfigFactory
 
@@ -43,3 +45,21 @@ def test_derived_noise_below_the_policy_floor_is_refused(
         match=r"derived for budget\.epsilon=1000 is .* but policy\.min_noise_multiplier is 0\.5",
     ):
         build_training(config, plan)
+
+
+def test_a_causal_lm_plan_trains_a_causal_lm_selector(
+    tiny_plan: Plan, silo_config: SiloConfigFactory
+) -> None:
+    selector = SelectorSpec(
+        kind="causal_lm",
+        backbone=BackboneSpec(kind="tiny_causal"),
+        lora=LoraSpec(rank=2, alpha=4.0),
+        max_tokens_per_answer=40,
+    )
+    plan = tiny_plan.model_copy(update={"selector": selector})
+    training = build_training(silo_config("silo-1", 1, epsilon=8.0), plan)
+
+    delta = training.trainer.train_round(adapter_state(training.trainer.model), steps=1)
+
+    assert isinstance(training.trainer.model, CausalLMSelector)
+    assert delta.keys() == adapter_state(build_selector(selector, plan.seed)).keys()
