@@ -62,10 +62,11 @@ def run_demo(
             root.mkdir(parents=True, exist_ok=True)
         layout = lay_out(root, options)
         console.print(
-            f"federation [bold]{layout.plan.federation_id}[/]: aggregator + {options.silos} "
+            f"federation [bold]{layout.plan.federation_id}[/]: aggregator + "
+            f"{len(layout.silo_configs)} "
             f"silos, {layout.plan.selector.backbone.kind} backbone, workdir {layout.workdir}"
         )
-        parties = _start_parties(layout, options)
+        parties = _start_parties(layout)
         try:
             status = _follow_rounds(layout, parties, console, started + timeout_s)
             _wait_for_exit(parties, deadline=time.monotonic() + 60)
@@ -80,11 +81,11 @@ def run_demo(
         )
 
 
-def _start_parties(layout: DemoLayout, options: DemoOptions) -> list[_Party]:
+def _start_parties(layout: DemoLayout) -> list[_Party]:
     """Start the aggregator, then the silos; each logs to its own file under logs/."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     # N training processes share the machine's cores: one thread each avoids oversubscription.
-    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // options.silos))
+    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(layout.silo_configs)))
     commands = [("aggregator", ["aggregator", "run", "--config", str(layout.aggregator_config)])]
     commands += [
         (silo_id, ["silo", "run", "--config", str(path)])

@@ -63,6 +63,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--epsilon", type=_positive_float, default=8.0, help="privacy budget per silo (8)"
     )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="train on your own pairs instead of the benchmark: one silo per value of the "
+        "pairs' silo field, or --silos IID parts when there is none",
+    )
+    parser.add_argument(
+        "--test", type=Path, help="with --data: held-out pairs, split the same way, to score on"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("jsonl", "hh-rlhf", "shp", "summarize-from-feedback"),
+        default="jsonl",
+        help="format of --data and --test (jsonl)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of data, model and noise (0)")
     parser.add_argument(
         "--timeout-s", type=_positive_float, default=900.0, help="give up after this long (900)"
@@ -80,7 +95,13 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--report {args.report}: folder {args.report.parent} does not exist")
     if args.seed < 0:
         raise InvalidInput(f"--seed must be non-negative, got {args.seed}")
-    if args.algorithm == "fedbiscuit" and not 2 <= args.clusters <= args.silos:
+    if (args.data is None) != (args.test is None):
+        raise InvalidInput("--data and --test go together: training pairs and held-out pairs")
+    if (
+        args.data is None
+        and args.algorithm == "fedbiscuit"
+        and not 2 <= args.clusters <= args.silos
+    ):
         raise InvalidInput(
             f"--clusters must be between 2 and --silos ({args.silos}), got {args.clusters}"
         )
@@ -96,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
         epsilon=args.epsilon,
         seed=args.seed,
         tiny=args.tiny,
+        train_data=args.data,
+        test_data=args.test,
+        data_format=args.format,
     )
     report = run_demo(options, args.workdir, console, timeout_s=args.timeout_s)
     report.print_table(console)

@@ -7,13 +7,16 @@ worked example of a deployment, and the processes are started exactly as in prod
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from aggregator.config import AggregatorConfig
+from fedbiscuit.demo_data import partner_dataset
 from privacy import pki
 from protos.config_files import save_model_file
+from protos.errors import InvalidInput
 from protos.plan import (
     BackboneSpec,
     DpSpec,
@@ -23,7 +26,7 @@ from protos.plan import (
     SelectorSpec,
     TrainingSpec,
 )
-from selector.benchmark import THREE_GROUPS, make_federated_dataset
+from selector.benchmark import THREE_GROUPS, SiloData, make_federated_dataset
 from selector.data import PreferencePair, write_jsonl
 from silo.config import SiloConfig
 
@@ -51,6 +54,11 @@ class DemoOptions:
     learning_rate_minilm: float = 0.5
     learning_rate_tiny: float = 1.0
     round_deadline_s: float = 300.0
+    train_data: Path | None = None
+    """A partner's own training pairs (`demo --data`) instead of the benchmark."""
+    test_data: Path | None = None
+    data_format: str = "jsonl"
+    max_silos: int = 16
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,19 @@ def demo_plan(options: DemoOptions) -> Plan:
 def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
     """Create the PKI, data, plan and configs of a demo federation under `workdir`."""
     workdir = workdir.resolve()
+    dataset = _dataset(options)
+    if options.train_data is not None:
+        # The files decide the silo count; a loss report averages over the smallest silo.
+        options = dataclasses.replace(
+            options,
+            silos=len(dataset),
+            train_pairs_per_silo=min(len(data.train) for data in dataset.values()),
+        )
+        if options.algorithm == "fedbiscuit" and not 2 <= options.clusters <= options.silos:
+            raise InvalidInput(
+                f"--clusters must be between 2 and the {options.silos} silo(s) of "
+                f"{options.train_data}, got {options.clusters}"
+            )
     pki_dir = workdir / "pki"
     pki.init_ca(pki_dir, FEDERATION_ID)
     agg_cert, agg_key = pki.issue_aggregator(pki_dir, ["localhost"], ["127.0.0.1"])
@@ -148,14 +169,6 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
     aggregator_config_path = aggregator_dir / "aggregator.yaml"
     save_model_file(aggregator_config_path, aggregator_config)
 
-    dataset = make_federated_dataset(
-        num_silos=options.silos,
-        train_pairs=options.train_pairs_per_silo,
-        test_pairs=options.test_pairs_per_silo,
-        seed=options.seed,
-        # FedBiscuit is for silos that disagree: latent preference groups of unequal size.
-        groups=THREE_GROUPS if options.algorithm == "fedbiscuit" else None,
-    )
     silo_configs, test_sets = {}, {}
     for index, (silo_id, data) in enumerate(sorted(dataset.items())):
         silo_dir = workdir / "silos" / silo_id
@@ -163,7 +176,8 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
         cert, key = pki.issue_silo(pki_dir, silo_id)
         train_path = silo_dir / "train.jsonl"
         write_jsonl(train_path, data.train)
-        test_sets[silo_id] = _write_test_set(workdir / "test", silo_id, data.test)
+        if data.test:
+            test_sets[silo_id] = _write_test_set(workdir / "test", silo_id, data.test)
         config = SiloConfig.model_validate(
             {
                 "silo_id": silo_id,
@@ -195,6 +209,29 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
         test_sets=test_sets,
         logs_dir=logs_dir,
         plan=plan,
+    )
+
+
+def _dataset(options: DemoOptions) -> dict[str, SiloData]:
+    """The partner's files split into silos (`demo --data`), or the synthetic benchmark."""
+    if options.train_data is not None:
+        if options.test_data is None:
+            raise InvalidInput("--data needs --test: held-out pairs to report agreement on")
+        return partner_dataset(
+            options.train_data,
+            options.test_data,
+            silos=options.silos,
+            seed=options.seed,
+            max_silos=options.max_silos,
+            format=options.data_format,
+        )
+    return make_federated_dataset(
+        num_silos=options.silos,
+        train_pairs=options.train_pairs_per_silo,
+        test_pairs=options.test_pairs_per_silo,
+        seed=options.seed,
+        # FedBiscuit is for silos that disagree: latent preference groups of unequal size.
+        groups=THREE_GROUPS if options.algorithm == "fedbiscuit" else None,
     )
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from privacy.ledger import Ledger
+from selector.benchmark import make_federated_dataset
+from selector.data import write_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +130,26 @@ def test_fedbiscuit_demo_reports_clusters_and_exports_one_selector_per_cluster(f
         silo_id="silo-1",
     )  # fmt: skip
     assert [e.mechanism for e in ledger.entries].count("gaussian") == 1  # grouping at round 2
+
+
+def test_demo_on_a_partners_own_files_gives_one_silo_per_silo_field_value(tmp_path):
+    dataset = make_federated_dataset(num_silos=2, train_pairs=48, test_pairs=16, seed=1)
+    renamed = {"north": dataset["silo-1"], "south": dataset["silo-2"]}
+    train, test, report_path = (
+        tmp_path / "train.jsonl",
+        tmp_path / "test.jsonl",
+        tmp_path / "r.json",
+    )
+    write_jsonl(train, [replace(p, silo=s) for s, d in renamed.items() for p in d.train])
+    write_jsonl(test, [replace(p, silo=s) for s, d in renamed.items() for p in d.test])
+
+    result = _fedbiscuit(
+        "demo", "--tiny", "--data", str(train), "--test", str(test), "--rounds", "2",
+        "--report", str(report_path),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads(report_path.read_text())
+    assert [silo["id"] for silo in report["silos"]] == ["north", "south"]
+    assert report["test_pairs"] == 32
+    assert all(silo["rounds_participated"] == 2 for silo in report["silos"])
