@@ -45,10 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from selector.backbone import load_tokenizer
     from selector.checkpoint import load_selector_set
-    from selector.data import PairEncoder
     from selector.formats import read_pairs
+    from selector.model import build_encoder
     from selector.set_evaluation import set_agreement
 
     if not args.selectors.is_dir():
@@ -57,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--json {args.json}: folder {args.json.parent} does not exist")
     pairs = read_pairs(args.data, args.format)
     models, spec, clusters, _ = load_selector_set(args.selectors)
-    encoder = PairEncoder(load_tokenizer(), spec.max_tokens_per_answer)
+    encoder = build_encoder(spec)  # the pair encoder or the causal-LM choice encoder
     result = set_agreement(models, encoder, pairs, clusters)
 
     table = Table(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fedbiscuit.cli import main
-from protos.plan import SelectorSpec
+from protos.plan import BackboneSpec, SelectorSpec
 from selector.benchmark import make_federated_dataset
 from selector.checkpoint import save_selector, save_selector_set
 from selector.data import read_jsonl, write_jsonl
@@ -146,3 +146,18 @@ def test_a_mix_of_pairs_with_and_without_silo_is_refused(
 
     assert code == 2
     assert "47 of 48 pairs name a silo" in capsys.readouterr().err
+
+
+def test_a_causal_lm_export_is_scored_with_its_own_encoder(tmp_path, data_file):
+    spec = SelectorSpec(
+        kind="causal_lm",
+        backbone=BackboneSpec(kind="tiny_causal", seed=0),
+        max_tokens_per_answer=40,
+    )
+    save_selector(tmp_path / "lm", spec, adapter_state(build_selector(spec, seed=1)), {})
+
+    code, report = _eval(tmp_path, tmp_path / "lm", data_file)
+
+    assert code == 0
+    assert report["pairs"] == 48 and sorted(report["per_silo"]) == ["silo-1", "silo-2"]
+    assert report["worst_silo"] == min(report["per_silo"].values())
