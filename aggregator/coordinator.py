@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from aggregator.budget_schedule import BudgetSchedule
 from aggregator.fedavg import aggregate_on_model, fedavg
 from aggregator.round_machine import (
     Action,
@@ -83,6 +84,7 @@ class RoundMachine:
         self._plan = store.plan
         self._clock = clock
         self._export = export
+        self._schedule = BudgetSchedule(self._plan)
         self._cond = threading.Condition(threading.RLock())
         self._globals_cache: dict[tuple[int, int], tuple[codec.Manifest, np.ndarray]] = {}
         # Silos that have been told the federation finished (in memory: after a restart they
@@ -391,7 +393,7 @@ class RoundMachine:
                     adapter_sha256=hashes,
                 )
         silo = next(r for r in self._store.silos() if r.silo_id == silo_id)
-        if silo.exhausted:
+        if silo.exhausted or silo_id in self._schedule.unaffordable(self._store):
             return Assignment("WAIT", message="this silo's privacy budget is exhausted")
         return Assignment("WAIT", message=f"{s.phase} round {s.round}: no task for this silo")
 
@@ -400,9 +402,13 @@ class RoundMachine:
         uploads = self._store.submissions(round_=s.round, attempt=s.attempt)
         declines = self._store.declines(round_=s.round, attempt=s.attempt)
         reports = self._store.loss_reports(round_=s.round, attempt=s.attempt)
+        # A silo whose verified ledger cannot afford another round is out, like an exhausted one.
+        out = self._schedule.unaffordable(self._store)
         return Facts(
             self._clock(),
-            tuple(r.silo_id for r in self._store.silos() if not r.exhausted),
+            tuple(
+                r.silo_id for r in self._store.silos() if not r.exhausted and r.silo_id not in out
+            ),
             frozenset(u.silo_id for u in uploads),
             frozenset(d.silo_id for d in declines),
             frozenset(r.silo_id for r in reports),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from aggregator.budget_schedule import records_afford_next_round
 from aggregator.round_machine import Phase, RoundState
 from aggregator.store import SqliteStore
 
@@ -18,7 +19,7 @@ class SiloStatus:
     id: str
     joined_at_unix_s: float
     last_seen_unix_s: float
-    exhausted: bool
+    exhausted: bool  # declined for budget, or its ledger cannot afford another round
     rounds_participated: int  # rounds whose globals include this silo's update
     last_round: int | None  # the latest such round
     epsilon: float  # epsilon_after of the silo's latest verified ledger entry; 0 if none
@@ -69,7 +70,7 @@ def read_status(state_dir: str | Path) -> FederationStatus:
                     id=silo.silo_id,
                     joined_at_unix_s=silo.joined_at_s,
                     last_seen_unix_s=silo.last_seen_s,
-                    exhausted=silo.exhausted,
+                    exhausted=silo.exhausted or not records_afford_next_round(entries, plan),
                     rounds_participated=len(aggregated),
                     last_round=aggregated[-1] if aggregated else None,
                     epsilon=latest.epsilon_after if latest else 0.0,
