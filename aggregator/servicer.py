@@ -315,6 +315,11 @@ class FederationServicer(pb_grpc.FederationServicer):
                 f"{at}: {p.steps} steps, but the plan's tasks have "
                 f"{self._plan.training.local_steps} local steps"
             )
+        if not _poisson_rate_of(dp.expected_batch_size, p.sample_rate):
+            raise FailedPrecondition(
+                f"{at}: sample rate {p.sample_rate!r} is not the plan's expected batch size "
+                f"{dp.expected_batch_size} over a whole number of examples (at least that many)"
+            )
         if entry.epsilon_after > entry.budget_epsilon:
             raise BudgetExceeded(
                 f"{at}: epsilon_after {entry.epsilon_after} exceeds the silo's budget "
@@ -352,3 +357,10 @@ class FederationServicer(pb_grpc.FederationServicer):
         if not entry.secure_rng and not self._plan.dp.allow_insecure_rng:
             raise FailedPrecondition(f"{at}: the plan requires DP noise from a secure RNG")
         return entry
+
+
+def _poisson_rate_of(expected_batch_size: int, sample_rate: float) -> bool:
+    """True iff `sample_rate` is expected_batch_size / N for a dataset of N >= that many
+    examples, computed as the silo's trainer does (so exact float equality holds)."""
+    examples = round(expected_batch_size / sample_rate)
+    return examples >= expected_batch_size and expected_batch_size / examples == sample_rate

@@ -125,6 +125,17 @@ class LocalTrainer:
             chunks.append(torch.nn.functional.softplus(-scores).double().cpu())
         return torch.cat(chunks).numpy()
 
+    def poisson_batches(self, steps: int) -> UniformWithReplacementSampler:
+        """The rows of each of `steps` batches: every pair joins each batch independently with
+        probability `sample_rate` (the Poisson sampling the accounting assumes). Draws from the
+        trainer's sampling generator, as `train_round` does."""
+        return UniformWithReplacementSampler(
+            num_samples=len(self._examples),
+            sample_rate=self.sample_rate,
+            generator=self._sample_generator,
+            steps=steps,
+        )
+
     def train_round(
         self, global_state: Mapping[str, np.ndarray], steps: int
     ) -> dict[str, np.ndarray]:
@@ -137,15 +148,9 @@ class LocalTrainer:
         load_adapter_state(self.model, global_state)
         params = list(self.model.trainable().values())
         optimizer = self._optimizer(params)
-        sampler = UniformWithReplacementSampler(
-            num_samples=len(self._examples),
-            sample_rate=self.sample_rate,
-            generator=self._sample_generator,
-            steps=steps,
-        )
         self._module.train()
         try:
-            for rows in sampler:
+            for rows in self.poisson_batches(steps):
                 optimizer.zero_grad(set_to_none=True)
                 if rows:
                     scores = self._module(self._examples.select(rows).to(self.device))

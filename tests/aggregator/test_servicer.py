@@ -10,6 +10,7 @@ import pytest
 
 from aggregator.status import read_status
 from protos import codec
+from protos.plan import DpSpec
 from protos.v1 import federation_pb2 as pb
 
 from .conftest import SILOS, Federation, tiny_plan
@@ -95,6 +96,18 @@ def test_deadline_with_too_few_uploads_reruns_the_round_with_a_fresh_sample(fede
     assert not {t.task_id for t in rerun.values()} & {t.task_id for t in tasks.values()}
 
 
+# Ledger entries for an upload whose recorded release is not what the plan asks for.
+_WRONG_SPEND = {
+    "spend over budget": {"epsilon_after": 9.0},
+    "spend delta": {"delta": 0.5},
+    "spend mechanism": {"mechanism": "gaussian", "sample_rate": 1.0},
+    "spend steps": {"steps": 3},
+    "spend clip": {"clip_norm": 2.0},
+    "spend noise": {"noise_multiplier": 0.7},
+    "spend sample rate": {"sample_rate": 0.3},  # 16 / 0.3 is no whole number of examples
+}
+
+
 def _bad_header(silo, task, delta, problem):
     layout = silo.download(task)[0].layout()
     if problem == "another round":
@@ -112,11 +125,10 @@ def _bad_header(silo, task, delta, problem):
         return silo.header(task, delta, manifest=codec.manifest_to_proto(fake))
     if problem == "protection":
         return silo.header(task, delta, protection="secagg")
-    if problem in ("spend over budget", "spend delta"):
+    if problem in _WRONG_SPEND:
         header = silo.header(task, delta)
         silo.entries.pop()
-        wrong = {"epsilon_after": 9.0} if problem == "spend over budget" else {"delta": 0.5}
-        silo.entries.append(silo.next_entry(task.round, **wrong))
+        silo.entries.append(silo.next_entry(task.round, **_WRONG_SPEND[problem]))
         del header.ledger_entries[:]
         header.ledger_entries.extend(entry.to_line() for entry in silo.entries)
         return header
@@ -135,11 +147,18 @@ def _bad_header(silo, task, delta, problem):
         ("protection", grpc.StatusCode.FAILED_PRECONDITION, "protection 'secagg'"),
         ("spend over budget", grpc.StatusCode.FAILED_PRECONDITION, "exceeds the silo's budget"),
         ("spend delta", grpc.StatusCode.FAILED_PRECONDITION, "seq 0: delta 0.5 differs"),
+        ("spend mechanism", grpc.StatusCode.FAILED_PRECONDITION, "is a gaussian release"),
+        ("spend steps", grpc.StatusCode.FAILED_PRECONDITION, "seq 0: 3 steps, but the plan"),
+        ("spend clip", grpc.StatusCode.FAILED_PRECONDITION, "seq 0: clip_norm 2.0 differs"),
+        ("spend noise", grpc.StatusCode.FAILED_PRECONDITION, "noise_multiplier 0.7 differs"),
+        ("spend sample rate", grpc.StatusCode.FAILED_PRECONDITION, "sample rate 0.3 is not"),
     ],
 )
 def test_invalid_upload_is_refused_with_a_reason_and_stores_nothing(
     federation, problem, code, words
 ):
+    # The plan fixes sigma, so the aggregator can check the recorded one too.
+    federation.plan = tiny_plan(dp=DpSpec(noise_multiplier=1.0))
     server = federation.start()
     silo = federation.joined(server, SILOS[:2])[0]
     task = silo.pull()

@@ -19,6 +19,7 @@ from privacy.ledger import EntrySigner, Ledger
 from protos.errors import PolicyViolation
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
+from selector.benchmark import SiloData
 from silo.agent import run_silo
 from silo.client import AggregatorUnavailable, SiloClient
 from silo.config import SiloConfig
@@ -50,7 +51,10 @@ def _run_silos(configs: list[SiloConfig], stop: threading.Event) -> list[int]:
 
 
 def test_two_silos_train_every_round_and_ledger_every_release(
-    tiny_plan: Plan, aggregator: AggregatorFactory, silo_config: SiloConfigFactory
+    tiny_plan: Plan,
+    aggregator: AggregatorFactory,
+    silo_config: SiloConfigFactory,
+    tiny_dataset: dict[str, SiloData],
 ) -> None:
     with aggregator(tiny_plan) as server:
         configs = [silo_config(silo_id, server.port) for silo_id in ("silo-1", "silo-2")]
@@ -64,6 +68,10 @@ def test_two_silos_train_every_round_and_ledger_every_release(
         entries = _ledger(config).entries
         assert [(e.seq, e.round) for e in entries] == [(0, 0), (1, 1)]
         assert entries[0].params.noise_multiplier == tiny_plan.dp.noise_multiplier
+        # The Poisson rate the trainer sampled at: expected batch size / the silo's pairs.
+        examples = len(tiny_dataset[config.silo_id].train)
+        rate = tiny_plan.dp.expected_batch_size / examples
+        assert {e.params.sample_rate for e in entries} == {rate}
         reported = next(silo for silo in status.silos if silo.id == config.silo_id)
         assert reported.rounds_participated == tiny_plan.rounds
         assert reported.epsilon == pytest.approx(entries[-1].epsilon_after)

@@ -104,3 +104,38 @@ def test_federated_rounds_without_noise_beat_chance(tiny_spec, tiny_encoder, tin
     model = build_selector(tiny_spec, 0)
     load_adapter_state(model, globals_)
     assert agreement(model, tiny_encoder, test) >= 0.7
+
+
+def test_dp_sgd_batches_are_poisson_samples_at_the_recorded_rate(
+    tiny_spec, tiny_encoder, tiny_dataset
+):
+    # Each pair joins each batch independently with probability q = 8 / 64: batch sizes are
+    # Binomial(64, q) (mean 8, variance 7, empty batches possible), never a fixed 8.
+    pairs = tiny_dataset["silo-1"].train
+    trainer = _trainer(tiny_spec, tiny_encoder, pairs, seed=11)
+    steps = 4000
+
+    batches = list(trainer.poisson_batches(steps))
+
+    q = 8 / len(pairs)
+    assert trainer.sample_rate == trainer.dp_event(steps).sample_rate == q
+    sizes = np.array([len(rows) for rows in batches])
+    assert sizes.mean() == pytest.approx(8, abs=0.2)  # ~5 standard errors
+    assert sizes.var() == pytest.approx(len(pairs) * q * (1 - q), rel=0.15)
+    assert (sizes == 0).any()
+    inclusion = np.zeros(len(pairs))
+    for rows in batches:
+        assert len(set(rows)) == len(rows)  # without replacement within a batch
+        inclusion[rows] += 1
+    assert np.allclose(inclusion / steps, q, atol=0.03)  # every pair, at the same rate
+
+
+def test_training_steps_on_exactly_the_poisson_batches(tiny_spec, tiny_encoder, tiny_dataset):
+    pairs = tiny_dataset["silo-1"].train
+    sampler, trainer = (_trainer(tiny_spec, tiny_encoder, pairs, seed=5) for _ in range(2))
+    forwards: list[int] = []
+    trainer.model.register_forward_hook(lambda module, args, out: forwards.append(len(out)))
+
+    trainer.train_round(adapter_state(trainer.model), steps=12)
+
+    assert forwards == [len(rows) for rows in sampler.poisson_batches(12) if rows]
