@@ -123,8 +123,11 @@ def _follow_rounds(
         transient=False,
     ) as progress:
         while True:
-            _check_alive(parties, finished=status is not None and status.finished)
+            # Exits are noted before the state is read: the aggregator commits DONE before it
+            # exits, so an aggregator seen gone is always seen finished below if it finished.
+            exited = _exited(parties)
             status = _try_read_status(layout.aggregator_state)
+            _check_exits(exited, finished=status is not None and status.finished)
             if status is not None:
                 _update_bars(progress, bars, status)
                 if status.finished:
@@ -169,16 +172,19 @@ def _try_read_status(state_dir: Path) -> FederationStatus | None:
         return None  # the aggregator has not created its state yet
 
 
-def _check_alive(parties: list[_Party], finished: bool) -> None:
-    for party in parties:
-        code = party.process.poll()
-        if code is not None and (code != 0 or not finished):
-            if code == 0 and party.name != "aggregator":
-                continue  # a silo may finish its last task before the aggregator is DONE
-            raise FailedPrecondition(
-                f"{party.name} exited with status {code}; last lines of {party.log_path}:\n"
-                + _tail(party.log_path)
-            )
+def _exited(parties: list[_Party]) -> list[tuple[_Party, int]]:
+    return [(party, code) for party in parties if (code := party.process.poll()) is not None]
+
+
+def _check_exits(exited: list[tuple[_Party, int]], finished: bool) -> None:
+    """A failed party, or an aggregator gone before the federation finished, ends the demo."""
+    for party, code in exited:
+        if code == 0 and (finished or party.name != "aggregator"):
+            continue  # a silo may finish its last task before the aggregator is DONE
+        raise FailedPrecondition(
+            f"{party.name} exited with status {code}; last lines of {party.log_path}:\n"
+            + _tail(party.log_path)
+        )
 
 
 def _wait_for_exit(parties: list[_Party], deadline: float) -> None:
