@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import ValidationError
 
+from privacy.accounting import DpEvent
 from privacy.budget_guard import BudgetGuard
 from privacy.loss_report import loss_report_event, noised_mean_losses
 from protos import codec
@@ -122,11 +123,10 @@ class TaskLoop:
         self._log("joined", plan_sha256=reply.plan_sha256[:12], rounds=plan.rounds)
         return plan, reply.plan_sha256
 
-    def _train(self, plan: Plan, training: TrainingSetup, task: pb.Task) -> str:
-        """Handle one validated TRAIN task: "uploaded", or "declined" (nothing released)."""
-        warn_if_plaintext(plan, task.round)
+    def _afford_or_decline(self, plan: Plan, task: pb.Task, event: DpEvent) -> float | None:
+        """Epsilon after `event` if the budget guard and policy allow it; otherwise decline the
+        task (telling the aggregator why, with any ledger entries it lacks) and return None."""
         privacy, budget = self._privacy, self._config.budget
-        event = training.trainer.dp_event(task.local_steps)
         before = privacy.accountant.epsilon(plan.delta)
         try:
             after = BudgetGuard(privacy.accountant, budget.epsilon, plan.delta).check(event)
@@ -136,6 +136,16 @@ class TaskLoop:
             ack = self._client.decline(task, reason, str(exc), before, privacy.undelivered())
             privacy.delivered(ack.ledger_next_seq)
             self._log("declined", task.round, reason=reason, epsilon_spent=round(before, 4))
+            return None
+        return after
+
+    def _train(self, plan: Plan, training: TrainingSetup, task: pb.Task) -> str:
+        """Handle one validated TRAIN task: "uploaded", or "declined" (nothing released)."""
+        warn_if_plaintext(plan, task.round)
+        privacy, budget = self._privacy, self._config.budget
+        event = training.trainer.dp_event(task.local_steps)
+        after = self._afford_or_decline(plan, task, event)
+        if after is None:
             return "declined"
         manifest, vector = self._client.download_globals(task, int(plan.max_update_mib * _MIB))
         entry = privacy.record(
@@ -175,15 +185,8 @@ class TaskLoop:
         spec = plan.fedbiscuit.loss_report
         privacy, budget = self._privacy, self._config.budget
         event = loss_report_event(plan.adapters, spec.noise_multiplier)
-        before = privacy.accountant.epsilon(plan.delta)
-        try:
-            after = BudgetGuard(privacy.accountant, budget.epsilon, plan.delta).check(event)
-            check_round_epsilon(self._config.policy, before, after)
-        except (BudgetExceeded, PolicyViolation) as exc:
-            reason = "budget_exhausted" if isinstance(exc, BudgetExceeded) else "policy_violation"
-            ack = self._client.decline(task, reason, str(exc), before, privacy.undelivered())
-            privacy.delivered(ack.ledger_next_seq)
-            self._log("declined", task.round, reason=reason, epsilon_spent=round(before, 4))
+        after = self._afford_or_decline(plan, task, event)
+        if after is None:
             return "declined"
         max_bytes = int(plan.max_update_mib * _MIB)
         losses = []
