@@ -182,10 +182,12 @@ class FederationServicer(pb_grpc.FederationServicer):
             assembler.add(part.data)
         update = assembler.finish()
         new = self._machine.accept_upload(silo_id, task.task_id, update, num_examples, release.seq)
+        return self._accepted(silo_id, "update accepted" if new else "already accepted")
+
+    def _accepted(self, silo_id: str, message: str) -> pb.Ack:
+        """An acceptance that also tells the silo how much of its ledger we now hold."""
         return pb.Ack(
-            accepted=True,
-            message="update accepted" if new else "already accepted",
-            ledger_next_seq=self._ledger.position(silo_id)[0],
+            accepted=True, message=message, ledger_next_seq=self._ledger.position(silo_id)[0]
         )
 
     @_unary
@@ -208,11 +210,7 @@ class FederationServicer(pb_grpc.FederationServicer):
             )
         release = self._check_loss_release(task, entries)
         new = self._machine.accept_loss_report(silo_id, task.task_id, losses, release.seq)
-        return pb.Ack(
-            accepted=True,
-            message="loss report accepted" if new else "already accepted",
-            ledger_next_seq=self._ledger.position(silo_id)[0],
-        )
+        return self._accepted(silo_id, "loss report accepted" if new else "already accepted")
 
     @_unary
     def Decline(self, request: pb.DeclineRequest, context: grpc.ServicerContext) -> pb.Ack:
@@ -236,11 +234,7 @@ class FederationServicer(pb_grpc.FederationServicer):
         self._machine.decline(
             silo_id, task.task_id, request.reason_code, message, request.epsilon_spent
         )
-        return pb.Ack(
-            accepted=True,
-            message="decline recorded",
-            ledger_next_seq=self._ledger.position(silo_id)[0],
-        )
+        return self._accepted(silo_id, "decline recorded")
 
     def _check_federation(self, federation_id: str) -> None:
         if federation_id != self._plan.federation_id:
