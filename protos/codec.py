@@ -2,7 +2,8 @@
 
 Tensors never travel pickled: names, shapes and offsets go in a manifest with the SHA-256 of
 the raw bytes; the receiver checks size limits before buffering, then the hash, the layout
-and that every value is finite before anything reaches aggregation.
+and that every value is finite before anything reaches aggregation. Masked updates (secure
+aggregation) travel the same way as uint32 or uint64 ring words in the adapters' layout.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from protos.v1 import federation_pb2 as pb
 
 CHUNK_BYTES = 1 << 20
 DTYPE = "float32"
-_WIRE_DTYPE = np.dtype("<f4")
+WIRE_DTYPES: dict[str, np.dtype] = {
+    "float32": np.dtype("<f4"),  # adapter values
+    "uint32": np.dtype("<u4"),  # masked ring words (secure aggregation)
+    "uint64": np.dtype("<u8"),
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class Manifest:
 
     tensors: tuple[TensorSpec, ...]
     sha256: str
+    dtype: str = DTYPE
 
     @property
     def num_elements(self) -> int:
@@ -44,7 +50,7 @@ class Manifest:
 
     @property
     def total_bytes(self) -> int:
-        return self.num_elements * _WIRE_DTYPE.itemsize
+        return self.num_elements * WIRE_DTYPES[self.dtype].itemsize
 
     def layout(self) -> tuple[TensorSpec, ...]:
         """The layout without the hash: two vectors can be added iff their layouts match."""
@@ -77,14 +83,36 @@ def unflatten(manifest: Manifest, vector: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def ring_manifest(layout: tuple[TensorSpec, ...], words: np.ndarray) -> Manifest:
+    """Describe masked ring words (uint32 or uint64) laid out like the adapters `layout`."""
+    dtype = _dtype_name(words)
+    if dtype == DTYPE:
+        raise InvalidInput(f"ring words must be uint32 or uint64, not {words.dtype}")
+    manifest = Manifest(layout, sha256_of(words), dtype)
+    if words.shape != (manifest.num_elements,):
+        raise InvalidInput(
+            f"{words.size} ring words do not fit a layout of {manifest.num_elements}"
+        )
+    return manifest
+
+
+def _dtype_name(vector: np.ndarray) -> str:
+    """The wire dtype a vector travels as: its own for ring words, float32 for anything else."""
+    kind = np.asarray(vector).dtype
+    return kind.name if kind.name in ("uint32", "uint64") else DTYPE
+
+
+def _wire(vector: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(vector, dtype=WIRE_DTYPES[_dtype_name(vector)])
+
+
 def to_bytes(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=_WIRE_DTYPE).tobytes()
+    return _wire(vector).tobytes()
 
 
 def sha256_of(vector: np.ndarray) -> str:
-    """SHA-256 of the wire bytes, hashed in place (no copy for a float32 vector)."""
-    wire = np.ascontiguousarray(vector, dtype=_WIRE_DTYPE)
-    return hashlib.sha256(memoryview(wire).cast("B")).hexdigest()
+    """SHA-256 of the wire bytes, hashed in place (no copy for a float32 or ring vector)."""
+    return hashlib.sha256(memoryview(_wire(vector)).cast("B")).hexdigest()
 
 
 def iter_chunks(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -102,14 +130,18 @@ def manifest_to_proto(manifest: Manifest) -> pb.TensorManifest:
         entries.append(pb.TensorEntry(name=spec.name, shape=list(spec.shape), offset=offset))
         offset += spec.size
     return pb.TensorManifest(
-        tensors=entries, dtype=DTYPE, total_bytes=manifest.total_bytes, sha256=manifest.sha256
+        tensors=entries,
+        dtype=manifest.dtype,
+        total_bytes=manifest.total_bytes,
+        sha256=manifest.sha256,
     )
 
 
-def manifest_from_proto(msg: pb.TensorManifest, max_bytes: int) -> Manifest:
-    """Validate a received manifest: dtype, contiguous offsets, unique names, size limit."""
-    if msg.dtype != DTYPE:
-        raise InvalidInput(f"manifest dtype {msg.dtype!r} is not supported; expected {DTYPE!r}")
+def manifest_from_proto(msg: pb.TensorManifest, max_bytes: int, dtype: str = DTYPE) -> Manifest:
+    """Validate a received manifest: the `dtype` the receiver expects, contiguous offsets,
+    unique names, size limit."""
+    if msg.dtype != dtype:
+        raise InvalidInput(f"manifest dtype {msg.dtype!r} is not supported; expected {dtype!r}")
     if len(msg.sha256) != 64 or any(c not in "0123456789abcdef" for c in msg.sha256):
         raise InvalidInput("manifest sha256 is not a lowercase hex SHA-256 digest")
     specs, offset, seen = [], 0, set()
@@ -124,7 +156,7 @@ def manifest_from_proto(msg: pb.TensorManifest, max_bytes: int) -> Manifest:
         spec = TensorSpec(entry.name, tuple(int(d) for d in entry.shape))
         offset += spec.size
         specs.append(spec)
-    manifest = Manifest(tuple(specs), msg.sha256)
+    manifest = Manifest(tuple(specs), msg.sha256, dtype)
     if not specs:
         raise InvalidInput("manifest lists no tensors")
     if msg.total_bytes != manifest.total_bytes:
@@ -165,8 +197,9 @@ class ChunkAssembler:
             )
         if hashlib.sha256(self._buffer).hexdigest() != self._manifest.sha256:
             raise InvalidInput("payload SHA-256 does not match its manifest (corrupt or tampered)")
-        vector = np.frombuffer(bytes(self._buffer), dtype=_WIRE_DTYPE).astype(np.float32)
-        if not np.isfinite(vector).all():
+        wire = WIRE_DTYPES[self._manifest.dtype]
+        vector = np.frombuffer(bytes(self._buffer), dtype=wire).astype(wire.newbyteorder("="))
+        if self._manifest.dtype == DTYPE and not np.isfinite(vector).all():
             bad = int(np.flatnonzero(~np.isfinite(vector))[0])
             raise InvalidInput(f"payload holds a non-finite value (NaN or Inf) at element {bad}")
         return vector

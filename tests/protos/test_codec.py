@@ -122,3 +122,27 @@ def test_manifest_lies_are_refused():
     msg.tensors[1].name = msg.tensors[0].name
     with pytest.raises(InvalidInput, match="repeated"):
         codec.manifest_from_proto(msg, LIMIT)
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.uint64])
+def test_masked_ring_words_travel_in_the_adapters_layout(dtype):
+    manifest, vector = codec.flatten(_state())
+    words = np.random.default_rng(1).integers(0, np.iinfo(dtype).max, vector.size, dtype=dtype)
+    ring = codec.ring_manifest(manifest.layout(), words)
+
+    received = codec.manifest_from_proto(codec.manifest_to_proto(ring), LIMIT, ring.dtype)
+    chunks = codec.iter_chunks(codec.to_bytes(words), 4096)
+    assembled = codec.assemble(received, chunks, manifest.layout())
+
+    assert received.dtype == np.dtype(dtype).name
+    assert assembled.dtype == dtype and np.array_equal(assembled, words)
+
+
+def test_a_receiver_refuses_a_dtype_it_did_not_ask_for():
+    manifest, vector = codec.flatten(_state())
+    ring = codec.ring_manifest(manifest.layout(), vector.view(np.uint32))
+
+    with pytest.raises(InvalidInput, match="manifest dtype 'uint32' is not supported"):
+        codec.manifest_from_proto(codec.manifest_to_proto(ring), LIMIT)
+    with pytest.raises(InvalidInput, match="manifest dtype 'float32'"):
+        codec.manifest_from_proto(codec.manifest_to_proto(manifest), LIMIT, "uint32")
