@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -105,7 +105,9 @@ class DpSpec(_Strict):
     planned_participations: int | None = Field(
         None,
         ge=1,
-        description="Rounds a silo budgets for when deriving sigma (null: all `rounds`).",
+        description="Rounds a silo budgets for when deriving sigma (null: all `rounds`). More "
+        "than `rounds` leaves headroom for re-run rounds: a masked round interrupted after its "
+        "updates left the silos (an aggregator restart, an abort) is re-run, and costs again.",
     )
     allow_insecure_rng: bool = Field(
         True,
@@ -164,6 +166,47 @@ class FedBiscuitSpec(_Strict):
         return self.clusters * self.warmup_rounds_per_adapter
 
 
+class SecAggLimits(NamedTuple):
+    """How many silos one secure-aggregation round of a preset may hold."""
+
+    min_silos: int  # fewer and the sum would reveal too much about each one (>= 3)
+    max_silos: int  # more and the encoded sum could overflow the ring
+
+
+SECAGG_LIMITS: dict[str, SecAggLimits] = {
+    "small": SecAggLimits(3, 16),
+    "medium": SecAggLimits(3, 64),
+    "medium_wide": SecAggLimits(3, 64),
+}
+"""The wire-visible limits of each secure-aggregation preset; `privacy.secagg.presets` builds
+its parameter sets from these, so the plan can be checked where it is loaded."""
+
+
+class SecAggSpec(_Strict):
+    """Secure aggregation settings (DESIGN.md §5): what the plan hash commits every silo to.
+
+    `preset` names a validated parameter set of `privacy.secagg.presets` (ring, clipping and
+    scale, neighbour graph, threshold, fewest silos a round may aggregate); checking that
+    the rest of the plan fits it (min_silos, silos_per_round, cluster sizes) needs those
+    parameters, so `privacy.secagg.plan_params` does it where the plan is loaded.
+    """
+
+    preset: Literal["small", "medium", "medium_wide"] = Field(
+        "small",
+        description="'small': up to 16 silos, complete graph; 'medium': up to 64 silos, 8 "
+        "neighbours each (SecAgg+); 'medium_wide': 'medium' with 64-bit words.",
+    )
+    phase_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds each protocol phase other than training (keys, shares, "
+        "signatures, unmasking) waits for silos before it closes without the missing ones.",
+    )
+
+
+PROTECTIONS = ("masking", "insecure_plaintext")
+
+
 class Plan(_Strict):
     """One federation, as its operator configured it."""
 
@@ -179,17 +222,21 @@ class Plan(_Strict):
     rounds: int = Field(3, ge=1, le=100_000)
     silos_per_round: int = Field(4, ge=1, description="Silos sampled each round.")
     min_silos: int = Field(
-        2, ge=1, description="Fewest uploads that complete a round; fewer by the deadline: re-run."
+        3, ge=1, description="Fewest uploads that complete a round; fewer by the deadline: re-run."
     )
     round_deadline_s: float = Field(600.0, gt=0, description="Seconds a round waits for uploads.")
     weighting: Literal["uniform", "num_examples"] = Field(
         "uniform",
         description="FedAvg weights. 'num_examples' makes silos reveal their example counts.",
     )
-    protection: Literal["insecure_plaintext"] = Field(
-        "insecure_plaintext",
-        description="How updates are protected in transit to the aggregator. "
-        "'insecure_plaintext' shows each delta to the aggregator: development only.",
+    protection: Literal["masking", "insecure_plaintext"] = Field(
+        "masking",
+        description="How updates reach the aggregator. 'masking': SecAgg+ secure aggregation, "
+        "the aggregator sees only sums (settings in `secagg`); 'insecure_plaintext' shows "
+        "each silo's delta to the aggregator: development only.",
+    )
+    secagg: SecAggSpec | None = Field(
+        None, description="Secure aggregation settings; filled in with defaults for masking."
     )
     delta: float = Field(1e-5, gt=0, lt=1, description="The delta at which epsilon is reported.")
     seed: int = Field(0, ge=0, description="Seed for silo sampling and initial adapters.")
@@ -201,15 +248,29 @@ class Plan(_Strict):
         None, description="FedBiscuit's schedule; required with, and only with, fedbiscuit."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _secagg_defaults(cls, data: object) -> object:
+        # A masking plan always carries its secagg section, so its hash commits to it.
+        masking = isinstance(data, dict) and data.get("protection", "masking") == "masking"
+        if masking and data.get("secagg") is None:
+            return {**data, "secagg": SecAggSpec()}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> Plan:
+        if self.protection != "masking" and self.secagg is not None:
+            raise ValueError(f"a `secagg` section needs protection: masking, not {self.protection}")
+        if self.protection == "masking" and self.weighting != "uniform":
+            raise ValueError(
+                "protection 'masking' hides each silo's example count: weighting must be 'uniform'"
+            )
+        if self.secagg is not None:
+            self._fits_secagg(SECAGG_LIMITS[self.secagg.preset])
         if self.min_silos > self.silos_per_round:
             raise ValueError(
                 f"min_silos ({self.min_silos}) exceeds silos_per_round ({self.silos_per_round})"
             )
-        planned = self.dp.planned_participations
-        if planned is not None and planned > self.rounds:
-            raise ValueError("dp.planned_participations cannot exceed rounds")
         if self.algorithm == "fedbis" and self.fedbiscuit is not None:
             raise ValueError("a `fedbiscuit` section needs algorithm: fedbiscuit")
         if self.algorithm == "fedbiscuit":
@@ -227,6 +288,27 @@ class Plan(_Strict):
                     "fedbiscuit aggregates on model (1/N_cluster): weighting must be 'uniform'"
                 )
         return self
+
+    def _fits_secagg(self, limits: SecAggLimits) -> None:
+        preset = f"secagg preset {self.secagg.preset!r}"
+        if self.min_silos < limits.min_silos:
+            raise ValueError(
+                f"min_silos is {self.min_silos}, but masking needs at least {limits.min_silos} "
+                "silos in every sum (with fewer, each silo could learn the others' updates); "
+                f"raise min_silos to {limits.min_silos}"
+            )
+        if self.silos_per_round > limits.max_silos:
+            raise ValueError(
+                f"silos_per_round is {self.silos_per_round}, more than the {limits.max_silos} "
+                f"silos {preset} can sum without overflow; choose a larger preset"
+            )
+        fb = self.fedbiscuit
+        if fb is not None and fb.min_cluster_silos < limits.min_silos:
+            raise ValueError(
+                f"fedbiscuit.min_cluster_silos is {fb.min_cluster_silos}, but each cluster's "
+                f"adapter is summed under masking over its own silos: raise it to at least "
+                f"{limits.min_silos}"
+            )
 
     @property
     def adapters(self) -> int:
@@ -260,6 +342,8 @@ class Plan(_Strict):
         data = self.model_dump(mode="json")
         if data["fedbiscuit"] is None:
             del data["fedbiscuit"]  # FedBis plans hash exactly as before FedBiscuit existed
+        if data["secagg"] is None:
+            del data["secagg"]  # so do plaintext plans from before secure aggregation
         if data["selector"]["kind"] == "pair_encoder":
             del data["selector"]["kind"]  # so do pair-encoder plans from before causal_lm
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()

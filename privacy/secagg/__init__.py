@@ -23,7 +23,7 @@ from privacy.secagg.messages import (
     UnmaskResponse,
 )
 from privacy.secagg.params import EncodingParams, SecAggParams
-from privacy.secagg.presets import MEDIUM, MEDIUM_WIDE, PRESETS, SMALL, preset
+from privacy.secagg.presets import MEDIUM, MEDIUM_WIDE, PRESETS, SMALL, for_plan, preset
 from privacy.secagg.server import SERVER_TRANSITIONS, AggregateResult, SecAggServer, ServerPhase
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "build_graph",
     "decode_sum",
     "encode",
+    "for_plan",
     "preset",
     "quantize",
 ]

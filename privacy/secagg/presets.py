@@ -16,24 +16,31 @@ from __future__ import annotations
 
 from privacy.secagg.errors import UnsafeParameters
 from privacy.secagg.params import EncodingParams, SecAggParams
+from protos.plan import SECAGG_LIMITS, Plan
 
+# Silo counts come from the plan's table, so a plan is checked against what runs.
+_SMALL, _MEDIUM, _WIDE = (
+    SECAGG_LIMITS["small"],
+    SECAGG_LIMITS["medium"],
+    SECAGG_LIMITS["medium_wide"],
+)
 SMALL = SecAggParams(
-    encoding=EncodingParams.fit(clip=1.0, max_silos=16),
+    encoding=EncodingParams.fit(clip=1.0, max_silos=_SMALL.max_silos),
     degree=None,
     threshold_fraction=2 / 3,
-    min_silos=3,
+    min_silos=_SMALL.min_silos,
 )
 MEDIUM = SecAggParams(
-    encoding=EncodingParams.fit(clip=1.0, max_silos=64),
+    encoding=EncodingParams.fit(clip=1.0, max_silos=_MEDIUM.max_silos),
     degree=8,
     threshold_fraction=0.6,
-    min_silos=3,
+    min_silos=_MEDIUM.min_silos,
 )
 MEDIUM_WIDE = SecAggParams(
-    encoding=EncodingParams.fit(clip=1.0, max_silos=64, bits=64),
+    encoding=EncodingParams.fit(clip=1.0, max_silos=_WIDE.max_silos, bits=64),
     degree=8,
     threshold_fraction=0.6,
-    min_silos=3,
+    min_silos=_WIDE.min_silos,
 )
 
 PRESETS: dict[str, SecAggParams] = {"small": SMALL, "medium": MEDIUM, "medium_wide": MEDIUM_WIDE}
@@ -47,3 +54,10 @@ def preset(name: str) -> SecAggParams:
         raise UnsafeParameters(
             f"unknown secagg preset {name!r}; choose one of {sorted(PRESETS)}"
         ) from None
+
+
+def for_plan(plan: Plan) -> SecAggParams:
+    """The parameters a masking plan commits to; refused for a plan without masking."""
+    if plan.secagg is None:
+        raise UnsafeParameters(f"plan protection {plan.protection!r} has no secure aggregation")
+    return preset(plan.secagg.preset)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from protos.config_files import load_model_file, save_model_file
 from protos.errors import InvalidInput
-from protos.plan import BackboneSpec, FedBiscuitSpec, LoraSpec, Plan, SelectorSpec
+from protos.plan import BackboneSpec, FedBiscuitSpec, LoraSpec, Plan, SecAggSpec, SelectorSpec
 
 
 def test_plan_hash_survives_the_wire():
-    plan = Plan(federation_id="hospitals", rounds=7, silos_per_round=3, min_silos=2)
+    plan = Plan(federation_id="hospitals", rounds=7, silos_per_round=3, min_silos=3)
     received = Plan.from_canonical_json(plan.canonical_json())
     assert received == plan and received.sha256() == plan.sha256()
 
@@ -58,6 +60,7 @@ def _fedbiscuit(**changes):
     fields = {"federation_id": "x", "algorithm": "fedbiscuit", "rounds": 10}
     fields.update(changes)
     fields.setdefault("fedbiscuit", FedBiscuitSpec(clusters=3, warmup_rounds_per_adapter=2))
+    fields.setdefault("protection", "insecure_plaintext")
     return Plan(**fields)
 
 
@@ -68,11 +71,48 @@ def test_fedbis_plans_hash_without_a_fedbiscuit_field():
 
 
 def test_pair_encoder_plans_hash_as_before_the_selector_kind_existed():
-    # The SHA-256 this plan had before SelectorSpec.kind was added (commit 47ef754).
+    # The SHA-256 this plan had before SelectorSpec.kind was added (commit 47ef754), when its
+    # defaults were min_silos 2 and plaintext updates.
     before = "a7d846f4598cc528640c05180b3f9759dfacddefff46ce2fafeb89076d4a513b"
-    plan = Plan(federation_id="hospitals")
-    explicit = Plan(federation_id="hospitals", selector=SelectorSpec(kind="pair_encoder"))
+    old = {"federation_id": "hospitals", "min_silos": 2, "protection": "insecure_plaintext"}
+    plan = Plan(**old)
+    explicit = Plan(**old, selector=SelectorSpec(kind="pair_encoder"))
     assert plan.sha256() == explicit.sha256() == before
+
+
+def test_new_plans_mask_updates_and_commit_to_the_secagg_settings():
+    plan = Plan(federation_id="hospitals")
+    assert plan.protection == "masking" and plan.secagg == SecAggSpec()
+    assert b'"secagg":{"phase_timeout_s":60.0,"preset":"small"}' in plan.canonical_json()
+    assert Plan.from_canonical_json(plan.canonical_json()).sha256() == plan.sha256()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"min_silos": 2}, "raise min_silos to 3"),
+        ({"silos_per_round": 17}, "more than the 16 silos secagg preset 'small'"),
+        ({"weighting": "num_examples"}, "weighting must be 'uniform'"),
+        (
+            {"protection": "insecure_plaintext", "secagg": SecAggSpec()},
+            "a `secagg` section needs protection: masking",
+        ),
+    ],
+)
+def test_plans_that_masking_cannot_protect_are_refused(changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Plan(federation_id="x", **changes)
+
+
+def test_masked_fedbiscuit_clusters_must_be_big_enough_to_hide_a_silo():
+    with pytest.raises(ValueError, match="min_cluster_silos is 1"):
+        _fedbiscuit(silos_per_round=9, protection="masking")
+    plan = _fedbiscuit(
+        silos_per_round=9,
+        protection="masking",
+        fedbiscuit=FedBiscuitSpec(clusters=3, warmup_rounds_per_adapter=2, min_cluster_silos=3),
+    )
+    assert plan.secagg is not None
 
 
 def test_causal_lm_plan_survives_the_wire_with_its_kind():
