@@ -32,6 +32,8 @@ SILO_METHODS: frozenset[str] = frozenset(
     {
         "/fedbiscuit.v1.Federation/Join",
         "/fedbiscuit.v1.Federation/PullTask",
+        "/fedbiscuit.v1.Federation/SecAggSubmit",
+        "/fedbiscuit.v1.Federation/SecAggFetch",
         "/fedbiscuit.v1.Federation/DownloadGlobals",
         "/fedbiscuit.v1.Federation/UploadUpdate",
         "/fedbiscuit.v1.Federation/ReportLosses",

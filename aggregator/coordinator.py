@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from aggregator.budget_schedule import BudgetSchedule
-from aggregator.fedavg import aggregate_on_model, fedavg
+from aggregator.fedavg import add_summed_deltas, aggregate_on_model, fedavg
+from aggregator.masked_round import MaskedAttempt, MaskedSession, MaskingTrust, Stage, open_sessions
 from aggregator.round_machine import (
     Action,
     Facts,
@@ -40,6 +41,7 @@ from aggregator.store import (
     TaskRecord,
 )
 from privacy.balanced_assignment import assign_clusters
+from privacy.secagg import MaskedInput, RoundContext, for_plan
 from protos import codec
 from protos.errors import FailedPrecondition, InvalidInput, PermissionDenied
 
@@ -59,6 +61,7 @@ class Assignment:
     deadline_s: float = 0.0
     message: str = ""
     adapter_sha256: tuple[str, ...] = ()
+    secagg: RoundContext | None = None  # masked TRAIN tasks: the secure sum they join
 
 
 Export = Callable[[list[dict[str, np.ndarray]], Mapping[str, int]], None]
@@ -71,7 +74,8 @@ class RoundMachine:
 
     `clock` drives deadlines (seconds since the epoch); `export` receives the final globals
     (one dict per adapter) and cluster assignment before DONE is persisted, so DONE always
-    means "exported".
+    means "exported". A masking plan needs `masking` (what silos' keys are checked against);
+    its secure sums live only in memory, so an attempt a restart interrupted is re-run.
     """
 
     def __init__(
@@ -79,11 +83,19 @@ class RoundMachine:
         store: FederationStore,
         clock: Callable[[], float],
         export: Export | None = None,
+        masking: MaskingTrust | None = None,
     ):
         self._store = store
         self._plan = store.plan
         self._clock = clock
         self._export = export
+        if self._plan.protection == "masking" and masking is None:
+            raise InvalidInput("a masking plan needs the federation CA to check silos' keys")
+        self._masking = masking
+        # The secure sums of the attempt in progress, and of the one before it (so silos of an
+        # aborted sum learn why, even after the machine moved on to a fresh attempt).
+        self._masked: MaskedAttempt | None = None
+        self._previous_masked: MaskedAttempt | None = None
         self._schedule = BudgetSchedule(self._plan)
         self._cond = threading.Condition(threading.RLock())
         self._globals_cache: dict[tuple[int, int], tuple[codec.Manifest, np.ndarray]] = {}
@@ -238,6 +250,8 @@ class RoundMachine:
     ) -> bool:
         """Store a verified update durably; False if it was an identical re-upload.
 
+        Under masking `update` is the silo's masked ring words: they go into the secure sum
+        and only the record that the silo uploaded is stored, never the vector.
         `ledger_seq` is the silo's (already stored) ledger entry for this release: each
         accepted update needs its own, later than those of the silo's earlier updates."""
         sha256 = codec.sha256_of(update)
@@ -257,6 +271,10 @@ class RoundMachine:
                 task_id, silo_id, task.round, task.attempt, sha256, num_examples, now,
                 ledger_seq=ledger_seq,
             )  # fmt: skip
+            if self._plan.protection == "masking":
+                session = self._session_of(task)
+                session.masked_input(silo_id, MaskedInput(session.context, silo_id, update))
+                update = None
             self._store.add_submission(submission, update)
             log.info(
                 "federation=%s round=%d attempt=%d silo=%s update accepted",
@@ -299,6 +317,67 @@ class RoundMachine:
                 reason_code,
             )
             self._advance()
+
+    def secagg_submit(
+        self, silo_id: str, task_id: str, deliver: Callable[[MaskedSession], None]
+    ) -> None:
+        """Hand one SecAgg+ message of a masked TRAIN task to its session (`deliver` calls
+        the session's method for that message), then close whatever that completes."""
+        with self._cond:
+            task = self.current_task(silo_id, task_id)
+            deliver(self._session_of(task))
+            self._advance()
+
+    def secagg_fetch(
+        self, silo_id: str, task_id: str, stage: Stage, wait_s: float
+    ) -> tuple[RoundContext, object | None, str]:
+        """Long-poll up to `wait_s` (real time) for a stage's broadcast to this silo:
+        (context, broadcast or None if not ready, abort reason or "")."""
+        give_up = time.monotonic() + max(0.0, wait_s)
+        with self._cond:
+            while True:
+                aborted = self._aborted_session(self._owned_task(silo_id, task_id))
+                if aborted is not None:
+                    return aborted.context, None, aborted.abort_reason
+                task = self.current_task(silo_id, task_id)
+                session = self._session_of(task)
+                if stage in session.broadcasts:
+                    return session.context, self._broadcast_for(session, stage, silo_id), ""
+                remaining = give_up - time.monotonic()
+                if remaining <= 0:
+                    return session.context, None, ""
+                self._cond.wait(min(remaining, 1.0))
+
+    def _broadcast_for(self, session: MaskedSession, stage: Stage, silo_id: str) -> object:
+        broadcast = session.broadcasts[stage]
+        if stage is Stage.SHARES:
+            if silo_id not in broadcast:
+                raise FailedPrecondition(
+                    f"silo {silo_id!r} did not share its keys in time for round "
+                    f"{session.context.round}; it takes no further part"
+                )
+            return broadcast[silo_id]
+        return broadcast
+
+    def _aborted_session(self, task: TaskRecord) -> MaskedSession | None:
+        for masked in (self._masked, self._previous_masked):
+            if masked is not None and masked.covers(task.round, task.attempt):
+                session = masked.session(task.adapter_index)
+                if session is not None and session.abort_reason:
+                    return session
+        return None
+
+    def _session_of(self, task: TaskRecord) -> MaskedSession:
+        masked = self._masked
+        session = None
+        if masked is not None and masked.covers(task.round, task.attempt):
+            session = masked.session(task.adapter_index)
+        if task.kind != "train" or session is None or task.silo_id not in session.members:
+            raise FailedPrecondition(
+                f"task {task.task_id!r} has no secure aggregation session (not a masked "
+                "training task of the attempt in progress)"
+            )
+        return session
 
     def wait_until_finished(self, timeout_s: float | None) -> Phase:
         """Block (real time) until DONE or FAILED or the timeout; returns the phase then."""
@@ -372,6 +451,7 @@ class RoundMachine:
                     task,
                     self._store.globals_record(s.round, task.adapter_index).sha256,
                     s.started_at_s + self._plan.round_deadline_s,
+                    secagg=self._masked_context(task),
                 )
         if s.phase == Phase.GROUPING and silo_id in s.sampled:
             task_id = task_id_for(s.round, s.attempt, silo_id, "evaluate")
@@ -397,6 +477,18 @@ class RoundMachine:
             return Assignment("WAIT", message="this silo's privacy budget is exhausted")
         return Assignment("WAIT", message=f"{s.phase} round {s.round}: no task for this silo")
 
+    def _masked_context(self, task: TaskRecord) -> RoundContext | None:
+        if self._plan.protection != "masking":
+            return None
+        return self._session_of(task).context
+
+    def _current_masked(self) -> MaskedAttempt | None:
+        """The secure sums of the attempt in progress; None if a restart lost them."""
+        s, masked = self._state, self._masked
+        if s.phase == Phase.TRAINING and masked is not None and masked.covers(s.round, s.attempt):
+            return masked
+        return None
+
     def _facts(self) -> Facts:
         s = self._state
         uploads = self._store.submissions(round_=s.round, attempt=s.attempt)
@@ -404,18 +496,31 @@ class RoundMachine:
         reports = self._store.loss_reports(round_=s.round, attempt=s.attempt)
         # A silo whose verified ledger cannot afford another round is out, like an exhausted one.
         out = self._schedule.unaffordable(self._store)
+        uploaded = frozenset(u.silo_id for u in uploads)
+        masked_open = False
+        if self._plan.protection == "masking":
+            # Only silos inside a completed secure sum count; none if a restart lost the sums.
+            masked = self._current_masked()
+            uploaded = masked.survivors if masked is not None else frozenset()
+            masked_open = masked is not None and masked.open
         return Facts(
             self._clock(),
             tuple(
                 r.silo_id for r in self._store.silos() if not r.exhausted and r.silo_id not in out
             ),
-            frozenset(u.silo_id for u in uploads),
+            uploaded,
             frozenset(d.silo_id for d in declines),
             frozenset(r.silo_id for r in reports),
+            masked_open,
         )
 
     def _advance(self) -> None:
         changed = False
+        masked = self._current_masked()
+        if masked is not None:
+            s = self._state
+            declined = {d.silo_id for d in self._store.declines(round_=s.round, attempt=s.attempt)}
+            changed = masked.step(self._clock(), declined)
         while (row := next_transition(self._state, self._facts(), self._plan)) is not None:
             self._apply(row)
             changed = True
@@ -431,6 +536,8 @@ class RoundMachine:
         if row.action == Action.START_ATTEMPT:
             sample = sample_silos(plan, s.round, s.attempt, trainable(s, self._facts(), plan))
             new, closing = replace(s, phase=row.target, started_at_s=now, sampled=sample), None
+            if plan.protection == "masking":
+                self._previous_masked, self._masked = self._masked, self._open_masked(new)
             log.info("%s round started silos=%s", fields, ",".join(sample))
         elif row.action == Action.START_GROUPING:
             everyone = self._facts().eligible
@@ -486,6 +593,27 @@ class RoundMachine:
         self._store.save_state(new.to_dict(), closing)
         self._state = new
 
+    def _open_masked(self, state: RoundState) -> MaskedAttempt:
+        """Fresh secure sums for a new attempt: one per adapter its sampled silos train."""
+        members: dict[int, list[str]] = {}
+        for silo in state.sampled:
+            members.setdefault(adapter_for(state, self._plan, silo), []).append(silo)
+        lengths = {k: self.globals_vector(state.round, k)[1].size for k in members}
+        assert self._masking is not None and self._plan.secagg is not None
+        sessions = open_sessions(
+            for_plan(self._plan),
+            self._plan.federation_id,
+            state.round,
+            self._plan.sha256(),
+            {k: tuple(silos) for k, silos in members.items()},
+            lengths,
+            self._masking,
+            now_s=state.started_at_s,
+            phase_timeout_s=self._plan.secagg.phase_timeout_s,
+            masked_deadline_s=state.started_at_s + self._plan.round_deadline_s,
+        )
+        return MaskedAttempt(state.round, state.attempt, sessions)
+
     def _assign(self) -> tuple[tuple[str, int], ...]:
         """Balanced clusters from this grouping's loss reports; silos that did not report keep
         the cluster they had (or stay unassigned until the next grouping)."""
@@ -515,6 +643,12 @@ class RoundMachine:
         finals = []
         for adapter in range(plan.adapters):
             manifest, globals_vec = self.globals_vector(s.round, adapter)
+            if plan.protection == "masking":
+                vector = self._masked_globals(adapter, globals_vec, warmup, sizes, min_members)
+                tensors = codec.unflatten(manifest, vector)
+                self._store.put_globals(next_round, tensors, adapter)
+                finals.append(tensors)
+                continue
             subs = by_adapter.get(adapter, [])
             deltas = [self._store.load_update(sub.task_id) for sub in subs]
             if not deltas or (not warmup and len(deltas) < min_members):
@@ -531,3 +665,22 @@ class RoundMachine:
             self._store.put_globals(next_round, tensors, adapter)
             finals.append(tensors)
         return finals
+
+    def _masked_globals(
+        self,
+        adapter: int,
+        globals_vec: np.ndarray,
+        warmup: bool,
+        sizes: Mapping[int, int],
+        min_members: int,
+    ) -> np.ndarray:
+        """The next globals of `adapter` from its secure sum alone (uniform FedAvg in warm-up
+        and FedBis, aggregate-on-model afterwards); unchanged if it has none."""
+        masked = self._current_masked()
+        session = masked.session(adapter) if masked is not None else None
+        result = session.result if session is not None else None
+        count = 0 if result is None else len(result.silos)
+        if count == 0 or (not warmup and count < min_members):
+            return globals_vec
+        divisor = count if warmup else max(sizes[adapter], count)
+        return add_summed_deltas(globals_vec, result.total, divisor)

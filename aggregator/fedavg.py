@@ -32,7 +32,7 @@ def fedavg(
                 f"delta {index} has shape {delta.shape}, globals have {globals_vec.shape}"
             )
         total += w[index] * delta.astype(np.float64)
-    return (globals_vec.astype(np.float64) + total / w.sum()).astype(np.float32)
+    return add_summed_deltas(globals_vec, total, float(w.sum()))
 
 
 def aggregate_on_model(
@@ -57,4 +57,18 @@ def aggregate_on_model(
                 f"delta {index} has shape {delta.shape}, globals have {globals_vec.shape}"
             )
         total += delta.astype(np.float64)
-    return (globals_vec.astype(np.float64) + total / cluster_size).astype(np.float32)
+    return add_summed_deltas(globals_vec, total, cluster_size)
+
+
+def add_summed_deltas(globals_vec: np.ndarray, delta_sum: np.ndarray, divisor: float) -> np.ndarray:
+    """globals + delta_sum / divisor: both rules above, and the masked path, where the
+    aggregator only ever learns the (secure) sum of the deltas, never one of them.
+
+    FedAvg with uniform weights divides by the number of deltas; aggregate-on-model by the
+    cluster's size."""
+    if delta_sum.shape != globals_vec.shape:
+        raise InvalidInput(f"delta sum has shape {delta_sum.shape}, globals {globals_vec.shape}")
+    if not divisor > 0:
+        raise InvalidInput(f"the divisor of a delta sum must be positive, got {divisor}")
+    total = np.asarray(delta_sum, dtype=np.float64)
+    return (globals_vec.astype(np.float64) + total / divisor).astype(np.float32)

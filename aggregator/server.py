@@ -15,15 +15,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
+from cryptography import x509
 
 from aggregator.auth import SiloAuthInterceptor
 from aggregator.config import AggregatorConfig
 from aggregator.coordinator import RoundMachine
 from aggregator.ledger_intake import LedgerIntake
+from aggregator.masked_round import MaskingTrust
 from aggregator.round_machine import Phase
 from aggregator.servicer import FederationServicer
 from aggregator.store import SqliteStore
-from privacy.pki import server_credentials
+from privacy.pki import RevocationList, server_credentials
 from protos.errors import InvalidInput
 from protos.v1 import federation_pb2_grpc as pb_grpc
 from selector.checkpoint import save_selector, save_selector_set
@@ -59,7 +61,7 @@ class AggregatorServer:
                     model = build_selector(self.plan.selector, seed=self.plan.seed + adapter)
                     self._store.put_globals(0, adapter_state(model), adapter)
             export = self._export if config.export_dir is not None else None
-            self.machine = RoundMachine(self._store, clock, export)
+            self.machine = RoundMachine(self._store, clock, export, _masking_trust(config))
             self._server = grpc.server(
                 ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="aggregator-rpc"),
                 interceptors=[
@@ -176,3 +178,11 @@ def _linger_until_silos_know(
                 server.phase,
             )
             return
+
+
+def _masking_trust(config: AggregatorConfig) -> MaskingTrust:
+    """What silos' secure-aggregation keys are checked against: the federation CA and the
+    revocation list as it stands at start (revoked silos are also refused at every call)."""
+    ca = x509.load_pem_x509_certificate(config.pki.ca_cert.read_bytes())
+    revoked = RevocationList.load(config.pki.revocation_list)
+    return MaskingTrust(ca, frozenset(e.serial for e in revoked.entries))

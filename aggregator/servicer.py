@@ -18,9 +18,12 @@ import grpc
 from aggregator.auth import authenticated_cert, authenticated_silo
 from aggregator.coordinator import RoundMachine
 from aggregator.ledger_intake import LedgerIntake
+from aggregator.masked_round import MaskedSession, Stage
 from aggregator.round_machine import Phase
 from aggregator.store import TaskRecord
 from privacy.ledger import LedgerEntry
+from privacy.secagg import for_plan
+from privacy.secagg import wire as secagg_wire
 from protos import codec
 from protos.errors import BudgetExceeded, FailedPrecondition, FedbiscuitError, InvalidInput
 from protos.plan import Plan
@@ -75,6 +78,9 @@ class FederationServicer(pb_grpc.FederationServicer):
         self._plan = plan
         self._plan_sha256 = plan.sha256()
         self._max_long_poll_s = max_long_poll_s
+        # What an update's manifest must declare: ring words under masking, else float32.
+        masked = plan.protection == "masking"
+        self._update_dtype = for_plan(plan).encoding.dtype.name if masked else codec.DTYPE
 
     @_unary
     def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
@@ -119,6 +125,7 @@ class FederationServicer(pb_grpc.FederationServicer):
                 deadline_unix_s=assignment.deadline_s,
                 **common,
             )
+        secagg = assignment.secagg
         return pb.Task(
             kind=pb.TASK_KIND_TRAIN,
             task_id=task.task_id,
@@ -128,6 +135,7 @@ class FederationServicer(pb_grpc.FederationServicer):
             globals_sha256=assignment.globals_sha256,
             local_steps=self._plan.training.local_steps,
             deadline_unix_s=assignment.deadline_s,
+            secagg=None if secagg is None else secagg_wire.context_to_proto(secagg),
             **common,
         )
 
@@ -167,7 +175,7 @@ class FederationServicer(pb_grpc.FederationServicer):
         if not header.HasField("manifest"):
             raise InvalidInput("upload header lacks its tensor manifest")
         max_bytes = int(self._plan.max_update_mib * _MIB)
-        manifest = codec.manifest_from_proto(header.manifest, max_bytes=max_bytes)
+        manifest = codec.manifest_from_proto(header.manifest, max_bytes, self._update_dtype)
         # The spend is verified and on disk before anything else about the upload is judged.
         entries = self._ledger.accept(silo_id, authenticated_cert(context), header.ledger_entries)
         task = self._machine.upload_target(silo_id, header.task_id, manifest.sha256)
@@ -183,6 +191,53 @@ class FederationServicer(pb_grpc.FederationServicer):
         update = assembler.finish()
         new = self._machine.accept_upload(silo_id, task.task_id, update, num_examples, release.seq)
         return self._accepted(silo_id, "update accepted" if new else "already accepted")
+
+    @_unary
+    def SecAggSubmit(self, request: pb.SecAggSubmission, context: grpc.ServicerContext) -> pb.Ack:
+        silo_id = authenticated_silo(context)
+        self._check_federation(request.federation_id)
+        if not request.HasField("context"):
+            raise InvalidInput("a secure aggregation message must name its round context")
+        round_context = secagg_wire.context_from_proto(request.context)
+        step = request.WhichOneof("step")
+        if step not in _SUBMISSIONS:
+            raise InvalidInput("a secure aggregation message carries no protocol step")
+        parse, receive = _SUBMISSIONS[step]
+        message = parse(getattr(request, step), round_context, silo_id)
+
+        def deliver(session: MaskedSession) -> None:
+            receive(session, silo_id, message)
+
+        self._machine.secagg_submit(silo_id, request.task_id, deliver)
+        return pb.Ack(accepted=True, message=f"{step} accepted")
+
+    @_unary
+    def SecAggFetch(
+        self, request: pb.SecAggFetchRequest, context: grpc.ServicerContext
+    ) -> pb.SecAggBroadcast:
+        silo_id = authenticated_silo(context)
+        self._check_federation(request.federation_id)
+        stage = _STAGES.get(request.stage)
+        if stage is None:
+            raise InvalidInput(f"unknown secure aggregation stage {request.stage}")
+        wait_s = min(request.wait_ms / 1000, self._max_long_poll_s)
+        round_context, broadcast, aborted = self._machine.secagg_fetch(
+            silo_id, request.task_id, stage, wait_s
+        )
+        reply = pb.SecAggBroadcast(context=secagg_wire.context_to_proto(round_context))
+        if aborted:
+            reply.aborted, reply.message = True, aborted
+        elif broadcast is None:
+            reply.retry_after_ms = 0 if wait_s > 0 else RETRY_AFTER_MS  # we already waited
+        elif stage is Stage.ROSTER:
+            reply.roster.CopyFrom(secagg_wire.roster_to_proto(broadcast))
+        elif stage is Stage.SHARES:
+            reply.delivery.CopyFrom(secagg_wire.delivery_to_proto(broadcast))
+        elif stage is Stage.SURVIVORS:
+            reply.consistency.survivors.extend(broadcast.survivors)
+        else:
+            reply.unmask_request.CopyFrom(secagg_wire.unmask_request_to_proto(broadcast))
+        return reply
 
     def _accepted(self, silo_id: str, message: str) -> pb.Ack:
         """An acceptance that also tells the silo how much of its ledger we now hold."""
@@ -351,6 +406,24 @@ class FederationServicer(pb_grpc.FederationServicer):
         if not entry.secure_rng and not self._plan.dp.allow_insecure_rng:
             raise FailedPrecondition(f"{at}: the plan requires DP noise from a secure RNG")
         return entry
+
+
+# Each protocol step a silo may submit: how to read it, and which session method takes it.
+_SUBMISSIONS: dict[str, tuple[Callable[..., Any], Callable[..., None]]] = {
+    "advertisement": (
+        lambda msg, ctx, _silo: secagg_wire.advertisement_from_proto(msg, ctx),
+        MaskedSession.advertise,
+    ),
+    "shares": (secagg_wire.shares_from_proto, MaskedSession.share),
+    "survivor_signature": (secagg_wire.signature_from_proto, MaskedSession.sign),
+    "unmask_response": (secagg_wire.unmask_response_from_proto, MaskedSession.unmask),
+}
+_STAGES = {
+    pb.SEC_AGG_STAGE_ROSTER: Stage.ROSTER,
+    pb.SEC_AGG_STAGE_SHARES: Stage.SHARES,
+    pb.SEC_AGG_STAGE_SURVIVORS: Stage.SURVIVORS,
+    pb.SEC_AGG_STAGE_UNMASK: Stage.UNMASK,
+}
 
 
 def _poisson_rate_of(expected_batch_size: int, sample_rate: float) -> bool:

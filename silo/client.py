@@ -234,6 +234,26 @@ class SiloClient:
             "Decline", lambda: self._stub.Decline(request, timeout=self._timeouts.control_s)
         )
 
+    def secagg_submit(self, task: pb.Task, step: str, message: object) -> pb.Ack:
+        """Send one SecAgg+ message (`step` names its field in SecAggSubmission) of a masked
+        TRAIN task. Retrying is safe: the aggregator accepts an identical resend once."""
+        request = pb.SecAggSubmission(
+            federation_id=task.federation_id, task_id=task.task_id, context=task.secagg
+        )
+        getattr(request, step).CopyFrom(message)
+        return self._call(
+            "SecAggSubmit",
+            lambda: self._stub.SecAggSubmit(request, timeout=self._timeouts.control_s),
+        )
+
+    def secagg_fetch(self, task: pb.Task, stage: int, wait_ms: int) -> pb.SecAggBroadcast:
+        """Long-poll for a SecAgg+ stage's broadcast (`stage`: a pb.SecAggStage value)."""
+        request = pb.SecAggFetchRequest(
+            federation_id=task.federation_id, task_id=task.task_id, stage=stage, wait_ms=wait_ms
+        )
+        timeout = self._timeouts.control_s + wait_ms / 1000
+        return self._call("SecAggFetch", lambda: self._stub.SecAggFetch(request, timeout=timeout))
+
     def _call(self, rpc: str, attempt_once: Callable[[], T]) -> T:
         """Run one RPC, retrying transient failures; translate the rest into our errors."""
         for attempt in range(self._retry.max_attempts):

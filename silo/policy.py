@@ -55,6 +55,12 @@ class SiloPolicy(BaseModel):
     max_epsilon_per_round: float | None = Field(
         None, gt=0, description="Most epsilon one round may cost; null: only the budget limits."
     )
+    required_protection: Literal["masking"] | None = Field(
+        None,
+        description="Train only under plans whose updates are protected this way ('masking': "
+        "SecAgg+ secure aggregation); null: any protection except plaintext (see "
+        "allow_insecure_plaintext).",
+    )
 
 
 def check_plan(policy: SiloPolicy, plan: Plan, budget: PrivacyBudget) -> None:
@@ -63,6 +69,11 @@ def check_plan(policy: SiloPolicy, plan: Plan, budget: PrivacyBudget) -> None:
         raise PolicyViolation(
             "plan.protection is 'insecure_plaintext' but policy.allow_insecure_plaintext is "
             "false: the aggregator would see this silo's individual updates"
+        )
+    required = policy.required_protection
+    if required is not None and plan.protection != required:
+        raise PolicyViolation(
+            f"plan.protection is {plan.protection!r} but policy.required_protection is {required!r}"
         )
     if plan.delta > budget.delta:
         raise PolicyViolation(f"plan.delta is {plan.delta:g} but budget.delta is {budget.delta:g}")

@@ -20,12 +20,14 @@ from pydantic import ValidationError
 from privacy.accounting import DpEvent
 from privacy.budget_guard import BudgetGuard
 from privacy.loss_report import loss_report_event, noised_mean_losses
+from privacy.secagg import SecAggAborted
 from protos import codec
 from protos.errors import BudgetExceeded, FailedPrecondition, InvalidInput, PolicyViolation
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
 from silo.client import SiloClient
 from silo.config import SiloConfig
+from silo.masked_upload import MaskedUpload
 from silo.policy import check_local_steps, check_plan, check_round_epsilon, warn_if_plaintext
 from silo.privacy_state import PrivacyState
 from silo.training_setup import TrainingSetup, build_training
@@ -40,8 +42,9 @@ class LoopOutcome:
     """How a run ended: `finished` is True when the aggregator said DONE.
 
     `tasks` counts TRAIN and EVALUATE tasks by what became of them: "uploaded", "reported"
-    (a grouping loss report sent), "declined" (refused
-    before any release) or "stale" (the aggregator had moved on; any spend stays spent).
+    (a grouping loss report sent), "declined" (refused before any release), "aborted" (its
+    secure aggregation round aborted; any spend stays spent) or "stale" (the aggregator had
+    moved on; any spend stays spent).
     """
 
     finished: bool
@@ -73,6 +76,7 @@ class TaskLoop:
     def run(self) -> LoopOutcome:
         plan, plan_sha256 = self._join()
         check_plan(self._config.policy, plan, self._config.budget)
+        self._plan_sha256 = plan_sha256
         training = build_training(self._config, plan)
         self._log("setup", plan_sha256=plan_sha256[:12], noise_multiplier=training.sigma)
         tasks: Counter[str] = Counter()
@@ -88,6 +92,10 @@ class TaskLoop:
                 work = self._train if task.kind == pb.TASK_KIND_TRAIN else self._evaluate
                 try:
                     tasks[work(plan, training, task)] += 1
+                except SecAggAborted as exc:
+                    # Nothing this silo sent can be unmasked alone; the round is re-run.
+                    self._log("aborted", task.round, message=repr(str(exc)))
+                    tasks["aborted"] += 1
                 except FailedPrecondition as exc:
                     # The round closed or was re-run meanwhile; what was spent stays spent.
                     self._log("stale", task.round, message=repr(str(exc)))
@@ -147,6 +155,14 @@ class TaskLoop:
         after = self._afford_or_decline(plan, task, event)
         if after is None:
             return "declined"
+        masked = None
+        if plan.protection == "masking":
+            # Keys first: a round too small to hide this silo aborts before anything is spent.
+            masked = MaskedUpload(
+                self._config, self._client, plan, self._plan_sha256, task, self._stop,
+                wait_ms=self._wait_ms,
+            )  # fmt: skip
+            masked.join()
         manifest, vector = self._client.download_globals(task, int(plan.max_update_mib * _MIB))
         entry = privacy.record(
             task.round,
@@ -161,6 +177,12 @@ class TaskLoop:
             codec.unflatten(manifest, vector), task.local_steps
         )
         update_manifest, update = codec.flatten(delta_state)
+        if masked is not None:
+            ack = masked.upload(update_manifest, update, privacy.undelivered())
+            privacy.delivered(ack.ledger_next_seq)
+            masked.finish()
+            self._log("uploaded", task.round, accepted=ack.accepted, protection="masking")
+            return "uploaded"
         num_examples = training.num_examples if plan.weighting == "num_examples" else None
         ack = self._client.upload_update(
             task,

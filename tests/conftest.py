@@ -29,6 +29,7 @@ def tiny_plan(tiny_spec: SelectorSpec) -> Plan:
         silos_per_round=2,
         min_silos=2,
         round_deadline_s=30.0,
+        protection="insecure_plaintext",
         selector=tiny_spec,
         dp=DpSpec(clip_norm=1.0, expected_batch_size=8, noise_multiplier=1.0),
         training=TrainingSpec(local_steps=2, learning_rate=1e-2, optimizer="adam"),

@@ -67,8 +67,9 @@ class FederationStore(ABC):
     def task(self, task_id: str) -> TaskRecord | None: ...
 
     @abstractmethod
-    def add_submission(self, submission: Submission, update: np.ndarray) -> None:
-        """Durably store an upload; only then may it be acknowledged."""
+    def add_submission(self, submission: Submission, update: np.ndarray | None) -> None:
+        """Durably store an upload; only then may it be acknowledged. A masked upload is
+        recorded without its vector (`update` None): nobody may keep an individual one."""
 
     @abstractmethod
     def submission(self, task_id: str) -> Submission | None: ...

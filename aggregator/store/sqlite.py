@@ -287,11 +287,13 @@ class SqliteStore(FederationStore):
         rows = self._rows("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
         return TaskRecord(*rows[0]) if rows else None
 
-    def add_submission(self, submission: Submission, update: np.ndarray) -> None:
+    def add_submission(self, submission: Submission, update: np.ndarray | None) -> None:
         s = submission
-        task_digest = hashlib.sha256(s.task_id.encode()).hexdigest()[:16]
-        name = f"r{s.round}-a{s.attempt}-{task_digest}.f32"
-        self._write_blob(self.state_dir / "blobs" / "uploads" / name, codec.to_bytes(update))
+        name = None
+        if update is not None:
+            task_digest = hashlib.sha256(s.task_id.encode()).hexdigest()[:16]
+            name = f"r{s.round}-a{s.attempt}-{task_digest}.f32"
+            self._write_blob(self.state_dir / "blobs" / "uploads" / name, codec.to_bytes(update))
         self._fault_hook("upload_written")
         with self._tx() as tx:
             tx.execute(

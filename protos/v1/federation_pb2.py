@@ -24,15 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aprotos/v1/federation.proto\x12\rfedbiscuit.v1\";\n\x0bJoinRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\"\x8e\x01\n\tJoinReply\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07silo_id\x18\x02 \x01(\t\x12\x11\n\tplan_json\x18\x03 \x01(\x0c\x12\x13\n\x0bplan_sha256\x18\x04 \x01(\t\x12\x17\n\x0fledger_next_seq\x18\x05 \x01(\x04\x12\x18\n\x10ledger_last_hash\x18\x06 \x01(\t\"N\n\x0fPullTaskRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x02 \x01(\t\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"\xa6\x02\n\x04Task\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.fedbiscuit.v1.TaskKind\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x15\n\rfederation_id\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\r\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x06 \x01(\t\x12\x15\n\radapter_index\x18\x07 \x01(\r\x12\x16\n\x0eglobals_sha256\x18\x08 \x01(\t\x12\x13\n\x0blocal_steps\x18\t \x01(\r\x12\x17\n\x0f\x64\x65\x61\x64line_unix_s\x18\n \x01(\x01\x12\x16\n\x0eretry_after_ms\x18\x0b \x01(\r\x12\x0f\n\x07message\x18\x0c \x01(\t\x12\x16\n\x0e\x61\x64\x61pter_sha256\x18\r \x03(\t\"P\n\x0f\x44ownloadRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x15\n\radapter_index\x18\x03 \x01(\r\":\n\x0bTensorEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"q\n\x0eTensorManifest\x12+\n\x07tensors\x18\x01 \x03(\x0b\x32\x1a.fedbiscuit.v1.TensorEntry\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"X\n\x0bTensorChunk\x12\x31\n\x08manifest\x18\x01 \x01(\x0b\x32\x1d.fedbiscuit.v1.TensorManifestH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x80\x02\n\x0cUpdateHeader\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x05 \x01(\t\x12\x15\n\radapter_index\x18\x06 \x01(\r\x12\x12\n\nprotection\x18\x07 \x01(\t\x12/\n\x08manifest\x18\x08 \x01(\x0b\x32\x1d.fedbiscuit.v1.TensorManifest\x12\x14\n\x0cnum_examples\x18\n \x01(\x04\x12\x16\n\x0eledger_entries\x18\x0b \x03(\x0cJ\x04\x08\t\x10\nR\x05spend\"S\n\nUploadPart\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.fedbiscuit.v1.UpdateHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"A\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x17\n\x0fledger_next_seq\x18\x03 \x01(\x04\"\x80\x01\n\nLossReport\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\x13\n\x0bplan_sha256\x18\x04 \x01(\t\x12\x0e\n\x06losses\x18\x05 \x03(\x01\x12\x16\n\x0eledger_entries\x18\x06 \x03(\x0c\"\x9c\x01\n\x0e\x44\x65\x63lineRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x15\n\repsilon_spent\x18\x06 \x01(\x01\x12\x16\n\x0eledger_entries\x18\x07 \x03(\x0c*z\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_KIND_WAIT\x10\x01\x12\x13\n\x0fTASK_KIND_TRAIN\x10\x02\x12\x12\n\x0eTASK_KIND_DONE\x10\x03\x12\x16\n\x12TASK_KIND_EVALUATE\x10\x04\x32\x9a\x03\n\nFederation\x12<\n\x04Join\x12\x1a.fedbiscuit.v1.JoinRequest\x1a\x18.fedbiscuit.v1.JoinReply\x12?\n\x08PullTask\x12\x1e.fedbiscuit.v1.PullTaskRequest\x1a\x13.fedbiscuit.v1.Task\x12O\n\x0f\x44ownloadGlobals\x12\x1e.fedbiscuit.v1.DownloadRequest\x1a\x1a.fedbiscuit.v1.TensorChunk0\x01\x12?\n\x0cUploadUpdate\x12\x19.fedbiscuit.v1.UploadPart\x1a\x12.fedbiscuit.v1.Ack(\x01\x12=\n\x0cReportLosses\x12\x19.fedbiscuit.v1.LossReport\x1a\x12.fedbiscuit.v1.Ack\x12<\n\x07\x44\x65\x63line\x12\x1d.fedbiscuit.v1.DeclineRequest\x1a\x12.fedbiscuit.v1.Ackb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aprotos/v1/federation.proto\x12\rfedbiscuit.v1\";\n\x0bJoinRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\"\x8e\x01\n\tJoinReply\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07silo_id\x18\x02 \x01(\t\x12\x11\n\tplan_json\x18\x03 \x01(\x0c\x12\x13\n\x0bplan_sha256\x18\x04 \x01(\t\x12\x17\n\x0fledger_next_seq\x18\x05 \x01(\x04\x12\x18\n\x10ledger_last_hash\x18\x06 \x01(\t\"N\n\x0fPullTaskRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x02 \x01(\t\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"\xd4\x02\n\x04Task\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.fedbiscuit.v1.TaskKind\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x15\n\rfederation_id\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\r\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x06 \x01(\t\x12\x15\n\radapter_index\x18\x07 \x01(\r\x12\x16\n\x0eglobals_sha256\x18\x08 \x01(\t\x12\x13\n\x0blocal_steps\x18\t \x01(\r\x12\x17\n\x0f\x64\x65\x61\x64line_unix_s\x18\n \x01(\x01\x12\x16\n\x0eretry_after_ms\x18\x0b \x01(\r\x12\x0f\n\x07message\x18\x0c \x01(\t\x12\x16\n\x0e\x61\x64\x61pter_sha256\x18\r \x03(\t\x12,\n\x06secagg\x18\x0e \x01(\x0b\x32\x1c.fedbiscuit.v1.SecAggContext\"P\n\x0f\x44ownloadRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x15\n\radapter_index\x18\x03 \x01(\r\":\n\x0bTensorEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"q\n\x0eTensorManifest\x12+\n\x07tensors\x18\x01 \x03(\x0b\x32\x1a.fedbiscuit.v1.TensorEntry\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"X\n\x0bTensorChunk\x12\x31\n\x08manifest\x18\x01 \x01(\x0b\x32\x1d.fedbiscuit.v1.TensorManifestH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x80\x02\n\x0cUpdateHeader\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x13\n\x0bplan_sha256\x18\x05 \x01(\t\x12\x15\n\radapter_index\x18\x06 \x01(\r\x12\x12\n\nprotection\x18\x07 \x01(\t\x12/\n\x08manifest\x18\x08 \x01(\x0b\x32\x1d.fedbiscuit.v1.TensorManifest\x12\x14\n\x0cnum_examples\x18\n \x01(\x04\x12\x16\n\x0eledger_entries\x18\x0b \x03(\x0cJ\x04\x08\t\x10\nR\x05spend\"S\n\nUploadPart\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.fedbiscuit.v1.UpdateHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"A\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x17\n\x0fledger_next_seq\x18\x03 \x01(\x04\"\x80\x01\n\nLossReport\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\x13\n\x0bplan_sha256\x18\x04 \x01(\t\x12\x0e\n\x06losses\x18\x05 \x03(\x01\x12\x16\n\x0eledger_entries\x18\x06 \x03(\x0c\"\x9c\x01\n\x0e\x44\x65\x63lineRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x15\n\repsilon_spent\x18\x06 \x01(\x01\x12\x16\n\x0eledger_entries\x18\x07 \x03(\x0c\"X\n\rSecAggContext\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\x13\n\x0bplan_sha256\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x0c\"\x88\x01\n\x16SecAggKeyAdvertisement\x12\x0f\n\x07silo_id\x18\x01 \x01(\t\x12\x17\n\x0fmask_public_key\x18\x02 \x01(\x0c\x12\x18\n\x10share_public_key\x18\x03 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"M\n\x0cSecAggRoster\x12=\n\x0e\x61\x64vertisements\x18\x01 \x03(\x0b\x32%.fedbiscuit.v1.SecAggKeyAdvertisement\"\x97\x01\n\x15SecAggEncryptedShares\x12J\n\x0b\x63iphertexts\x18\x01 \x03(\x0b\x32\x35.fedbiscuit.v1.SecAggEncryptedShares.CiphertextsEntry\x1a\x32\n\x10\x43iphertextsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"\xa4\x01\n\x13SecAggShareDelivery\x12\x0f\n\x07senders\x18\x01 \x03(\t\x12H\n\x0b\x63iphertexts\x18\x02 \x03(\x0b\x32\x33.fedbiscuit.v1.SecAggShareDelivery.CiphertextsEntry\x1a\x32\n\x10\x43iphertextsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"-\n\x18SecAggConsistencyRequest\x12\x11\n\tsurvivors\x18\x01 \x03(\t\",\n\x17SecAggSurvivorSignature\x12\x11\n\tsignature\x18\x01 \x01(\x0c\"\xb4\x01\n\x13SecAggUnmaskRequest\x12\x11\n\tsurvivors\x18\x01 \x03(\t\x12\x0f\n\x07\x64ropped\x18\x02 \x03(\t\x12\x46\n\nsignatures\x18\x03 \x03(\x0b\x32\x32.fedbiscuit.v1.SecAggUnmaskRequest.SignaturesEntry\x1a\x31\n\x0fSignaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"\xa7\x02\n\x14SecAggUnmaskResponse\x12Q\n\x10self_mask_shares\x18\x01 \x03(\x0b\x32\x37.fedbiscuit.v1.SecAggUnmaskResponse.SelfMaskSharesEntry\x12O\n\x0fmask_key_shares\x18\x02 \x03(\x0b\x32\x36.fedbiscuit.v1.SecAggUnmaskResponse.MaskKeySharesEntry\x1a\x35\n\x13SelfMaskSharesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\x1a\x34\n\x12MaskKeySharesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"\xef\x02\n\x10SecAggSubmission\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12-\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x1c.fedbiscuit.v1.SecAggContext\x12>\n\radvertisement\x18\x04 \x01(\x0b\x32%.fedbiscuit.v1.SecAggKeyAdvertisementH\x00\x12\x36\n\x06shares\x18\x05 \x01(\x0b\x32$.fedbiscuit.v1.SecAggEncryptedSharesH\x00\x12\x44\n\x12survivor_signature\x18\x06 \x01(\x0b\x32&.fedbiscuit.v1.SecAggSurvivorSignatureH\x00\x12>\n\x0funmask_response\x18\x07 \x01(\x0b\x32#.fedbiscuit.v1.SecAggUnmaskResponseH\x00\x42\x06\n\x04step\"x\n\x12SecAggFetchRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12)\n\x05stage\x18\x03 \x01(\x0e\x32\x1a.fedbiscuit.v1.SecAggStage\x12\x0f\n\x07wait_ms\x18\x04 \x01(\r\"\xe7\x02\n\x0fSecAggBroadcast\x12\x0f\n\x07\x61\x62orted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x03 \x01(\r\x12-\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1c.fedbiscuit.v1.SecAggContext\x12-\n\x06roster\x18\x05 \x01(\x0b\x32\x1b.fedbiscuit.v1.SecAggRosterH\x00\x12\x36\n\x08\x64\x65livery\x18\x06 \x01(\x0b\x32\".fedbiscuit.v1.SecAggShareDeliveryH\x00\x12>\n\x0b\x63onsistency\x18\x07 \x01(\x0b\x32\'.fedbiscuit.v1.SecAggConsistencyRequestH\x00\x12<\n\x0eunmask_request\x18\x08 \x01(\x0b\x32\".fedbiscuit.v1.SecAggUnmaskRequestH\x00\x42\x06\n\x04step*z\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_KIND_WAIT\x10\x01\x12\x13\n\x0fTASK_KIND_TRAIN\x10\x02\x12\x12\n\x0eTASK_KIND_DONE\x10\x03\x12\x16\n\x12TASK_KIND_EVALUATE\x10\x04*\x97\x01\n\x0bSecAggStage\x12\x1d\n\x19SEC_AGG_STAGE_UNSPECIFIED\x10\x00\x12\x18\n\x14SEC_AGG_STAGE_ROSTER\x10\x01\x12\x18\n\x14SEC_AGG_STAGE_SHARES\x10\x02\x12\x1b\n\x17SEC_AGG_STAGE_SURVIVORS\x10\x03\x12\x18\n\x14SEC_AGG_STAGE_UNMASK\x10\x04\x32\xb1\x04\n\nFederation\x12<\n\x04Join\x12\x1a.fedbiscuit.v1.JoinRequest\x1a\x18.fedbiscuit.v1.JoinReply\x12?\n\x08PullTask\x12\x1e.fedbiscuit.v1.PullTaskRequest\x1a\x13.fedbiscuit.v1.Task\x12O\n\x0f\x44ownloadGlobals\x12\x1e.fedbiscuit.v1.DownloadRequest\x1a\x1a.fedbiscuit.v1.TensorChunk0\x01\x12?\n\x0cUploadUpdate\x12\x19.fedbiscuit.v1.UploadPart\x1a\x12.fedbiscuit.v1.Ack(\x01\x12=\n\x0cReportLosses\x12\x19.fedbiscuit.v1.LossReport\x1a\x12.fedbiscuit.v1.Ack\x12<\n\x07\x44\x65\x63line\x12\x1d.fedbiscuit.v1.DeclineRequest\x1a\x12.fedbiscuit.v1.Ack\x12\x43\n\x0cSecAggSubmit\x12\x1f.fedbiscuit.v1.SecAggSubmission\x1a\x12.fedbiscuit.v1.Ack\x12P\n\x0bSecAggFetch\x12!.fedbiscuit.v1.SecAggFetchRequest\x1a\x1e.fedbiscuit.v1.SecAggBroadcastb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.v1.federation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKKIND']._serialized_start=1676
-  _globals['_TASKKIND']._serialized_end=1798
+  _globals['_SECAGGENCRYPTEDSHARES_CIPHERTEXTSENTRY']._loaded_options = None
+  _globals['_SECAGGENCRYPTEDSHARES_CIPHERTEXTSENTRY']._serialized_options = b'8\001'
+  _globals['_SECAGGSHAREDELIVERY_CIPHERTEXTSENTRY']._loaded_options = None
+  _globals['_SECAGGSHAREDELIVERY_CIPHERTEXTSENTRY']._serialized_options = b'8\001'
+  _globals['_SECAGGUNMASKREQUEST_SIGNATURESENTRY']._loaded_options = None
+  _globals['_SECAGGUNMASKREQUEST_SIGNATURESENTRY']._serialized_options = b'8\001'
+  _globals['_SECAGGUNMASKRESPONSE_SELFMASKSHARESENTRY']._loaded_options = None
+  _globals['_SECAGGUNMASKRESPONSE_SELFMASKSHARESENTRY']._serialized_options = b'8\001'
+  _globals['_SECAGGUNMASKRESPONSE_MASKKEYSHARESENTRY']._loaded_options = None
+  _globals['_SECAGGUNMASKRESPONSE_MASKKEYSHARESENTRY']._serialized_options = b'8\001'
+  _globals['_TASKKIND']._serialized_start=3779
+  _globals['_TASKKIND']._serialized_end=3901
+  _globals['_SECAGGSTAGE']._serialized_start=3904
+  _globals['_SECAGGSTAGE']._serialized_end=4055
   _globals['_JOINREQUEST']._serialized_start=45
   _globals['_JOINREQUEST']._serialized_end=104
   _globals['_JOINREPLY']._serialized_start=107
@@ -40,25 +52,59 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PULLTASKREQUEST']._serialized_start=251
   _globals['_PULLTASKREQUEST']._serialized_end=329
   _globals['_TASK']._serialized_start=332
-  _globals['_TASK']._serialized_end=626
-  _globals['_DOWNLOADREQUEST']._serialized_start=628
-  _globals['_DOWNLOADREQUEST']._serialized_end=708
-  _globals['_TENSORENTRY']._serialized_start=710
-  _globals['_TENSORENTRY']._serialized_end=768
-  _globals['_TENSORMANIFEST']._serialized_start=770
-  _globals['_TENSORMANIFEST']._serialized_end=883
-  _globals['_TENSORCHUNK']._serialized_start=885
-  _globals['_TENSORCHUNK']._serialized_end=973
-  _globals['_UPDATEHEADER']._serialized_start=976
-  _globals['_UPDATEHEADER']._serialized_end=1232
-  _globals['_UPLOADPART']._serialized_start=1234
-  _globals['_UPLOADPART']._serialized_end=1317
-  _globals['_ACK']._serialized_start=1319
-  _globals['_ACK']._serialized_end=1384
-  _globals['_LOSSREPORT']._serialized_start=1387
-  _globals['_LOSSREPORT']._serialized_end=1515
-  _globals['_DECLINEREQUEST']._serialized_start=1518
-  _globals['_DECLINEREQUEST']._serialized_end=1674
-  _globals['_FEDERATION']._serialized_start=1801
-  _globals['_FEDERATION']._serialized_end=2211
+  _globals['_TASK']._serialized_end=672
+  _globals['_DOWNLOADREQUEST']._serialized_start=674
+  _globals['_DOWNLOADREQUEST']._serialized_end=754
+  _globals['_TENSORENTRY']._serialized_start=756
+  _globals['_TENSORENTRY']._serialized_end=814
+  _globals['_TENSORMANIFEST']._serialized_start=816
+  _globals['_TENSORMANIFEST']._serialized_end=929
+  _globals['_TENSORCHUNK']._serialized_start=931
+  _globals['_TENSORCHUNK']._serialized_end=1019
+  _globals['_UPDATEHEADER']._serialized_start=1022
+  _globals['_UPDATEHEADER']._serialized_end=1278
+  _globals['_UPLOADPART']._serialized_start=1280
+  _globals['_UPLOADPART']._serialized_end=1363
+  _globals['_ACK']._serialized_start=1365
+  _globals['_ACK']._serialized_end=1430
+  _globals['_LOSSREPORT']._serialized_start=1433
+  _globals['_LOSSREPORT']._serialized_end=1561
+  _globals['_DECLINEREQUEST']._serialized_start=1564
+  _globals['_DECLINEREQUEST']._serialized_end=1720
+  _globals['_SECAGGCONTEXT']._serialized_start=1722
+  _globals['_SECAGGCONTEXT']._serialized_end=1810
+  _globals['_SECAGGKEYADVERTISEMENT']._serialized_start=1813
+  _globals['_SECAGGKEYADVERTISEMENT']._serialized_end=1949
+  _globals['_SECAGGROSTER']._serialized_start=1951
+  _globals['_SECAGGROSTER']._serialized_end=2028
+  _globals['_SECAGGENCRYPTEDSHARES']._serialized_start=2031
+  _globals['_SECAGGENCRYPTEDSHARES']._serialized_end=2182
+  _globals['_SECAGGENCRYPTEDSHARES_CIPHERTEXTSENTRY']._serialized_start=2132
+  _globals['_SECAGGENCRYPTEDSHARES_CIPHERTEXTSENTRY']._serialized_end=2182
+  _globals['_SECAGGSHAREDELIVERY']._serialized_start=2185
+  _globals['_SECAGGSHAREDELIVERY']._serialized_end=2349
+  _globals['_SECAGGSHAREDELIVERY_CIPHERTEXTSENTRY']._serialized_start=2132
+  _globals['_SECAGGSHAREDELIVERY_CIPHERTEXTSENTRY']._serialized_end=2182
+  _globals['_SECAGGCONSISTENCYREQUEST']._serialized_start=2351
+  _globals['_SECAGGCONSISTENCYREQUEST']._serialized_end=2396
+  _globals['_SECAGGSURVIVORSIGNATURE']._serialized_start=2398
+  _globals['_SECAGGSURVIVORSIGNATURE']._serialized_end=2442
+  _globals['_SECAGGUNMASKREQUEST']._serialized_start=2445
+  _globals['_SECAGGUNMASKREQUEST']._serialized_end=2625
+  _globals['_SECAGGUNMASKREQUEST_SIGNATURESENTRY']._serialized_start=2576
+  _globals['_SECAGGUNMASKREQUEST_SIGNATURESENTRY']._serialized_end=2625
+  _globals['_SECAGGUNMASKRESPONSE']._serialized_start=2628
+  _globals['_SECAGGUNMASKRESPONSE']._serialized_end=2923
+  _globals['_SECAGGUNMASKRESPONSE_SELFMASKSHARESENTRY']._serialized_start=2816
+  _globals['_SECAGGUNMASKRESPONSE_SELFMASKSHARESENTRY']._serialized_end=2869
+  _globals['_SECAGGUNMASKRESPONSE_MASKKEYSHARESENTRY']._serialized_start=2871
+  _globals['_SECAGGUNMASKRESPONSE_MASKKEYSHARESENTRY']._serialized_end=2923
+  _globals['_SECAGGSUBMISSION']._serialized_start=2926
+  _globals['_SECAGGSUBMISSION']._serialized_end=3293
+  _globals['_SECAGGFETCHREQUEST']._serialized_start=3295
+  _globals['_SECAGGFETCHREQUEST']._serialized_end=3415
+  _globals['_SECAGGBROADCAST']._serialized_start=3418
+  _globals['_SECAGGBROADCAST']._serialized_end=3777
+  _globals['_FEDERATION']._serialized_start=4058
+  _globals['_FEDERATION']._serialized_end=4619
 # @@protoc_insertion_point(module_scope)

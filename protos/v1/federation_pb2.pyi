@@ -14,11 +14,24 @@ class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_KIND_TRAIN: _ClassVar[TaskKind]
     TASK_KIND_DONE: _ClassVar[TaskKind]
     TASK_KIND_EVALUATE: _ClassVar[TaskKind]
+
+class SecAggStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEC_AGG_STAGE_UNSPECIFIED: _ClassVar[SecAggStage]
+    SEC_AGG_STAGE_ROSTER: _ClassVar[SecAggStage]
+    SEC_AGG_STAGE_SHARES: _ClassVar[SecAggStage]
+    SEC_AGG_STAGE_SURVIVORS: _ClassVar[SecAggStage]
+    SEC_AGG_STAGE_UNMASK: _ClassVar[SecAggStage]
 TASK_KIND_UNSPECIFIED: TaskKind
 TASK_KIND_WAIT: TaskKind
 TASK_KIND_TRAIN: TaskKind
 TASK_KIND_DONE: TaskKind
 TASK_KIND_EVALUATE: TaskKind
+SEC_AGG_STAGE_UNSPECIFIED: SecAggStage
+SEC_AGG_STAGE_ROSTER: SecAggStage
+SEC_AGG_STAGE_SHARES: SecAggStage
+SEC_AGG_STAGE_SURVIVORS: SecAggStage
+SEC_AGG_STAGE_UNMASK: SecAggStage
 
 class JoinRequest(_message.Message):
     __slots__ = ("federation_id", "agent_version")
@@ -55,7 +68,7 @@ class PullTaskRequest(_message.Message):
     def __init__(self, federation_id: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("kind", "task_id", "federation_id", "round", "phase", "plan_sha256", "adapter_index", "globals_sha256", "local_steps", "deadline_unix_s", "retry_after_ms", "message", "adapter_sha256")
+    __slots__ = ("kind", "task_id", "federation_id", "round", "phase", "plan_sha256", "adapter_index", "globals_sha256", "local_steps", "deadline_unix_s", "retry_after_ms", "message", "adapter_sha256", "secagg")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +82,7 @@ class Task(_message.Message):
     RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SECAGG_FIELD_NUMBER: _ClassVar[int]
     kind: TaskKind
     task_id: str
     federation_id: str
@@ -82,7 +96,8 @@ class Task(_message.Message):
     retry_after_ms: int
     message: str
     adapter_sha256: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., globals_sha256: _Optional[str] = ..., local_steps: _Optional[int] = ..., deadline_unix_s: _Optional[float] = ..., retry_after_ms: _Optional[int] = ..., message: _Optional[str] = ..., adapter_sha256: _Optional[_Iterable[str]] = ...) -> None: ...
+    secagg: SecAggContext
+    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., globals_sha256: _Optional[str] = ..., local_steps: _Optional[int] = ..., deadline_unix_s: _Optional[float] = ..., retry_after_ms: _Optional[int] = ..., message: _Optional[str] = ..., adapter_sha256: _Optional[_Iterable[str]] = ..., secagg: _Optional[_Union[SecAggContext, _Mapping]] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
     __slots__ = ("federation_id", "task_id", "adapter_index")
@@ -199,3 +214,164 @@ class DeclineRequest(_message.Message):
     epsilon_spent: float
     ledger_entries: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., round: _Optional[int] = ..., reason_code: _Optional[str] = ..., message: _Optional[str] = ..., epsilon_spent: _Optional[float] = ..., ledger_entries: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class SecAggContext(_message.Message):
+    __slots__ = ("federation_id", "round", "plan_sha256", "seed")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    round: int
+    plan_sha256: str
+    seed: bytes
+    def __init__(self, federation_id: _Optional[str] = ..., round: _Optional[int] = ..., plan_sha256: _Optional[str] = ..., seed: _Optional[bytes] = ...) -> None: ...
+
+class SecAggKeyAdvertisement(_message.Message):
+    __slots__ = ("silo_id", "mask_public_key", "share_public_key", "certificate_pem", "signature")
+    SILO_ID_FIELD_NUMBER: _ClassVar[int]
+    MASK_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    SHARE_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    silo_id: str
+    mask_public_key: bytes
+    share_public_key: bytes
+    certificate_pem: bytes
+    signature: bytes
+    def __init__(self, silo_id: _Optional[str] = ..., mask_public_key: _Optional[bytes] = ..., share_public_key: _Optional[bytes] = ..., certificate_pem: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class SecAggRoster(_message.Message):
+    __slots__ = ("advertisements",)
+    ADVERTISEMENTS_FIELD_NUMBER: _ClassVar[int]
+    advertisements: _containers.RepeatedCompositeFieldContainer[SecAggKeyAdvertisement]
+    def __init__(self, advertisements: _Optional[_Iterable[_Union[SecAggKeyAdvertisement, _Mapping]]] = ...) -> None: ...
+
+class SecAggEncryptedShares(_message.Message):
+    __slots__ = ("ciphertexts",)
+    class CiphertextsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    ciphertexts: _containers.ScalarMap[str, bytes]
+    def __init__(self, ciphertexts: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+
+class SecAggShareDelivery(_message.Message):
+    __slots__ = ("senders", "ciphertexts")
+    class CiphertextsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    SENDERS_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    senders: _containers.RepeatedScalarFieldContainer[str]
+    ciphertexts: _containers.ScalarMap[str, bytes]
+    def __init__(self, senders: _Optional[_Iterable[str]] = ..., ciphertexts: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+
+class SecAggConsistencyRequest(_message.Message):
+    __slots__ = ("survivors",)
+    SURVIVORS_FIELD_NUMBER: _ClassVar[int]
+    survivors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, survivors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SecAggSurvivorSignature(_message.Message):
+    __slots__ = ("signature",)
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    signature: bytes
+    def __init__(self, signature: _Optional[bytes] = ...) -> None: ...
+
+class SecAggUnmaskRequest(_message.Message):
+    __slots__ = ("survivors", "dropped", "signatures")
+    class SignaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    SURVIVORS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    survivors: _containers.RepeatedScalarFieldContainer[str]
+    dropped: _containers.RepeatedScalarFieldContainer[str]
+    signatures: _containers.ScalarMap[str, bytes]
+    def __init__(self, survivors: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., signatures: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+
+class SecAggUnmaskResponse(_message.Message):
+    __slots__ = ("self_mask_shares", "mask_key_shares")
+    class SelfMaskSharesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    class MaskKeySharesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    SELF_MASK_SHARES_FIELD_NUMBER: _ClassVar[int]
+    MASK_KEY_SHARES_FIELD_NUMBER: _ClassVar[int]
+    self_mask_shares: _containers.ScalarMap[str, bytes]
+    mask_key_shares: _containers.ScalarMap[str, bytes]
+    def __init__(self, self_mask_shares: _Optional[_Mapping[str, bytes]] = ..., mask_key_shares: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+
+class SecAggSubmission(_message.Message):
+    __slots__ = ("federation_id", "task_id", "context", "advertisement", "shares", "survivor_signature", "unmask_response")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ADVERTISEMENT_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    SURVIVOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    UNMASK_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    task_id: str
+    context: SecAggContext
+    advertisement: SecAggKeyAdvertisement
+    shares: SecAggEncryptedShares
+    survivor_signature: SecAggSurvivorSignature
+    unmask_response: SecAggUnmaskResponse
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., context: _Optional[_Union[SecAggContext, _Mapping]] = ..., advertisement: _Optional[_Union[SecAggKeyAdvertisement, _Mapping]] = ..., shares: _Optional[_Union[SecAggEncryptedShares, _Mapping]] = ..., survivor_signature: _Optional[_Union[SecAggSurvivorSignature, _Mapping]] = ..., unmask_response: _Optional[_Union[SecAggUnmaskResponse, _Mapping]] = ...) -> None: ...
+
+class SecAggFetchRequest(_message.Message):
+    __slots__ = ("federation_id", "task_id", "stage", "wait_ms")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    task_id: str
+    stage: SecAggStage
+    wait_ms: int
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., stage: _Optional[_Union[SecAggStage, str]] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+
+class SecAggBroadcast(_message.Message):
+    __slots__ = ("aborted", "message", "retry_after_ms", "context", "roster", "delivery", "consistency", "unmask_request")
+    ABORTED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ROSTER_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    UNMASK_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    aborted: bool
+    message: str
+    retry_after_ms: int
+    context: SecAggContext
+    roster: SecAggRoster
+    delivery: SecAggShareDelivery
+    consistency: SecAggConsistencyRequest
+    unmask_request: SecAggUnmaskRequest
+    def __init__(self, aborted: _Optional[bool] = ..., message: _Optional[str] = ..., retry_after_ms: _Optional[int] = ..., context: _Optional[_Union[SecAggContext, _Mapping]] = ..., roster: _Optional[_Union[SecAggRoster, _Mapping]] = ..., delivery: _Optional[_Union[SecAggShareDelivery, _Mapping]] = ..., consistency: _Optional[_Union[SecAggConsistencyRequest, _Mapping]] = ..., unmask_request: _Optional[_Union[SecAggUnmaskRequest, _Mapping]] = ...) -> None: ...

@@ -64,6 +64,16 @@ class FederationStub:
                 request_serializer=protos_dot_v1_dot_federation__pb2.DeclineRequest.SerializeToString,
                 response_deserializer=protos_dot_v1_dot_federation__pb2.Ack.FromString,
                 _registered_method=True)
+        self.SecAggSubmit = channel.unary_unary(
+                '/fedbiscuit.v1.Federation/SecAggSubmit',
+                request_serializer=protos_dot_v1_dot_federation__pb2.SecAggSubmission.SerializeToString,
+                response_deserializer=protos_dot_v1_dot_federation__pb2.Ack.FromString,
+                _registered_method=True)
+        self.SecAggFetch = channel.unary_unary(
+                '/fedbiscuit.v1.Federation/SecAggFetch',
+                request_serializer=protos_dot_v1_dot_federation__pb2.SecAggFetchRequest.SerializeToString,
+                response_deserializer=protos_dot_v1_dot_federation__pb2.SecAggBroadcast.FromString,
+                _registered_method=True)
 
 
 class FederationServicer:
@@ -111,6 +121,22 @@ class FederationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SecAggSubmit(self, request, context):
+        """Masked TRAIN tasks (plan protection "masking", DESIGN.md §5): one SecAgg+ protocol message
+        from the silo. The masked vector itself travels through UploadUpdate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SecAggFetch(self, request, context):
+        """Long-polls for what the aggregator broadcasts at a SecAgg+ stage (roster, share delivery,
+        survivors to sign, unmask request) of the silo's masked TRAIN task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +169,16 @@ def add_FederationServicer_to_server(servicer, server):
                     servicer.Decline,
                     request_deserializer=protos_dot_v1_dot_federation__pb2.DeclineRequest.FromString,
                     response_serializer=protos_dot_v1_dot_federation__pb2.Ack.SerializeToString,
+            ),
+            'SecAggSubmit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SecAggSubmit,
+                    request_deserializer=protos_dot_v1_dot_federation__pb2.SecAggSubmission.FromString,
+                    response_serializer=protos_dot_v1_dot_federation__pb2.Ack.SerializeToString,
+            ),
+            'SecAggFetch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SecAggFetch,
+                    request_deserializer=protos_dot_v1_dot_federation__pb2.SecAggFetchRequest.FromString,
+                    response_serializer=protos_dot_v1_dot_federation__pb2.SecAggBroadcast.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +343,60 @@ class Federation:
             '/fedbiscuit.v1.Federation/Decline',
             protos_dot_v1_dot_federation__pb2.DeclineRequest.SerializeToString,
             protos_dot_v1_dot_federation__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SecAggSubmit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedbiscuit.v1.Federation/SecAggSubmit',
+            protos_dot_v1_dot_federation__pb2.SecAggSubmission.SerializeToString,
+            protos_dot_v1_dot_federation__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SecAggFetch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedbiscuit.v1.Federation/SecAggFetch',
+            protos_dot_v1_dot_federation__pb2.SecAggFetchRequest.SerializeToString,
+            protos_dot_v1_dot_federation__pb2.SecAggBroadcast.FromString,
             options,
             channel_credentials,
             insecure,

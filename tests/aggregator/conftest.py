@@ -52,6 +52,7 @@ def tiny_plan(**overrides: object) -> Plan:
         "silos_per_round": 2,
         "min_silos": 2,
         "round_deadline_s": 60.0,
+        "protection": "insecure_plaintext",
         "selector": SelectorSpec(backbone=BackboneSpec(kind="tiny")),
     }
     return Plan(**{**fields, **overrides})

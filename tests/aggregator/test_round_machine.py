@@ -19,7 +19,12 @@ from protos.plan import FedBiscuitSpec, Plan
 from .conftest import FakeClock
 
 PLAN = Plan(
-    federation_id="fed-test", rounds=2, silos_per_round=2, min_silos=2, round_deadline_s=60.0
+    federation_id="fed-test",
+    rounds=2,
+    silos_per_round=2,
+    min_silos=2,
+    round_deadline_s=60.0,
+    protection="insecure_plaintext",
 )
 SILOS = ("silo-1", "silo-2", "silo-3")
 
@@ -162,6 +167,7 @@ def _fedbiscuit_plan() -> Plan:
         rounds=6,
         silos_per_round=2,
         min_silos=1,
+        protection="insecure_plaintext",
         fedbiscuit=FedBiscuitSpec(clusters=2, warmup_rounds_per_adapter=2, regroup_every=3),
     )
 

@@ -21,7 +21,18 @@ PERMISSIVE = SiloPolicy(allow_insecure_plaintext=True)
 
 
 def _plan(**changes: object) -> Plan:
-    return Plan(federation_id="fed-a", **changes)
+    return Plan(federation_id="fed-a", **{"protection": "insecure_plaintext", **changes})
+
+
+def test_default_policy_accepts_masked_updates() -> None:
+    check_plan(SiloPolicy(), _plan(protection="masking"), BUDGET)
+
+
+def test_a_policy_requiring_masking_refuses_plaintext_even_when_allowed() -> None:
+    policy = SiloPolicy(allow_insecure_plaintext=True, required_protection="masking")
+    with pytest.raises(PolicyViolation, match="policy.required_protection is 'masking'"):
+        check_plan(policy, _plan(), BUDGET)
+    check_plan(policy, _plan(protection="masking"), BUDGET)
 
 
 def test_default_policy_refuses_plaintext_updates() -> None:

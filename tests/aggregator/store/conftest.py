@@ -20,7 +20,13 @@ from aggregator.store import FederationStore, LedgerEntryRecord, SqliteStore, Su
 from protos import codec
 from protos.plan import Plan
 
-PLAN = Plan(federation_id="fed-test", rounds=2, silos_per_round=2, min_silos=1)
+PLAN = Plan(
+    federation_id="fed-test",
+    rounds=2,
+    silos_per_round=2,
+    min_silos=1,
+    protection="insecure_plaintext",
+)
 
 
 class StoreOpener(Protocol):

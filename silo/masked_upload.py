@@ -1,0 +1,146 @@
+"""A silo's part in one masked TRAIN task (plan protection "masking", DESIGN.md §5).
+
+Drives a :class:`~privacy.secagg.SecAggClient` over the gRPC client in the task loop's
+order: keys are advertised and shared *before* training, so a round that cannot gather the
+plan's minimum number of silos aborts before this silo spends any budget; the update is
+masked only once the silos that shared are known; the survivors' view is signed and the
+unmask request answered after the upload. Every check of what the aggregator says is the
+SecAgg+ client's (certificates, signatures, roster size, consistency, one share per peer);
+any failure aborts this silo's part for good (:class:`~privacy.secagg.SecAggAborted`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import UTC, datetime
+
+import numpy as np
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from privacy.secagg import SecAggAborted, SecAggClient, ShareDelivery, for_plan
+from privacy.secagg import wire as secagg_wire
+from protos import codec
+from protos.errors import FailedPrecondition, InvalidInput
+from protos.plan import Plan
+from protos.v1 import federation_pb2 as pb
+from silo.client import SiloClient
+from silo.config import SiloConfig
+
+
+def _signing_key(config: SiloConfig) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(config.pki.key.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise InvalidInput(f"{config.pki.key}: the silo key is not an ECDSA key")
+    return key
+
+
+class MaskedUpload:
+    """One silo's SecAgg+ round for one TRAIN task: `join`, then `upload`, then `finish`."""
+
+    def __init__(
+        self,
+        config: SiloConfig,
+        client: SiloClient,
+        plan: Plan,
+        plan_sha256: str,
+        task: pb.Task,
+        stop: threading.Event,
+        *,
+        wait_ms: int = 10_000,
+    ):
+        if not task.HasField("secagg"):
+            raise FailedPrecondition(
+                f"task {task.task_id!r} of a masking plan names no secure aggregation round"
+            )
+        context = secagg_wire.context_from_proto(task.secagg)
+        expected = (config.federation_id, task.round, plan_sha256)
+        if (context.federation_id, context.round, context.plan_hash) != expected:
+            raise FailedPrecondition(
+                f"task {task.task_id!r}: its secure aggregation round names federation "
+                f"{context.federation_id!r} round {context.round}, not this task's"
+            )
+        self._client = client
+        self._task = task
+        self._stop = stop
+        self._wait_ms = wait_ms
+        self._context = context
+        self._layout: tuple[codec.TensorSpec, ...] = ()
+        self._delivery: ShareDelivery | None = None
+        self._secagg = SecAggClient(
+            for_plan(plan),
+            context,
+            config.silo_id,
+            config.pki.cert.read_bytes(),
+            _signing_key(config),
+            x509.load_pem_x509_certificate(config.pki.ca_cert.read_bytes()),
+            datetime.now(UTC),
+            random_bytes=os.urandom,
+        )
+
+    def join(self) -> None:
+        """Advertise keys, check the roster, share key shares, receive neighbours' shares."""
+        advert = self._secagg.advertise()
+        self._client.secagg_submit(
+            self._task, "advertisement", secagg_wire.advertisement_to_proto(advert)
+        )
+        roster = self._fetch(pb.SEC_AGG_STAGE_ROSTER).roster
+        shares = self._secagg.share_keys(secagg_wire.roster_from_proto(roster, self._context))
+        self._client.secagg_submit(
+            self._task, "shares", pb.SecAggEncryptedShares(ciphertexts=dict(shares.ciphertexts))
+        )
+        delivery = self._fetch(pb.SEC_AGG_STAGE_SHARES).delivery
+        self._delivery = secagg_wire.delivery_from_proto(
+            delivery, self._context, self._secagg.silo_id
+        )
+
+    def upload(
+        self, manifest: codec.Manifest, update: np.ndarray, ledger_entries: list[bytes]
+    ) -> pb.Ack:
+        """Mask `update` (laid out as `manifest`) and stream it with the ledger entries."""
+        if self._delivery is None:
+            raise SecAggAborted("the update cannot be masked before the keys are shared")
+        masked = self._secagg.mask(self._delivery, update)
+        words = masked.vector
+        return self._client.upload_update(
+            self._task,
+            codec.ring_manifest(manifest.layout(), words),
+            words,
+            protection="masking",
+            ledger_entries=ledger_entries,
+            num_examples=None,
+        )
+
+    def finish(self) -> None:
+        """Sign the survivors this silo was shown, then reveal the shares unmasking needs."""
+        consistency = self._fetch(pb.SEC_AGG_STAGE_SURVIVORS).consistency
+        signature = self._secagg.sign_survivors(
+            secagg_wire.consistency_from_proto(consistency, self._context)
+        )
+        self._client.secagg_submit(
+            self._task,
+            "survivor_signature",
+            pb.SecAggSurvivorSignature(signature=signature.signature),
+        )
+        request = self._fetch(pb.SEC_AGG_STAGE_UNMASK).unmask_request
+        response = self._secagg.unmask(
+            secagg_wire.unmask_request_from_proto(request, self._context)
+        )
+        self._client.secagg_submit(
+            self._task, "unmask_response", secagg_wire.unmask_response_to_proto(response)
+        )
+
+    def _fetch(self, stage: int) -> pb.SecAggBroadcast:
+        """Poll until the aggregator broadcasts `stage`; its abort ends this silo's part."""
+        while not self._stop.is_set():
+            reply = self._client.secagg_fetch(self._task, stage, self._wait_ms)
+            if reply.aborted:
+                raise SecAggAborted(f"the aggregator aborted the round: {reply.message}")
+            if secagg_wire.context_from_proto(reply.context) != self._context:
+                raise SecAggAborted("the aggregator answered for another round (replayed?)")
+            if reply.WhichOneof("step") is not None:
+                return reply
+            self._stop.wait(min(reply.retry_after_ms, 1_000) / 1000)
+        raise SecAggAborted("the silo agent is stopping")
