@@ -37,14 +37,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run a whole federation on localhost (aggregator + silos as processes)",
         description="Make a throw-away federation CA and certificates, start the aggregator "
         "and N silo agents as separate processes over mutual TLS, train a FedBis selector with "
-        "DP-SGD on each silo, and report held-out agreement and epsilon spent per silo.",
+        "DP-SGD on each silo and SecAgg+ masking of every update, and report held-out "
+        "agreement and epsilon spent per silo.",
     )
     parser.add_argument(
         "--tiny", action="store_true", help="a tiny config-built backbone (under a minute)"
     )
     parser.add_argument("--workdir", type=Path, help="keep everything here (must be new/empty)")
     parser.add_argument("--report", type=Path, help="also write the report as JSON here")
-    parser.add_argument("--silos", type=_silo_count, default=4, help="number of silos (4)")
+    parser.add_argument(
+        "--silos",
+        type=_silo_count,
+        help="number of silos (fedbis: 4; fedbiscuit: 3 per cluster under masking, else 4)",
+    )
+    parser.add_argument(
+        "--protection",
+        choices=("masking", "insecure_plaintext"),
+        default="masking",
+        help="masking: SecAgg+ secure aggregation, the aggregator sees only sums (default); "
+        "insecure_plaintext: it sees each silo's update (development only)",
+    )
     parser.add_argument(
         "--rounds",
         type=_positive_int,
@@ -89,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from fedbiscuit.demo import run_demo
-    from fedbiscuit.demo_setup import DemoOptions
+    from fedbiscuit.demo_setup import DemoOptions, check_silo_count
 
     if args.report is not None and not args.report.parent.exists():
         raise InvalidInput(f"--report {args.report}: folder {args.report.parent} does not exist")
@@ -97,20 +109,21 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--seed must be non-negative, got {args.seed}")
     if (args.data is None) != (args.test is None):
         raise InvalidInput("--data and --test go together: training pairs and held-out pairs")
-    if (
-        args.data is None
-        and args.algorithm == "fedbiscuit"
-        and not 2 <= args.clusters <= args.silos
-    ):
+    silos = args.silos
+    if silos is None:
+        per_cluster = args.algorithm == "fedbiscuit" and args.protection == "masking"
+        silos = min(MAX_DEMO_SILOS, 3 * args.clusters) if per_cluster else 4
+    if args.data is None and args.algorithm == "fedbiscuit" and not 2 <= args.clusters <= silos:
         raise InvalidInput(
-            f"--clusters must be between 2 and --silos ({args.silos}), got {args.clusters}"
+            f"--clusters must be between 2 and --silos ({silos}), got {args.clusters}"
         )
     rounds = args.rounds
     if rounds is None:
         rounds = args.clusters + 3 if args.algorithm == "fedbiscuit" else 3
     console = Console()
     options = DemoOptions(
-        silos=args.silos,
+        silos=silos,
+        protection=args.protection,
         rounds=rounds,
         algorithm=args.algorithm,
         clusters=args.clusters,
@@ -121,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         test_data=args.test,
         data_format=args.format,
     )
+    if args.data is None:
+        check_silo_count(options, "--silos")
     report = run_demo(options, args.workdir, console, timeout_s=args.timeout_s)
     report.print_table(console)
     if args.report is not None:

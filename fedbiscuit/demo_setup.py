@@ -18,6 +18,7 @@ from privacy import pki
 from protos.config_files import save_model_file
 from protos.errors import InvalidInput
 from protos.plan import (
+    SECAGG_LIMITS,
     BackboneSpec,
     DpSpec,
     FedBiscuitSpec,
@@ -31,6 +32,28 @@ from selector.data import PreferencePair, write_jsonl
 from silo.config import SiloConfig
 
 FEDERATION_ID = "demo"
+MASKING_MIN_SILOS = SECAGG_LIMITS["small"].min_silos
+
+
+def check_silo_count(options: DemoOptions, where: str) -> None:
+    """Masking hides each silo only in a sum of at least 3 (per cluster for FedBiscuit)."""
+    if options.protection != "masking":
+        return
+    needed = MASKING_MIN_SILOS * (options.clusters if options.algorithm == "fedbiscuit" else 1)
+    if options.silos < needed:
+        per = " per cluster" if options.algorithm == "fedbiscuit" else ""
+        raise InvalidInput(
+            f"{where}: {options.silos} silo(s), but masking needs at least {MASKING_MIN_SILOS} "
+            f"silos{per} ({needed} in all) so no sum reveals one silo; add silos, or use "
+            "--protection insecure_plaintext (development only)"
+        )
+
+
+def _silo_policy(protection: str) -> dict:
+    """The demo's silos insist on masking, or opt in to plaintext only when asked to."""
+    if protection == "masking":
+        return {"required_protection": "masking"}
+    return {"allow_insecure_plaintext": True}
 
 
 @dataclass(frozen=True)
@@ -40,6 +63,7 @@ class DemoOptions:
     silos: int = 4
     rounds: int = 3
     algorithm: str = "fedbis"
+    protection: str = "masking"
     clusters: int = 3
     regroup_every: int = 2
     epsilon: float = 8.0
@@ -89,6 +113,7 @@ def demo_plan(options: DemoOptions) -> Plan:
     over all of a silo's training pairs (clip 2: the tiny and MiniLM selectors' pair losses
     stay well under it), so its noise std is 8 · 2 / m."""
     fedbiscuit = None
+    masking = options.protection == "masking"
     if options.algorithm == "fedbiscuit":
         fedbiscuit = FedBiscuitSpec(
             clusters=options.clusters,
@@ -98,6 +123,8 @@ def demo_plan(options: DemoOptions) -> Plan:
             loss_report=LossReportSpec(
                 clip=2.0, sample_size=options.train_pairs_per_silo, noise_multiplier=8.0
             ),
+            # Each cluster's adapter is a secure sum over its own silos: at least 3 of them.
+            min_cluster_silos=MASKING_MIN_SILOS if masking else 1,
         )
     return Plan(
         federation_id=FEDERATION_ID,
@@ -105,16 +132,21 @@ def demo_plan(options: DemoOptions) -> Plan:
         fedbiscuit=fedbiscuit,
         rounds=options.rounds,
         silos_per_round=options.silos,
-        min_silos=max(1, (options.silos + 1) // 2),
+        min_silos=max(MASKING_MIN_SILOS if masking else 1, (options.silos + 1) // 2),
         round_deadline_s=options.round_deadline_s,
-        protection="insecure_plaintext",
+        protection=options.protection,
         delta=options.delta,
         seed=options.seed,
         selector=SelectorSpec(
             backbone=BackboneSpec(kind="tiny" if options.tiny else "minilm", seed=options.seed),
             max_tokens_per_answer=32,
         ),
-        dp=DpSpec(expected_batch_size=options.expected_batch_size, clip_norm=1.0),
+        dp=DpSpec(
+            expected_batch_size=options.expected_batch_size,
+            clip_norm=1.0,
+            # Masked rounds lost to a restart are re-run and paid again: budget one spare.
+            planned_participations=options.rounds + 1 if masking else None,
+        ),
         training=TrainingSpec(
             local_steps=options.local_steps,
             learning_rate=options.learning_rate_tiny
@@ -128,6 +160,8 @@ def demo_plan(options: DemoOptions) -> Plan:
 def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
     """Create the PKI, data, plan and configs of a demo federation under `workdir`."""
     workdir = workdir.resolve()
+    if options.train_data is None:
+        check_silo_count(options, "silos")
     dataset = _dataset(options)
     if options.train_data is not None:
         # The files decide the silo count; a loss report averages over the smallest silo.
@@ -136,6 +170,7 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
             silos=len(dataset),
             train_pairs_per_silo=min(len(data.train) for data in dataset.values()),
         )
+        check_silo_count(options, f"--data {options.train_data}")
         if options.algorithm == "fedbiscuit" and not 2 <= options.clusters <= options.silos:
             raise InvalidInput(
                 f"--clusters must be between 2 and the {options.silos} silo(s) of "
@@ -190,8 +225,7 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
                 "budget": {"epsilon": options.epsilon, "delta": options.delta},
                 "device": "auto",
                 "seed": options.seed * 1000 + index,
-                # The demo runs before secure aggregation exists; only it may opt in to this.
-                "policy": {"allow_insecure_plaintext": True},
+                "policy": _silo_policy(options.protection),
             }
         )
         silo_configs[silo_id] = silo_dir / "silo.yaml"

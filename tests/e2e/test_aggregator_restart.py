@@ -1,4 +1,7 @@
-"""The aggregator killed with SIGKILL mid-federation and restarted resumes and finishes."""
+"""The aggregator killed with SIGKILL mid-federation and restarted resumes and finishes.
+
+The federation masks its updates (SecAgg+): the secure sum in flight dies with the process,
+and the restarted aggregator re-runs that round with fresh keys and seeds."""
 
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ def _wait_for(predicate, what: str, processes: list[subprocess.Popen]) -> None:
 
 
 def test_aggregator_killed_mid_federation_resumes_and_finishes(tmp_path):
-    layout = lay_out(tmp_path / "fed", DemoOptions(silos=2, rounds=4, tiny=True, local_steps=4))
+    layout = lay_out(tmp_path / "fed", DemoOptions(silos=3, rounds=4, tiny=True, local_steps=4))
     aggregator_args = ["aggregator", "run", "--config", str(layout.aggregator_config)]
     log = layout.logs_dir / "aggregator.log"
     aggregator = _start(aggregator_args, log)

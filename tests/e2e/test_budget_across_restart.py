@@ -24,7 +24,9 @@ from .processes import DEADLINE_S, kill, start, stop_all, stored_entries, wait_f
 pytestmark = pytest.mark.slow
 
 ROUNDS, AFFORDED, SIGMA = 5, 2, 1.0
-OPTIONS = DemoOptions(silos=2, rounds=ROUNDS, tiny=True, local_steps=4)
+OPTIONS = DemoOptions(
+    silos=2, rounds=ROUNDS, tiny=True, local_steps=4, protection="insecure_plaintext"
+)
 
 
 def _epsilon_after(rounds: int) -> float:

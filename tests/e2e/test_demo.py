@@ -40,9 +40,10 @@ def test_report_names_algorithm_protection_and_every_silo(tiny_demo):
     _, report, stdout = tiny_demo
     assert report["algorithm"] == "fedbis"
     assert report["rounds"] == 3
-    assert report["protection"] == "insecure_plaintext"
+    assert report["protection"] == "masking"
     assert [silo["id"] for silo in report["silos"]] == [f"silo-{i}" for i in range(1, 5)]
-    assert "held-out agreement" in stdout and "plaintext" in stdout
+    assert "held-out agreement" in stdout and "masking" in stdout
+    assert "plaintext" not in stdout
 
 
 def test_each_silo_spent_within_its_budget_at_the_plan_delta(tiny_demo):
@@ -107,9 +108,11 @@ def fedbiscuit_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
     workdir, report_path = root / "work", root / "report.json"
     result = _fedbiscuit(
         "demo", "--tiny", "--algorithm", "fedbiscuit", "--clusters", "2", "--rounds", "4",
+        "--silos", "4", "--protection", "insecure_plaintext",
         "--workdir", str(workdir), "--report", str(report_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
+    assert "the aggregator saw each silo's individual delta" in result.stdout
     return workdir, json.loads(report_path.read_text())
 
 
@@ -143,10 +146,14 @@ def test_demo_on_a_partners_own_files_gives_one_silo_per_silo_field_value(tmp_pa
     write_jsonl(train, [replace(p, silo=s) for s, d in renamed.items() for p in d.train])
     write_jsonl(test, [replace(p, silo=s) for s, d in renamed.items() for p in d.test])
 
+    refused = _fedbiscuit("demo", "--tiny", "--data", str(train), "--test", str(test))
     result = _fedbiscuit(
         "demo", "--tiny", "--data", str(train), "--test", str(test), "--rounds", "2",
-        "--report", str(report_path),
+        "--protection", "insecure_plaintext", "--report", str(report_path),
     )  # fmt: skip
+
+    assert refused.returncode == 2
+    assert "2 silo(s), but masking needs at least 3 silos" in refused.stderr
 
     assert result.returncode == 0, result.stderr + result.stdout
     report = json.loads(report_path.read_text())

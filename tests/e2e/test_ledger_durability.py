@@ -29,7 +29,10 @@ ROUNDS = 4
 
 
 def test_ledger_entries_survive_sigkill_of_silo_and_aggregator(tmp_path):
-    layout = lay_out(tmp_path / "fed", DemoOptions(silos=2, rounds=ROUNDS, tiny=True))
+    layout = lay_out(
+        tmp_path / "fed",
+        DemoOptions(silos=2, rounds=ROUNDS, tiny=True, protection="insecure_plaintext"),
+    )
     state = layout.aggregator_state
     ledgers = {
         s: layout.workdir / "silos" / s / "state" / "ledger.jsonl" for s in layout.silo_configs
