@@ -133,6 +133,47 @@ def _answer(rng: np.random.Generator, topic: str, question: int, attributes: np.
     return text
 
 
+@dataclass(frozen=True)
+class AnswerPhrases:
+    """The phrases an answer to one benchmark question is built from, slot by slot.
+
+    What the oracle judge (selector/benchmark_oracle.py) reads attributes back from, and
+    the vocabulary a benchmark policy (selector/benchmark_policy.py) writes with.
+    """
+
+    polite: tuple[str, ...]
+    curt: tuple[str, ...]
+    direct: tuple[str, ...]
+    hedged: tuple[str, ...]
+    advice: str
+    vague: tuple[str, ...]
+    example: str
+
+
+def questions() -> tuple[str, ...]:
+    """Every prompt the benchmark asks, in a fixed order."""
+    return tuple(question for asked, _, _ in _TOPICS.values() for question in asked)
+
+
+def answer_phrases(prompt: str) -> AnswerPhrases:
+    """The phrases of `prompt`'s answers; an unknown prompt is not the benchmark's."""
+    for asked, advice, examples in _TOPICS.values():
+        if prompt in asked:
+            index = asked.index(prompt)
+            return AnswerPhrases(
+                _POLITE, _CURT, _DIRECT, _HEDGED, advice[index], _VAGUE, examples[index]
+            )
+    raise InvalidInput(f"{prompt!r} is not one of the benchmark's questions")
+
+
+def compose_answer(rng: np.random.Generator, prompt: str, attributes: np.ndarray) -> str:
+    """An answer to `prompt` with the given 0/1 `attributes` (ordered as ATTRIBUTES)."""
+    for topic, (asked, _, _) in _TOPICS.items():
+        if prompt in asked:
+            return _answer(rng, topic, asked.index(prompt), attributes)
+    raise InvalidInput(f"{prompt!r} is not one of the benchmark's questions")
+
+
 def _sample_pair(rng: np.random.Generator, prefs: Preferences, silo: str) -> PreferencePair:
     topic = rng.choice(list(_TOPICS))
     question = int(rng.integers(len(_TOPICS[topic][0])))
