@@ -22,6 +22,7 @@ _SUBCOMMANDS = {
     "demo": "fedbiscuit.demo_cli",
     "audit": "fedbiscuit.audit_cli",
     "eval": "fedbiscuit.eval_cli",
+    "align": "fedbiscuit.align_cli",
 }
 
 
