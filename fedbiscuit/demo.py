@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from aggregator.status import FederationStatus, read_status
+from fedbiscuit.demo_align import align_demo
 from fedbiscuit.demo_report import Agreement, ClusterReport, DemoReport, SiloReport
 from fedbiscuit.demo_setup import DemoLayout, DemoOptions, lay_out
 from protos.errors import FailedPrecondition, FedbiscuitError
@@ -73,6 +74,9 @@ def run_demo(
         finally:
             _stop(parties)
         report = _evaluate(layout, status, options.epsilon)
+        if options.align:
+            alignment = align_demo(layout, options, console.print)
+            report = report.model_copy(update={"alignment": alignment})
         return report.model_copy(
             update={
                 "wall_time_s": time.monotonic() - started,

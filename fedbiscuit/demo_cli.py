@@ -92,6 +92,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of data, model and noise (0)")
     parser.add_argument(
+        "--align",
+        action="store_true",
+        help="then DPO-align the benchmark's tiny base policy with the trained selectors and "
+        "report its win rate over the base (benchmark data only)",
+    )
+    parser.add_argument(
         "--timeout-s", type=_positive_float, default=900.0, help="give up after this long (900)"
     )
     parser.set_defaults(func=run)
@@ -107,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--report {args.report}: folder {args.report.parent} does not exist")
     if args.seed < 0:
         raise InvalidInput(f"--seed must be non-negative, got {args.seed}")
+    if args.align and args.data is not None:
+        raise InvalidInput(
+            "--align needs the benchmark's data (its people judge the result): drop --data"
+        )
     if (args.data is None) != (args.test is None):
         raise InvalidInput("--data and --test go together: training pairs and held-out pairs")
     silos = args.silos
@@ -133,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         train_data=args.data,
         test_data=args.test,
         data_format=args.format,
+        align=args.align,
     )
     if args.data is None:
         check_silo_count(options, "--silos")

@@ -40,6 +40,13 @@ class ClusterReport(BaseModel):
     )
 
 
+class AlignmentSummary(BaseModel):
+    pairs_labelled: int = Field(description="Completion pairs the selectors labelled for DPO.")
+    win_rate_selectors: float = Field(description="Tuned over base, judged by the selectors.")
+    win_rate_oracle: float = Field(description="Tuned over base, judged by the benchmark's people.")
+    ci95: tuple[float, float] = Field(description="95% bootstrap interval of win_rate_oracle.")
+
+
 class DemoReport(BaseModel):
     algorithm: str
     rounds: int
@@ -54,6 +61,9 @@ class DemoReport(BaseModel):
     update_bytes: int = Field(description="Bytes of one silo's adapter update payload per round.")
     wall_time_s: float
     workdir: str | None = Field(description="Where everything was kept (null: removed).")
+    alignment: AlignmentSummary | None = Field(
+        None, description="`--align`: DPO of the benchmark's base policy on the selectors' labels."
+    )
 
     def write_json(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
@@ -100,6 +110,13 @@ class DemoReport(BaseModel):
             f"update {self.update_bytes / 1024:.1f} KiB per silo per round · "
             f"{self.wall_time_s:.0f} s"
         )
+        if self.alignment is not None:
+            a = self.alignment
+            console.print(
+                f"alignment: {a.pairs_labelled} pairs labelled · tuned beats base "
+                f"{a.win_rate_selectors:.3f} by the selectors, {a.win_rate_oracle:.3f} "
+                f"[{a.ci95[0]:.3f}, {a.ci95[1]:.3f}] by the benchmark's people"
+            )
         if self.protection == "insecure_plaintext":
             console.print(
                 "[bold yellow]warning:[/] updates were sent in plaintext (development mode): "

@@ -83,6 +83,8 @@ class DemoOptions:
     test_data: Path | None = None
     data_format: str = "jsonl"
     max_silos: int = 16
+    align: bool = False
+    """After training, DPO-align the benchmark's base policy with the selectors (demo_align.py)."""
 
 
 @dataclass(frozen=True)

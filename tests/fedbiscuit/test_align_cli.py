@@ -123,3 +123,30 @@ def test_a_bad_config_field_is_named_with_its_line(inputs, tmp_path, capsys):
     assert code == 2
     assert f"{config}:2: dpo.beta: Input should be greater than 0" in err
     assert f"{config}:3: dpo.stepz: Extra inputs are not permitted" in err
+
+
+def test_the_demo_refuses_to_align_on_a_partners_own_files(tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+
+    code = main(["demo", "--align", "--data", str(pairs), "--test", str(pairs)])
+
+    assert code == 2
+    assert "--align needs the benchmark's data" in capsys.readouterr().err
+
+
+def test_the_demo_report_carries_the_alignment_summary():
+    from fedbiscuit.demo_report import AlignmentSummary, DemoReport
+
+    fields = DemoReport.model_fields["alignment"]
+    summary = AlignmentSummary(
+        pairs_labelled=3, win_rate_selectors=0.7, win_rate_oracle=0.6, ci95=(0.5, 0.7)
+    )
+
+    assert fields.default is None
+    assert summary.model_dump(mode="json") == {
+        "pairs_labelled": 3,
+        "win_rate_selectors": 0.7,
+        "win_rate_oracle": 0.6,
+        "ci95": [0.5, 0.7],
+    }
