@@ -106,7 +106,8 @@ def sample_completions(
     result = []
     for index, prompt in enumerate(prompts):
         ids = torch.tensor([prompt_ids(tokenizer, prompt)], device=device)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        cuda = [torch.cuda.current_device()] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed * 1_000_003 + index)
             generated = model.generate(
                 input_ids=ids,
