@@ -21,7 +21,14 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 from protos.errors import InvalidInput
 from selector.alignment_config import LoraAdapterSpec, SamplingSpec
 
-__all__ = ["Completion", "load_policy", "pick_device", "prompt_ids", "sample_completions"]
+__all__ = [
+    "Completion",
+    "add_lora",
+    "load_policy",
+    "pick_device",
+    "prompt_ids",
+    "sample_completions",
+]
 
 
 def pick_device(name: str) -> torch.device:
