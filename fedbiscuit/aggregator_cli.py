@@ -31,6 +31,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--config", required=True, type=Path, metavar="FILE", help="aggregator YAML")
     run.set_defaults(func=_run)
 
+    check = actions.add_parser(
+        "check-config",
+        help="validate the config, its plan and PKI files; print a summary",
+        description="Validate CONFIG (with FEDBISCUIT_AGGREGATOR__* variables applied), the plan "
+        "and the PKI files it names, without starting anything. Exit 0 when it would start, 2 "
+        "with the reason otherwise.",
+    )
+    check.add_argument("config", type=Path, metavar="CONFIG", help="aggregator YAML")
+    check.set_defaults(func=_check_config)
+
     status = actions.add_parser("status", help="show rounds, silos and budgets (read-only)")
     status.add_argument("--state-dir", required=True, type=Path, metavar="DIR")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -55,6 +65,15 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     print(f"fedbiscuit aggregator: stopped in phase {phase}; run again to resume", file=sys.stderr)
     return 128 + signal.SIGTERM
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from aggregator.config_check import check_config
+
+    summary = check_config(load_config(args.config))
+    print(f"{args.config}: OK")
+    print("\n".join(summary.lines()))
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:

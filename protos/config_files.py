@@ -40,14 +40,28 @@ def describe_validation_error(path: Path, error: ValidationError, root: yaml.Nod
     for problem in error.errors():
         loc = tuple(problem["loc"])
         field = ".".join(str(part) for part in loc) or "(top level)"
-        line = _line_of(root, loc)
-        where = f"{path}:{line}" if line else str(path)
-        lines.append(f"{where}: {field}: {problem['msg']}")
+        lines.append(f"{where_in_file(path, root, loc)}: {field}: {problem['msg']}")
     return "\n".join(lines)
+
+
+def where_in_file(path: Path, root: yaml.Node | None, loc: tuple[int | str, ...]) -> str:
+    """``file:line`` of the field at `loc` (or of its deepest ancestor present), else ``file``."""
+    line = _line_of(root, loc)
+    return f"{path}:{line}" if line else str(path)
 
 
 def load_model_file(path: str | Path, model: type[ModelT]) -> ModelT:
     """Parse `path` (YAML or JSON) and validate it as `model`; raise InvalidInput on any fault."""
+    data, root = read_mapping_file(path)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(Path(path), exc, root)) from exc
+
+
+def read_mapping_file(path: str | Path) -> tuple[dict, yaml.Node]:
+    """The top-level mapping of a YAML or JSON file and its node tree (for line numbers);
+    InvalidInput naming file and line for an unreadable, empty or malformed file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -64,10 +78,7 @@ def load_model_file(path: str | Path, model: type[ModelT]) -> ModelT:
         raise InvalidInput(f"{path}: file is empty")
     if not isinstance(data, dict):
         raise InvalidInput(f"{path}:1: expected a mapping of fields at the top level")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidInput(describe_validation_error(path, exc, root)) from exc
+    return data, root
 
 
 def save_model_file(path: str | Path, value: BaseModel) -> None:
