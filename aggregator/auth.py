@@ -3,8 +3,9 @@
 The TLS handshake (``require_client_auth=True``) already proved the chain to the federation
 CA. This interceptor adds what gRPC Python cannot: the revocation list (reloaded when
 ``revoked.json`` changes) and the federation binding (the certificate's SAN URI). It is
-default-deny: only the methods in :data:`SILO_METHODS` are served; anything else is
-UNIMPLEMENTED before a handler runs. Servicer methods get the caller with
+default-deny: only the methods in :data:`SILO_METHODS` are served (plus the read-only health
+check, :data:`aggregator.health.HEALTH_METHODS`); anything else is UNIMPLEMENTED before a
+handler runs. Servicer methods get the caller with
 :func:`authenticated_silo`, never from a message field, metadata or the peer address.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 import grpc
 from cryptography import x509
 
+from aggregator.health import HEALTH_METHODS
 from privacy.pki import RevocationList, silo_id_from_cert, validate_id
 from protos.errors import InvalidInput, NotAuthenticated
 
@@ -107,6 +109,8 @@ class SiloAuthInterceptor(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
+        if method in HEALTH_METHODS:  # the handshake already required a federation certificate
+            return continuation(handler_call_details)
         if method not in SILO_METHODS:
             logger.warning("refused call to unlisted method", extra={"method": method})
             return None  # gRPC answers UNIMPLEMENTED; no handler runs

@@ -1,8 +1,11 @@
-"""The aggregator process: mTLS gRPC server + round machine + a deadline ticker.
+"""The aggregator process: mTLS gRPC server + round machine + a deadline ticker, with the
+health service, Prometheus metrics and graceful shutdown of a managed service.
 
 `AggregatorServer` is a context manager bound at construction (port 0 picks a free port,
 see `.port`). Everything lives in `config.state_dir`, so a new server on the same dir
-resumes the same round, attempt, globals and accepted submissions.
+resumes the same round, attempt, globals and accepted submissions. Stopping it turns health
+to NOT_SERVING first, refuses new calls, gives calls in flight `shutdown_grace_s`, and closes
+the store last: the state on disk is what the next start resumes.
 """
 
 from __future__ import annotations
@@ -20,13 +23,18 @@ from cryptography import x509
 from aggregator.auth import SiloAuthInterceptor
 from aggregator.config import AggregatorConfig
 from aggregator.coordinator import RoundMachine
+from aggregator.health import Health
 from aggregator.ledger_intake import LedgerIntake
 from aggregator.masked_round import MaskingTrust
+from aggregator.metrics import AggregatorMetrics
+from aggregator.metrics_collector import FederationCollector
+from aggregator.phase_observer import PhaseObservingStore
 from aggregator.round_machine import Phase
+from aggregator.rpc_metrics import RpcMetricsInterceptor
 from aggregator.servicer import FederationServicer
-from aggregator.store import SqliteStore
 from privacy.pki import RevocationList, server_credentials
 from protos.errors import InvalidInput
+from protos.log_format import configure_logging
 from protos.v1 import federation_pb2_grpc as pb_grpc
 from selector.checkpoint import save_selector, save_selector_set
 from selector.model import adapter_state, build_selector
@@ -51,9 +59,14 @@ class AggregatorServer:
         (or `with`) serves. `clock` drives round deadlines; the ticker polls it."""
         self.config = config
         self.plan = config.load_plan()
-        self._store = SqliteStore.create(
+        self.metrics = AggregatorMetrics(self.plan.federation_id)
+        self.health = Health()
+        self.metrics_port: int | None = None
+        self.health_port: int | None = None
+        self._store = PhaseObservingStore.create(
             config.state_dir, self.plan, allow_plan_change=config.allow_plan_change
         )
+        self._store.observe(self.metrics)
         try:
             for adapter in range(self.plan.adapters):
                 if self._store.globals_record(0, adapter) is None:
@@ -65,7 +78,8 @@ class AggregatorServer:
             self._server = grpc.server(
                 ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="aggregator-rpc"),
                 interceptors=[
-                    SiloAuthInterceptor(self.plan.federation_id, config.pki.revocation_list)
+                    RpcMetricsInterceptor(self.metrics),  # outermost: counts refusals too
+                    SiloAuthInterceptor(self.plan.federation_id, config.pki.revocation_list),
                 ],
                 options=[
                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -76,6 +90,10 @@ class AggregatorServer:
                 self.machine, self.plan, config.max_long_poll_s, LedgerIntake(self._store, clock)
             )
             pb_grpc.add_FederationServicer_to_server(servicer, self._server)
+            self.health.add_to(self._server)
+            self.metrics.add_collector(
+                FederationCollector(self._store, lambda: self.machine.state, clock)
+            )
             credentials = server_credentials(
                 config.pki.server_cert, config.pki.server_key, config.pki.ca_cert
             )
@@ -93,9 +111,21 @@ class AggregatorServer:
         )
 
     def start(self) -> AggregatorServer:
+        """Serve; the metrics and plaintext health ports (if configured) are bound here."""
+        try:
+            if self.config.metrics_address is not None:
+                self.metrics_port = self.metrics.serve(self.config.metrics_address)
+            if self.config.health_address is not None:
+                self.health_port = self.health.serve_plaintext(self.config.health_address)
+        except BaseException:
+            self.stop(0)
+            raise
         self._server.start()
         self._ticker.start()
+        self.health.serving()
         log.info("federation=%s listening port=%d", self.plan.federation_id, self.port)
+        if self.health_port is not None:
+            log.info("federation=%s health port=%d", self.plan.federation_id, self.health_port)
         return self
 
     def __enter__(self) -> AggregatorServer:
@@ -104,12 +134,19 @@ class AggregatorServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def stop(self, grace_s: float = 5.0) -> None:
-        """Refuse new calls, let calls in flight finish for `grace_s`, then close the store."""
+    def stop(self, grace_s: float | None = None) -> None:
+        """NOT_SERVING, refuse new calls, let calls in flight finish for `grace_s` (default:
+        the config's shutdown_grace_s), then close the store. Safe to call twice."""
+        grace_s = self.config.shutdown_grace_s if grace_s is None else grace_s
+        self.health.shutting_down()
+        if not self._stopping.is_set():
+            log.info("federation=%s shutting down grace_s=%g", self.plan.federation_id, grace_s)
         self._stopping.set()
         self._server.stop(grace_s).wait()
         if self._ticker.is_alive():
             self._ticker.join()
+        self.health.close()
+        self.metrics.close()
         self._store.close()
         log.info("federation=%s stopped", self.plan.federation_id)
 
@@ -148,9 +185,7 @@ class AggregatorServer:
 
 def serve_forever(config: AggregatorConfig, stop: threading.Event | None = None) -> Phase:
     """Serve until the federation is DONE or FAILED, or `stop` is set (e.g. on SIGTERM)."""
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(config.log_level, config.log_format)
     stop = stop or threading.Event()
     with AggregatorServer(config) as server:
         phase = server.phase

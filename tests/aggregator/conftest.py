@@ -139,6 +139,8 @@ class Federation:
     pki: FederationPaths
     clock: FakeClock = field(default_factory=FakeClock)
     plan: Plan = field(default_factory=tiny_plan)
+    settings: dict[str, object] = field(default_factory=dict)
+    """Extra AggregatorConfig fields (metrics_address, health_address, ...)."""
     _stack: ExitStack = field(default_factory=ExitStack)
 
     def config(self) -> AggregatorConfig:
@@ -156,6 +158,7 @@ class Federation:
             plan_path=plan_path,
             export_dir=self.root / "selector",
             max_long_poll_s=0.5,
+            **self.settings,
         )
 
     def start(self) -> AggregatorServer:
@@ -164,14 +167,18 @@ class Federation:
         self._stack.callback(server.stop, 0)
         return server.start()
 
-    def silo(self, server: AggregatorServer, silo_id: str) -> Silo:
+    def channel(self, server: AggregatorServer, silo_id: str) -> grpc.Channel:
+        """An mTLS channel to `server` with `silo_id`'s certificate, closed after the test."""
         credentials = channel_credentials(
             self.pki.ca_cert, self.pki.silo_cert(silo_id), self.pki.silo_key(silo_id)
         )
         channel = grpc.secure_channel(f"127.0.0.1:{server.port}", credentials)
         self._stack.callback(channel.close)
-        signer = signer_for(self.pki, silo_id)
-        return Silo(silo_id, pb_grpc.FederationStub(channel), self.plan, signer)
+        return channel
+
+    def silo(self, server: AggregatorServer, silo_id: str) -> Silo:
+        stub = pb_grpc.FederationStub(self.channel(server, silo_id))
+        return Silo(silo_id, stub, self.plan, signer_for(self.pki, silo_id))
 
     def joined(self, server: AggregatorServer, silo_ids: tuple[str, ...] = SILOS) -> list[Silo]:
         silos = [self.silo(server, silo_id) for silo_id in silo_ids]
