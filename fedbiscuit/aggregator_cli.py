@@ -1,7 +1,9 @@
 """`fedbiscuit aggregator`: run the aggregator service, or look at its state.
 
 `run` serves until the federation is DONE (exit 0) or FAILED (exit 1); SIGTERM (exit 143) or
-Ctrl-C (exit 130) stop it gracefully, and it resumes from its state dir when started again.
+Ctrl-C (exit 130) stop it gracefully (health NOT_SERVING, calls in flight get
+shutdown_grace_s, then the store is closed), and it resumes from its state dir when started
+again. `check-config` validates without starting; `status` reads the state dir.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     run = actions.add_parser("run", help="serve until the federation is DONE or FAILED")
     run.add_argument("--config", required=True, type=Path, metavar="FILE", help="aggregator YAML")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="override the config's log_format (json: one object per line)",
+    )
     run.set_defaults(func=_run)
 
     check = actions.add_parser(
@@ -51,6 +58,8 @@ def _run(args: argparse.Namespace) -> int:
     from aggregator.server import serve_forever  # imports torch: only when serving
 
     config = load_config(args.config)
+    if args.log_format is not None:
+        config = config.model_copy(update={"log_format": args.log_format})
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import threading
 from pathlib import Path
@@ -24,6 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run = actions.add_parser(
         "run", parents=[common], help="join the federation and train until it is done"
     )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one object per line with federation/round/silo/phase fields",
+    )
     run.set_defaults(func=_run)
     status = actions.add_parser(
         "status", parents=[common], help="epsilon spent vs budget, from the verified ledger"
@@ -32,13 +37,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from protos.log_format import configure_logging
     from silo.agent import run_silo
     from silo.config import load_silo_config
 
     config = load_silo_config(args.config)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
-    )
+    configure_logging("INFO", args.log_format)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     return run_silo(config, stop)

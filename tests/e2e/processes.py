@@ -21,12 +21,15 @@ DEADLINE_S = 180
 POLL_S = 0.01
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen:
-    """`python -m fedbiscuit *args`, appending its output to `log` (kept across restarts)."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+def start(
+    args: list[str], log: Path, env: dict[str, str] | None = None, prefix: list[str] | None = None
+) -> subprocess.Popen:
+    """`python -m fedbiscuit *args`, appending its output to `log` (kept across restarts);
+    `env` adds variables, `prefix` runs it under another command (`ip netns exec NS`)."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", **(env or {}))
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "fedbiscuit", *args],
+            [*(prefix or []), sys.executable, "-m", "fedbiscuit", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
