@@ -1,11 +1,13 @@
 """A read-only view of an aggregator's state dir, for `aggregator status` and the demo.
 
-Opens SQLite with `mode=ro`, so it is safe to run beside a live aggregator. Shows counts
-and the epsilon of each silo's latest verified, signed ledger entry, never updates.
+Opens SQLite with `mode=ro`, so it is safe to run beside a live aggregator. Shows counts, the
+FedBiscuit clusters (the machine state's assignment) and the epsilon of each silo's latest
+verified, signed ledger entry, never updates.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +28,8 @@ class SiloStatus:
     budget_epsilon: float | None  # the budget recorded in that entry; None if no entry yet
     ledger_entries: int  # verified, signed ledger entries the aggregator holds
     declines: int
+    cluster: int | None = None  # FedBiscuit: the adapter its last grouping assigned; else None
+    sampled: bool = False  # in the attempt in progress (training or grouping)
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,10 @@ class FederationStatus:
     rounds_completed: int
     reason: str  # why the federation FAILED, else ""
     silos: tuple[SiloStatus, ...]
+    phase_started_unix_s: float = 0.0
+    clusters: tuple[tuple[int, tuple[str, ...]], ...] = ()  # (adapter, its silos), FedBiscuit
+    grouped_round: int | None = None  # the round whose grouping made `clusters`
+    declines_by_reason: tuple[tuple[str, int], ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -58,6 +66,9 @@ def read_status(state_dir: str | Path) -> FederationStatus:
         state = (
             RoundState.from_dict(saved) if saved else RoundState(Phase.WAITING_FOR_SILOS, 0, 0, 0)
         )
+        clusters = state.clusters
+        in_progress = state.phase in (Phase.TRAINING, Phase.GROUPING)
+        sampled = set(state.sampled) if in_progress else set()
         silos = []
         for silo in store.silos():
             aggregated = sorted(
@@ -77,8 +88,14 @@ def read_status(state_dir: str | Path) -> FederationStatus:
                     budget_epsilon=latest.budget_epsilon if latest else None,
                     ledger_entries=len(entries),
                     declines=len(store.declines(silo_id=silo.silo_id)),
+                    cluster=clusters.get(silo.silo_id),
+                    sampled=silo.silo_id in sampled,
                 )
             )
+        reasons = Counter(d.reason_code for d in store.declines())
+        members: dict[int, list[str]] = {}
+        for silo_id, adapter in state.assignment:
+            members.setdefault(adapter, []).append(silo_id)
         return FederationStatus(
             federation_id=plan.federation_id,
             algorithm=plan.algorithm,
@@ -91,6 +108,10 @@ def read_status(state_dir: str | Path) -> FederationStatus:
             rounds_completed=min(state.round, plan.rounds),
             reason=state.reason,
             silos=tuple(silos),
+            phase_started_unix_s=state.started_at_s,
+            clusters=tuple((k, tuple(sorted(v))) for k, v in sorted(members.items())),
+            grouped_round=state.grouped_round if state.grouped_round >= 0 else None,
+            declines_by_reason=tuple(sorted(reasons.items())),
         )
     finally:
         store.close()

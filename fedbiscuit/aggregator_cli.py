@@ -105,10 +105,25 @@ def _print_table(status: FederationStatus) -> None:
         + (f", attempt {status.attempt}" if status.attempt else "")
         + (f" — {status.reason}" if status.reason else "")
     )
-    table = Table("silo", "rounds", "last round", "epsilon", "budget", "declines", "exhausted")
+    if not status.finished:
+        console.print(
+            f"  in round {status.round}: {status.round_uploads} of {status.round_sampled} "
+            "sampled silos uploaded"
+        )
+    if status.clusters:
+        console.print(f"  clusters (grouped before round {status.grouped_round}):")
+        for adapter, members in status.clusters:
+            console.print(f"    adapter {adapter}: {', '.join(members)}")
+    if status.declines_by_reason:
+        declines = ", ".join(f"{reason} {n}" for reason, n in status.declines_by_reason)
+        console.print(f"  declines: {declines}")
+    table = Table(
+        "silo", "cluster", "rounds", "last round", "epsilon", "budget", "declines", "exhausted"
+    )
     for silo in status.silos:
         table.add_row(
-            silo.id,
+            silo.id + (" *" if silo.sampled else ""),
+            "-" if silo.cluster is None else str(silo.cluster),
             str(silo.rounds_participated),
             "-" if silo.last_round is None else str(silo.last_round),
             f"{silo.epsilon:.3f}",
@@ -117,3 +132,5 @@ def _print_table(status: FederationStatus) -> None:
             "yes" if silo.exhausted else "no",
         )
     console.print(table)
+    if any(silo.sampled for silo in status.silos):
+        console.print("  * sampled in the attempt in progress")
