@@ -48,6 +48,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("config", type=Path, metavar="CONFIG", help="aggregator YAML")
     check.set_defaults(func=_check_config)
 
+    probe = actions.add_parser(
+        "probe",
+        help="ask a plaintext health port (health_address) whether the aggregator is SERVING",
+        description="Exit 0 when the grpc.health.v1 service at ADDRESS answers SERVING, 1 "
+        "otherwise: a container HEALTHCHECK or exec probe.",
+    )
+    probe.add_argument("address", metavar="ADDRESS", help="host:port of health_address")
+    probe.add_argument("--timeout-s", type=float, default=5.0)
+    probe.set_defaults(func=_probe)
+
     status = actions.add_parser("status", help="show rounds, silos and budgets (read-only)")
     status.add_argument("--state-dir", required=True, type=Path, metavar="DIR")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -83,6 +93,23 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"{args.config}: OK")
     print("\n".join(summary.lines()))
     return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(args.address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=args.timeout_s
+            )
+        except grpc.RpcError as exc:
+            print(f"{args.address}: {exc.code().name}", file=sys.stderr)
+            return 1
+    state = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(f"{args.address}: {state}")
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 def _status(args: argparse.Namespace) -> int:

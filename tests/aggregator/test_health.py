@@ -9,6 +9,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aggregator.health import FEDERATION_SERVICE
+from fedbiscuit.cli import main
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc
 
@@ -53,3 +54,18 @@ def test_plaintext_health_port_answers_probes_and_serves_nothing_else(
 
     assert reply.status == SERVING
     assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_probe_command_exits_0_while_serving_and_1_once_stopped(
+    federation: Federation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    federation.settings = {"health_address": "127.0.0.1:0"}
+    server = federation.start()
+    address = f"127.0.0.1:{server.health_port}"
+
+    serving = main(["aggregator", "probe", address])
+    server.stop(0)
+    stopped = main(["aggregator", "probe", address, "--timeout-s", "2"])
+
+    assert (serving, stopped) == (0, 1)
+    assert f"{address}: SERVING" in capsys.readouterr().out
