@@ -32,7 +32,9 @@ def logged_port(log: Path, what: str) -> int | None:
 
 
 def test_sigterm_turns_health_off_and_stops_cleanly_with_json_logs(tmp_path: Path) -> None:
-    layout = lay_out(tmp_path / "fed", DemoOptions(silos=2, rounds=1, tiny=True, protection="insecure_plaintext"))
+    layout = lay_out(
+        tmp_path / "fed", DemoOptions(silos=2, rounds=1, tiny=True, protection="insecure_plaintext")
+    )
     log = layout.logs_dir / "aggregator.log"
     aggregator = processes.start(
         ["aggregator", "run", "--config", str(layout.aggregator_config), "--log-format", "json"],
