@@ -204,7 +204,47 @@ class SecAggSpec(_Strict):
     )
 
 
-PROTECTIONS = ("masking", "insecure_plaintext")
+class HeSpec(_Strict):
+    """Homomorphic mode settings (DESIGN.md §6): what the plan hash commits every silo to.
+
+    `preset` names a CKKS parameter set of `privacy.he` (checked for 128-bit security and
+    precision where the plan is loaded: protos cannot import privacy). The key custodian is
+    the silo that generates the federation's secret key and seals it to the other silos.
+    """
+
+    preset: str = Field(
+        "ckks-add-8192",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="CKKS preset name (privacy.he.PRESETS).",
+    )
+    key_custodian: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="Silo id that generates the CKKS keys and hands them to the other silos.",
+    )
+    key_epoch: int = Field(
+        0, ge=0, description="Key generation; a new epoch means new keys (key rotation)."
+    )
+    min_contributors: int = Field(
+        3,
+        ge=2,
+        description="Fewest signed contributions an aggregate may sum; silos refuse to decrypt "
+        "anything smaller (a one-silo 'aggregate' would reveal that silo's update).",
+    )
+    spot_check_chunks: int = Field(
+        1,
+        ge=0,
+        le=16,
+        description="Ciphertext chunks each silo re-adds from the contributions before it "
+        "decrypts an aggregate (catches an aggregate that is not the stated sum; the checking "
+        "silo sees those chunks of each contribution, see SECURITY.md). 0: statements only.",
+    )
+
+
+PROTECTIONS = ("masking", "he", "insecure_plaintext")
 
 
 class Plan(_Strict):
@@ -229,14 +269,18 @@ class Plan(_Strict):
         "uniform",
         description="FedAvg weights. 'num_examples' makes silos reveal their example counts.",
     )
-    protection: Literal["masking", "insecure_plaintext"] = Field(
+    protection: Literal["masking", "he", "insecure_plaintext"] = Field(
         "masking",
         description="How updates reach the aggregator. 'masking': SecAgg+ secure aggregation, "
-        "the aggregator sees only sums (settings in `secagg`); 'insecure_plaintext' shows "
-        "each silo's delta to the aggregator: development only.",
+        "the aggregator sees only sums (settings in `secagg`); 'he': CKKS-encrypted updates "
+        "and globals, the aggregator sees no plaintext model at all (settings in `he`); "
+        "'insecure_plaintext' shows each silo's delta to the aggregator: development only.",
     )
     secagg: SecAggSpec | None = Field(
         None, description="Secure aggregation settings; filled in with defaults for masking."
+    )
+    he: HeSpec | None = Field(
+        None, description="Homomorphic mode settings; required with, and only with, he."
     )
     delta: float = Field(1e-5, gt=0, lt=1, description="The delta at which epsilon is reported.")
     seed: int = Field(0, ge=0, description="Seed for silo sampling and initial adapters.")
@@ -261,10 +305,15 @@ class Plan(_Strict):
     def _consistent(self) -> Plan:
         if self.protection != "masking" and self.secagg is not None:
             raise ValueError(f"a `secagg` section needs protection: masking, not {self.protection}")
-        if self.protection == "masking" and self.weighting != "uniform":
+        if self.protection in ("masking", "he") and self.weighting != "uniform":
             raise ValueError(
-                "protection 'masking' hides each silo's example count: weighting must be 'uniform'"
+                f"protection {self.protection!r} hides each silo's example count: weighting "
+                "must be 'uniform'"
             )
+        if (self.protection == "he") != (self.he is not None):
+            raise ValueError("protection 'he' needs an `he` section, and an `he` section needs it")
+        if self.he is not None:
+            self._fits_he(self.he)
         if self.secagg is not None:
             self._fits_secagg(SECAGG_LIMITS[self.secagg.preset])
         if self.min_silos > self.silos_per_round:
@@ -310,6 +359,21 @@ class Plan(_Strict):
                 f"{limits.min_silos}"
             )
 
+    def _fits_he(self, he: HeSpec) -> None:
+        if self.min_silos < he.min_contributors:
+            raise ValueError(
+                f"min_silos is {self.min_silos}, but he.min_contributors is "
+                f"{he.min_contributors}: silos would refuse to decrypt every aggregate; raise "
+                f"min_silos to {he.min_contributors}"
+            )
+        fb = self.fedbiscuit
+        if fb is not None and fb.min_cluster_silos < he.min_contributors:
+            raise ValueError(
+                f"fedbiscuit.min_cluster_silos is {fb.min_cluster_silos}, but each cluster's "
+                f"adapter is an encrypted sum over its own silos: raise it to at least "
+                f"he.min_contributors ({he.min_contributors})"
+            )
+
     @property
     def adapters(self) -> int:
         """How many adapters (and global vectors) the federation trains: K, or 1 for FedBis."""
@@ -344,6 +408,8 @@ class Plan(_Strict):
             del data["fedbiscuit"]  # FedBis plans hash exactly as before FedBiscuit existed
         if data["secagg"] is None:
             del data["secagg"]  # so do plaintext plans from before secure aggregation
+        if data["he"] is None:
+            del data["he"]  # and every plan from before homomorphic mode
         if data["selector"]["kind"] == "pair_encoder":
             del data["selector"]["kind"]  # so do pair-encoder plans from before causal_lm
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()

@@ -13,7 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from protos.errors import PolicyViolation
+from privacy.he import preset_for_plan
+from protos.errors import InvalidInput, PolicyViolation
 from protos.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,11 @@ class SiloPolicy(BaseModel):
     max_epsilon_per_round: float | None = Field(
         None, gt=0, description="Most epsilon one round may cost; null: only the budget limits."
     )
-    required_protection: Literal["masking"] | None = Field(
+    required_protection: Literal["masking", "he"] | None = Field(
         None,
         description="Train only under plans whose updates are protected this way ('masking': "
-        "SecAgg+ secure aggregation); null: any protection except plaintext (see "
-        "allow_insecure_plaintext).",
+        "SecAgg+ secure aggregation; 'he': CKKS encryption, the aggregator sees no plaintext "
+        "model); null: any protection except plaintext (see allow_insecure_plaintext).",
     )
 
 
@@ -75,6 +76,11 @@ def check_plan(policy: SiloPolicy, plan: Plan, budget: PrivacyBudget) -> None:
         raise PolicyViolation(
             f"plan.protection is {plan.protection!r} but policy.required_protection is {required!r}"
         )
+    if plan.he is not None:
+        try:
+            preset_for_plan(plan)
+        except InvalidInput as exc:
+            raise PolicyViolation(str(exc)) from None
     if plan.delta > budget.delta:
         raise PolicyViolation(f"plan.delta is {plan.delta:g} but budget.delta is {budget.delta:g}")
     kind = plan.selector.backbone.kind

@@ -24,6 +24,7 @@ from privacy.he._packing import (
     load_chunk,
     sum_encrypted,
 )
+from privacy.he._plan import max_terms, preset_for_plan
 from privacy.he._presets import (
     DEFAULT_PRESET,
     DEFAULT_RELATIVE_ERROR,
@@ -74,7 +75,9 @@ __all__ = [
     "get_preset",
     "load_chunk",
     "load_public_context",
+    "max_terms",
     "open_sealed_context",
+    "preset_for_plan",
     "public_context_bytes",
     "seal_secret_context_for",
     "spot_check_chunk",

@@ -8,7 +8,15 @@ import pytest
 
 from protos.config_files import load_model_file, save_model_file
 from protos.errors import InvalidInput
-from protos.plan import BackboneSpec, FedBiscuitSpec, LoraSpec, Plan, SecAggSpec, SelectorSpec
+from protos.plan import (
+    BackboneSpec,
+    FedBiscuitSpec,
+    HeSpec,
+    LoraSpec,
+    Plan,
+    SecAggSpec,
+    SelectorSpec,
+)
 
 
 def test_plan_hash_survives_the_wire():
@@ -174,3 +182,43 @@ def test_inconsistent_fedbiscuit_plan_is_refused(changes, match):
 def test_fedbiscuit_needs_at_least_two_clusters():
     with pytest.raises(ValueError, match="clusters"):
         FedBiscuitSpec(clusters=1)
+
+
+def _he(**changes):
+    fields = {"federation_id": "x", "protection": "he", "he": HeSpec(key_custodian="silo-1")}
+    fields.update(changes)
+    return Plan(**fields)
+
+
+def test_he_plans_commit_to_their_he_section_and_others_hash_without_it():
+    plan = _he()
+    assert plan.secagg is None and plan.he == HeSpec(key_custodian="silo-1")
+    assert b'"he":{"key_custodian":"silo-1","key_epoch":0,' in plan.canonical_json()
+    assert b'"he"' not in Plan(federation_id="x").canonical_json()
+    assert Plan.from_canonical_json(plan.canonical_json()) == plan
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"he": None}, "protection 'he' needs an `he` section"),
+        ({"protection": "insecure_plaintext"}, "an `he` section needs it"),
+        ({"weighting": "num_examples"}, "protection 'he' hides each silo's example count"),
+        ({"min_silos": 2}, "he.min_contributors is 3"),
+        ({"he": {"key_custodian": "a", "min_contributors": 1}}, "min_contributors"),
+        ({"he": {"key_custodian": "A b"}}, "key_custodian"),
+    ],
+)
+def test_inconsistent_he_plans_are_refused(changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _he(**changes)
+
+
+def test_he_fedbiscuit_clusters_must_hold_min_contributors():
+    with pytest.raises(ValueError, match="min_cluster_silos is 2"):
+        _he(
+            algorithm="fedbiscuit",
+            rounds=5,
+            silos_per_round=6,
+            fedbiscuit=FedBiscuitSpec(clusters=2, min_cluster_silos=2),
+        )

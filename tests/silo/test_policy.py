@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from protos.errors import PolicyViolation
-from protos.plan import BackboneSpec, DpSpec, Plan, SelectorSpec, TrainingSpec
+from protos.plan import BackboneSpec, DpSpec, HeSpec, Plan, SelectorSpec, TrainingSpec
 from silo.policy import (
     PrivacyBudget,
     SiloPolicy,
@@ -102,3 +102,14 @@ def test_round_costing_more_than_the_per_round_cap_is_refused() -> None:
     check_round_epsilon(policy, 1.0, 1.4)
     with pytest.raises(PolicyViolation, match=r"policy\.max_epsilon_per_round is 0\.5"):
         check_round_epsilon(policy, 1.0, 1.6)
+
+
+def test_a_policy_requiring_he_refuses_masking_and_unknown_presets() -> None:
+    policy = SiloPolicy(required_protection="he")
+    with pytest.raises(PolicyViolation, match="policy.required_protection is 'he'"):
+        check_plan(policy, _plan(protection="masking"), BUDGET)
+    he = {"protection": "he", "he": HeSpec(key_custodian="silo-1")}
+    check_plan(policy, _plan(**he), BUDGET)
+    unknown = {"protection": "he", "he": HeSpec(key_custodian="silo-1", preset="ckks-fast")}
+    with pytest.raises(PolicyViolation, match="plan he.preset: unknown CKKS preset 'ckks-fast'"):
+        check_plan(policy, _plan(**unknown), BUDGET)
