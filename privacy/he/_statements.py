@@ -69,6 +69,12 @@ class ContributionCommitment(_Strict):
     context_id: str = Field(pattern=_SHA256)
     length: int = Field(ge=1)
     manifest_digest: str = Field(pattern=_SHA256, description="CiphertextManifest.digest().")
+    base_digest: str | None = Field(
+        default=None,
+        pattern=_SHA256,
+        description="Manifest digest of the encrypted global this contribution is added onto "
+        "(the one its task named): pins the base before the aggregator sees any contribution.",
+    )
 
     @field_validator("weight")
     @classmethod
@@ -108,8 +114,10 @@ def commit_contribution(
     key_epoch: int,
     silo_id: str,
     weight: float,
+    base_digest: str | None = None,
 ) -> SignedCommitment:
-    """The silo's signed commitment to the ciphertexts it uploads this round."""
+    """The silo's signed commitment to the ciphertexts it uploads this round, to be added
+    onto the encrypted global of digest ``base_digest`` (None: not chained)."""
     commitment = ContributionCommitment(
         federation_id=federation_id,
         round=round,
@@ -119,6 +127,7 @@ def commit_contribution(
         context_id=manifest.context_id,
         length=manifest.length,
         manifest_digest=manifest.digest(),
+        base_digest=base_digest,
     )
     signature = private_key.sign(
         _COMMITMENT_TAG + commitment.canonical(), ec.ECDSA(hashes.SHA256())
@@ -252,6 +261,10 @@ def verify_aggregate_statement(
         raise reject(f"a silo is listed twice: {sorted(silos)}")
     if len(silos) < min_contributors:
         raise reject(f"it sums {len(silos)} contribution(s), fewer than {min_contributors}")
+    if statement.result_digest == statement.previous_digest or any(
+        s.commitment.manifest_digest == statement.result_digest for s in statement.contributions
+    ):
+        raise reject("the 'aggregate' is one of its own inputs, served verbatim")
     if set(silos) != set(expected_contributors):
         raise reject(
             f"it sums {sorted(silos)}, not the round's contributors {sorted(expected_contributors)}"
@@ -275,6 +288,11 @@ def verify_aggregate_statement(
             raise reject(f"the commitment of {silo_id!r} is for round {c.round}")
         if (c.context_id, c.length) != (aggregate.context_id, aggregate.length):
             raise reject(f"the contribution of {silo_id!r} was made for another key or size")
+        if c.base_digest != statement.previous_digest:
+            raise reject(
+                f"the contribution of {silo_id!r} was made to be added onto another global "
+                "than the stated one"
+            )
     if own_contribution is not None and own_contribution not in statement.contributions:
         raise reject("this silo's own contribution is missing or altered")
 

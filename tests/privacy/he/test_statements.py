@@ -227,8 +227,10 @@ def test_spot_checks_pass_on_the_honest_sum(small_ctx: SecretContext, honest: Ro
 def test_one_silos_ciphertext_behind_an_honest_looking_statement_is_caught(
     pki: FederationPaths, small_ctx: SecretContext, honest: Round
 ) -> None:
-    """The aggregator lists every contributor but serves silo-a's upload as the sum."""
-    victim = honest.uploads["silo-a"]
+    """The aggregator lists every contributor but serves silo-a's upload as the sum,
+    re-randomised (plus a fresh encryption of zero) so that its bytes differ."""
+    zero = encrypt_update(small_ctx, np.zeros(LENGTH, np.float32), weight=1.0, max_silos=3)
+    victim = sum_encrypted(small_ctx, [honest.uploads["silo-a"], zero])
     statement = honest.statement.model_copy(update={"result_digest": victim.manifest.digest()})
     _verify(pki, statement, victim.manifest)  # the list alone cannot tell
     with pytest.raises(AggregateRejected, match="chunk 0 is not the sum"):
@@ -251,3 +253,35 @@ def test_spot_check_refuses_manifests_other_than_the_signed_ones(
             honest.aggregate.ciphertexts[0],
             data,
         )
+
+
+def test_one_contribution_served_verbatim_under_an_honest_statement_is_refused(
+    pki: FederationPaths, honest: Round
+) -> None:
+    victim = honest.uploads["silo-a"]
+    statement = build_aggregate_statement(
+        list(honest.commitments.values()),
+        victim.manifest,
+        federation_id=FEDERATION,
+        round=ROUND,
+        key_epoch=EPOCH,
+    )
+    with pytest.raises(AggregateRejected, match="one of its own inputs, served verbatim"):
+        _verify(pki, statement, victim.manifest)
+
+
+def test_contributions_added_onto_another_base_than_they_signed_are_refused(
+    pki: FederationPaths, honest: Round
+) -> None:
+    # The aggregator picks the base after seeing the contributions (e.g. minus the others'
+    # sum, so the result is one silo's update): every contributor signed the real base.
+    statement = build_aggregate_statement(
+        list(honest.commitments.values()),
+        honest.aggregate.manifest,
+        federation_id=FEDERATION,
+        round=ROUND,
+        key_epoch=EPOCH,
+        previous_digest="1" * 64,
+    )
+    with pytest.raises(AggregateRejected, match="added onto another global than the stated"):
+        _verify(pki, statement, honest.aggregate.manifest, expected_previous_digest="1" * 64)
