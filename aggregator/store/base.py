@@ -116,4 +116,18 @@ class FederationStore(ABC):
         """Stored ledger entries in (silo_id, seq) order."""
 
     @abstractmethod
+    def put_artifact(self, key: str, data: bytes) -> None:
+        """Durably store opaque bytes under `key` (replacing any earlier value). Homomorphic
+        mode keeps its ciphertexts, statements and key material for silos here: nothing
+        stored this way may be plaintext model data or a secret key."""
+
+    @abstractmethod
+    def artifact(self, key: str) -> bytes | None:
+        """The bytes stored under `key`, or None."""
+
+    @abstractmethod
+    def artifact_keys(self, prefix: str) -> list[str]:
+        """Stored keys starting with `prefix`, sorted."""
+
+    @abstractmethod
     def close(self) -> None: ...

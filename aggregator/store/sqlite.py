@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,6 +38,7 @@ from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import Plan
 
 DB_NAME = "aggregator.sqlite3"
+_ARTIFACT_KEY = re.compile(r"[a-z0-9][a-z0-9._/-]{0,199}")
 
 
 _SCHEMA = """
@@ -65,6 +67,8 @@ CREATE TABLE IF NOT EXISTS declines (
     task_id TEXT PRIMARY KEY, silo_id TEXT NOT NULL, round INTEGER NOT NULL,
     attempt INTEGER NOT NULL, reason_code TEXT NOT NULL, message TEXT NOT NULL,
     epsilon_spent REAL NOT NULL, received_at_s REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS artifacts (
+    key TEXT PRIMARY KEY, path TEXT NOT NULL, sha256 TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_entries (
     silo_id TEXT NOT NULL, seq INTEGER NOT NULL, round INTEGER NOT NULL, entry_hash TEXT NOT NULL,
     epsilon_after REAL NOT NULL, budget_epsilon REAL NOT NULL, entry_json BLOB NOT NULL,
@@ -100,7 +104,7 @@ class SqliteStore(FederationStore):
     ) -> SqliteStore:
         """Open (or initialise) the state dir for `plan`; refuse a dir that holds another plan."""
         state_dir = Path(state_dir)
-        for sub in ("uploads", "globals"):
+        for sub in ("uploads", "globals", "artifacts"):
             (state_dir / "blobs" / sub).mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(state_dir / DB_NAME, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -253,6 +257,29 @@ class SqliteStore(FederationStore):
                 f"globals of round {round_} adapter {adapter} are corrupt (SHA-256 mismatch)"
             )
         return tensors
+
+    def put_artifact(self, key: str, data: bytes) -> None:
+        if not _ARTIFACT_KEY.fullmatch(key):
+            raise InvalidInput(f"artifact key {key!r} must match {_ARTIFACT_KEY.pattern}")
+        digest = hashlib.sha256(data).hexdigest()
+        # Content-addressed file name: a replaced value never overwrites the one in use.
+        name = f"{digest}.bin"
+        self._write_blob(self.state_dir / "blobs" / "artifacts" / name, data)
+        with self._tx() as tx:
+            tx.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?)", (key, name, digest))
+
+    def artifact(self, key: str) -> bytes | None:
+        rows = self._rows("SELECT path, sha256 FROM artifacts WHERE key = ?", (key,))
+        if not rows:
+            return None
+        data = (self.state_dir / "blobs" / "artifacts" / rows[0][0]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != rows[0][1]:
+            raise InvalidInput(f"artifact {key!r} is corrupt (SHA-256 mismatch)")
+        return data
+
+    def artifact_keys(self, prefix: str) -> list[str]:
+        rows = self._rows("SELECT key FROM artifacts ORDER BY key")
+        return [row[0] for row in rows if row[0].startswith(prefix)]
 
     def join_silo(self, silo_id: str, now_s: float) -> SiloRecord:
         with self._tx() as tx:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -92,6 +93,35 @@ class EncryptedVector:
     def nbytes(self) -> int:
         return sum(len(c) for c in self.ciphertexts)
 
+    def to_bytes(self) -> bytes:
+        """``u32 manifest length | manifest | (u32 length | ciphertext)*``: how the aggregator
+        keeps ciphertexts at rest."""
+        parts = [self.manifest.to_bytes(), *self.ciphertexts]
+        return b"".join(struct.pack(">I", len(p)) + p for p in parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EncryptedVector:
+        """Parse :meth:`to_bytes`, checking every ciphertext against the manifest's SHA-256."""
+        parts, at = [], 0
+        while at < len(data):
+            if at + 4 > len(data):
+                raise InvalidInput("encrypted vector is truncated (length prefix)")
+            (size,) = struct.unpack(">I", data[at : at + 4])
+            if at + 4 + size > len(data):
+                raise InvalidInput("encrypted vector is truncated")
+            parts.append(data[at + 4 : at + 4 + size])
+            at += 4 + size
+        if not parts:
+            raise InvalidInput("encrypted vector is empty")
+        manifest = CiphertextManifest.from_bytes(parts[0])
+        chunks = tuple(parts[1:])
+        if len(chunks) != manifest.count or any(
+            hashlib.sha256(c).hexdigest() != h
+            for c, h in zip(chunks, manifest.chunk_sha256, strict=True)
+        ):
+            raise InvalidInput("encrypted vector does not match its manifest (corrupt)")
+        return cls(manifest, chunks)
+
 
 def _manifest(ctx: SecretContext | PublicContext, length: int, chunks: Sequence[bytes]):
     return CiphertextManifest(
@@ -105,9 +135,10 @@ def _manifest(ctx: SecretContext | PublicContext, length: int, chunks: Sequence[
 
 
 def encrypt_update(
-    ctx: SecretContext, values: np.ndarray, *, weight: float, max_silos: int
+    ctx: SecretContext | PublicContext, values: np.ndarray, *, weight: float, max_silos: int
 ) -> EncryptedVector:
-    """Encrypt ``weight * values`` (a flat float32 vector) for the homomorphic sum.
+    """Encrypt ``weight * values`` (a flat float32 vector) for the homomorphic sum (the public
+    context suffices: the aggregator encrypts the public initial model with it).
 
     Refuses non-finite values and any |weight * value| above ``value_bound / max_silos``,
     so that a sum over up to ``max_silos`` contributions cannot overflow.

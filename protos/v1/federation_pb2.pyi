@@ -68,7 +68,7 @@ class PullTaskRequest(_message.Message):
     def __init__(self, federation_id: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("kind", "task_id", "federation_id", "round", "phase", "plan_sha256", "adapter_index", "globals_sha256", "local_steps", "deadline_unix_s", "retry_after_ms", "message", "adapter_sha256", "secagg")
+    __slots__ = ("kind", "task_id", "federation_id", "round", "phase", "plan_sha256", "adapter_index", "globals_sha256", "local_steps", "deadline_unix_s", "retry_after_ms", "message", "adapter_sha256", "secagg", "he")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,7 @@ class Task(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_SHA256_FIELD_NUMBER: _ClassVar[int]
     SECAGG_FIELD_NUMBER: _ClassVar[int]
+    HE_FIELD_NUMBER: _ClassVar[int]
     kind: TaskKind
     task_id: str
     federation_id: str
@@ -97,17 +98,28 @@ class Task(_message.Message):
     message: str
     adapter_sha256: _containers.RepeatedScalarFieldContainer[str]
     secagg: SecAggContext
-    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., globals_sha256: _Optional[str] = ..., local_steps: _Optional[int] = ..., deadline_unix_s: _Optional[float] = ..., retry_after_ms: _Optional[int] = ..., message: _Optional[str] = ..., adapter_sha256: _Optional[_Iterable[str]] = ..., secagg: _Optional[_Union[SecAggContext, _Mapping]] = ...) -> None: ...
+    he: HeTaskContext
+    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., globals_sha256: _Optional[str] = ..., local_steps: _Optional[int] = ..., deadline_unix_s: _Optional[float] = ..., retry_after_ms: _Optional[int] = ..., message: _Optional[str] = ..., adapter_sha256: _Optional[_Iterable[str]] = ..., secagg: _Optional[_Union[SecAggContext, _Mapping]] = ..., he: _Optional[_Union[HeTaskContext, _Mapping]] = ...) -> None: ...
+
+class HeTaskContext(_message.Message):
+    __slots__ = ("key_epoch", "weight_denominator")
+    KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DENOMINATOR_FIELD_NUMBER: _ClassVar[int]
+    key_epoch: int
+    weight_denominator: int
+    def __init__(self, key_epoch: _Optional[int] = ..., weight_denominator: _Optional[int] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
-    __slots__ = ("federation_id", "task_id", "adapter_index")
+    __slots__ = ("federation_id", "task_id", "adapter_index", "final")
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
     task_id: str
     adapter_index: int
-    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., adapter_index: _Optional[int] = ...) -> None: ...
+    final: bool
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., adapter_index: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
 
 class TensorEntry(_message.Message):
     __slots__ = ("name", "shape", "offset")
@@ -132,15 +144,45 @@ class TensorManifest(_message.Message):
     def __init__(self, tensors: _Optional[_Iterable[_Union[TensorEntry, _Mapping]]] = ..., dtype: _Optional[str] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class TensorChunk(_message.Message):
-    __slots__ = ("manifest", "data")
+    __slots__ = ("manifest", "data", "he")
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    HE_FIELD_NUMBER: _ClassVar[int]
     manifest: TensorManifest
     data: bytes
-    def __init__(self, manifest: _Optional[_Union[TensorManifest, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    he: HeGlobalsHeader
+    def __init__(self, manifest: _Optional[_Union[TensorManifest, _Mapping]] = ..., data: _Optional[bytes] = ..., he: _Optional[_Union[HeGlobalsHeader, _Mapping]] = ...) -> None: ...
+
+class HeGlobalsHeader(_message.Message):
+    __slots__ = ("manifest_json", "statement_json", "certificates", "round", "clusters")
+    class CertificatesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    class ClustersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    manifest_json: bytes
+    statement_json: bytes
+    certificates: _containers.ScalarMap[str, bytes]
+    round: int
+    clusters: _containers.ScalarMap[str, int]
+    def __init__(self, manifest_json: _Optional[bytes] = ..., statement_json: _Optional[bytes] = ..., certificates: _Optional[_Mapping[str, bytes]] = ..., round: _Optional[int] = ..., clusters: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class UpdateHeader(_message.Message):
-    __slots__ = ("federation_id", "task_id", "round", "phase", "plan_sha256", "adapter_index", "protection", "manifest", "num_examples", "ledger_entries")
+    __slots__ = ("federation_id", "task_id", "round", "phase", "plan_sha256", "adapter_index", "protection", "manifest", "num_examples", "ledger_entries", "he_manifest_json", "he_commitment_json")
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +193,8 @@ class UpdateHeader(_message.Message):
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     NUM_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     LEDGER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    HE_MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    HE_COMMITMENT_JSON_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
     task_id: str
     round: int
@@ -161,7 +205,9 @@ class UpdateHeader(_message.Message):
     manifest: TensorManifest
     num_examples: int
     ledger_entries: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., protection: _Optional[str] = ..., manifest: _Optional[_Union[TensorManifest, _Mapping]] = ..., num_examples: _Optional[int] = ..., ledger_entries: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    he_manifest_json: bytes
+    he_commitment_json: bytes
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., protection: _Optional[str] = ..., manifest: _Optional[_Union[TensorManifest, _Mapping]] = ..., num_examples: _Optional[int] = ..., ledger_entries: _Optional[_Iterable[bytes]] = ..., he_manifest_json: _Optional[bytes] = ..., he_commitment_json: _Optional[bytes] = ...) -> None: ...
 
 class UploadPart(_message.Message):
     __slots__ = ("header", "data")
@@ -375,3 +421,88 @@ class SecAggBroadcast(_message.Message):
     consistency: SecAggConsistencyRequest
     unmask_request: SecAggUnmaskRequest
     def __init__(self, aborted: _Optional[bool] = ..., message: _Optional[str] = ..., retry_after_ms: _Optional[int] = ..., context: _Optional[_Union[SecAggContext, _Mapping]] = ..., roster: _Optional[_Union[SecAggRoster, _Mapping]] = ..., delivery: _Optional[_Union[SecAggShareDelivery, _Mapping]] = ..., consistency: _Optional[_Union[SecAggConsistencyRequest, _Mapping]] = ..., unmask_request: _Optional[_Union[SecAggUnmaskRequest, _Mapping]] = ...) -> None: ...
+
+class HeKeysRequest(_message.Message):
+    __slots__ = ("federation_id", "key_epoch")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    key_epoch: int
+    def __init__(self, federation_id: _Optional[str] = ..., key_epoch: _Optional[int] = ...) -> None: ...
+
+class HeKeysReply(_message.Message):
+    __slots__ = ("key_epoch", "public_context", "sealed_context", "waiting_certificates", "revoked_serials")
+    class WaitingCertificatesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    SEALED_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    WAITING_CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_SERIALS_FIELD_NUMBER: _ClassVar[int]
+    key_epoch: int
+    public_context: bytes
+    sealed_context: bytes
+    waiting_certificates: _containers.ScalarMap[str, bytes]
+    revoked_serials: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key_epoch: _Optional[int] = ..., public_context: _Optional[bytes] = ..., sealed_context: _Optional[bytes] = ..., waiting_certificates: _Optional[_Mapping[str, bytes]] = ..., revoked_serials: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class HeKeyUpload(_message.Message):
+    __slots__ = ("federation_id", "key_epoch", "public_context", "sealed_contexts")
+    class SealedContextsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    SEALED_CONTEXTS_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    key_epoch: int
+    public_context: bytes
+    sealed_contexts: _containers.ScalarMap[str, bytes]
+    def __init__(self, federation_id: _Optional[str] = ..., key_epoch: _Optional[int] = ..., public_context: _Optional[bytes] = ..., sealed_contexts: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+
+class HeSpotCheckRequest(_message.Message):
+    __slots__ = ("federation_id", "task_id", "adapter_index", "chunk_index")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    task_id: str
+    adapter_index: int
+    chunk_index: int
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., adapter_index: _Optional[int] = ..., chunk_index: _Optional[int] = ...) -> None: ...
+
+class HeChunk(_message.Message):
+    __slots__ = ("manifest_json", "data")
+    MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    manifest_json: bytes
+    data: bytes
+    def __init__(self, manifest_json: _Optional[bytes] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class HeSpotCheckReply(_message.Message):
+    __slots__ = ("aggregate", "previous", "contributions")
+    class ContributionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: HeChunk
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[HeChunk, _Mapping]] = ...) -> None: ...
+    AGGREGATE_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    aggregate: HeChunk
+    previous: HeChunk
+    contributions: _containers.MessageMap[str, HeChunk]
+    def __init__(self, aggregate: _Optional[_Union[HeChunk, _Mapping]] = ..., previous: _Optional[_Union[HeChunk, _Mapping]] = ..., contributions: _Optional[_Mapping[str, HeChunk]] = ...) -> None: ...

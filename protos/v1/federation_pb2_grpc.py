@@ -74,6 +74,21 @@ class FederationStub:
                 request_serializer=protos_dot_v1_dot_federation__pb2.SecAggFetchRequest.SerializeToString,
                 response_deserializer=protos_dot_v1_dot_federation__pb2.SecAggBroadcast.FromString,
                 _registered_method=True)
+        self.HeKeys = channel.unary_unary(
+                '/fedbiscuit.v1.Federation/HeKeys',
+                request_serializer=protos_dot_v1_dot_federation__pb2.HeKeysRequest.SerializeToString,
+                response_deserializer=protos_dot_v1_dot_federation__pb2.HeKeysReply.FromString,
+                _registered_method=True)
+        self.HeProvideKeys = channel.unary_unary(
+                '/fedbiscuit.v1.Federation/HeProvideKeys',
+                request_serializer=protos_dot_v1_dot_federation__pb2.HeKeyUpload.SerializeToString,
+                response_deserializer=protos_dot_v1_dot_federation__pb2.Ack.FromString,
+                _registered_method=True)
+        self.HeSpotCheck = channel.unary_unary(
+                '/fedbiscuit.v1.Federation/HeSpotCheck',
+                request_serializer=protos_dot_v1_dot_federation__pb2.HeSpotCheckRequest.SerializeToString,
+                response_deserializer=protos_dot_v1_dot_federation__pb2.HeSpotCheckReply.FromString,
+                _registered_method=True)
 
 
 class FederationServicer:
@@ -137,6 +152,29 @@ class FederationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HeKeys(self, request, context):
+        """Homomorphic mode (plan protection "he", DESIGN.md §6): the federation's public CKKS
+        context, the caller's sealed secret context, and (for the key custodian) the joined silos
+        still waiting for theirs, with their certificates.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HeProvideKeys(self, request, context):
+        """The key custodian hands over the public context and secret contexts sealed to silos.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HeSpotCheck(self, request, context):
+        """Before decrypting an aggregate, a silo re-adds one ciphertext chunk from its inputs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +217,21 @@ def add_FederationServicer_to_server(servicer, server):
                     servicer.SecAggFetch,
                     request_deserializer=protos_dot_v1_dot_federation__pb2.SecAggFetchRequest.FromString,
                     response_serializer=protos_dot_v1_dot_federation__pb2.SecAggBroadcast.SerializeToString,
+            ),
+            'HeKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.HeKeys,
+                    request_deserializer=protos_dot_v1_dot_federation__pb2.HeKeysRequest.FromString,
+                    response_serializer=protos_dot_v1_dot_federation__pb2.HeKeysReply.SerializeToString,
+            ),
+            'HeProvideKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.HeProvideKeys,
+                    request_deserializer=protos_dot_v1_dot_federation__pb2.HeKeyUpload.FromString,
+                    response_serializer=protos_dot_v1_dot_federation__pb2.Ack.SerializeToString,
+            ),
+            'HeSpotCheck': grpc.unary_unary_rpc_method_handler(
+                    servicer.HeSpotCheck,
+                    request_deserializer=protos_dot_v1_dot_federation__pb2.HeSpotCheckRequest.FromString,
+                    response_serializer=protos_dot_v1_dot_federation__pb2.HeSpotCheckReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -397,6 +450,87 @@ class Federation:
             '/fedbiscuit.v1.Federation/SecAggFetch',
             protos_dot_v1_dot_federation__pb2.SecAggFetchRequest.SerializeToString,
             protos_dot_v1_dot_federation__pb2.SecAggBroadcast.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedbiscuit.v1.Federation/HeKeys',
+            protos_dot_v1_dot_federation__pb2.HeKeysRequest.SerializeToString,
+            protos_dot_v1_dot_federation__pb2.HeKeysReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeProvideKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedbiscuit.v1.Federation/HeProvideKeys',
+            protos_dot_v1_dot_federation__pb2.HeKeyUpload.SerializeToString,
+            protos_dot_v1_dot_federation__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeSpotCheck(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedbiscuit.v1.Federation/HeSpotCheck',
+            protos_dot_v1_dot_federation__pb2.HeSpotCheckRequest.SerializeToString,
+            protos_dot_v1_dot_federation__pb2.HeSpotCheckReply.FromString,
             options,
             channel_credentials,
             insecure,

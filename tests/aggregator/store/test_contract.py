@@ -298,3 +298,17 @@ def test_loss_reports_survive_a_reopen_and_filter_by_attempt(open_store: StoreOp
     assert reopened.loss_report(report.task_id) == report
     assert reopened.loss_reports(round_=3, attempt=1) == [report]
     assert reopened.loss_report("r3.a0.silo-1") is None
+
+
+def test_artifacts_survive_a_reopen_and_are_listed_by_prefix(open_store: StoreOpener) -> None:
+    store = open_store()
+    store.put_artifact("he/e0/sealed/silo-2", b"first")
+    store.put_artifact("he/e0/sealed/silo-2", b"second")
+    store.put_artifact("he/e0/public", b"context")
+    store.close()
+    store = open_store()
+
+    assert store.artifact("he/e0/sealed/silo-2") == b"second"
+    assert store.artifact("he/e0/missing") is None
+    assert store.artifact_keys("he/e0/sealed/") == ["he/e0/sealed/silo-2"]
+    store.close()
