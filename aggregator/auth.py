@@ -40,6 +40,9 @@ SILO_METHODS: frozenset[str] = frozenset(
         "/fedbiscuit.v1.Federation/UploadUpdate",
         "/fedbiscuit.v1.Federation/ReportLosses",
         "/fedbiscuit.v1.Federation/Decline",
+        "/fedbiscuit.v1.Federation/HeKeys",
+        "/fedbiscuit.v1.Federation/HeProvideKeys",
+        "/fedbiscuit.v1.Federation/HeSpotCheck",
     }
 )
 

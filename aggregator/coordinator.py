@@ -18,6 +18,7 @@ import numpy as np
 
 from aggregator.budget_schedule import BudgetSchedule
 from aggregator.fedavg import add_summed_deltas, aggregate_on_model, fedavg
+from aggregator.he_vault import EncryptedGlobal, HeVault
 from aggregator.masked_round import MaskedAttempt, MaskedSession, MaskingTrust, Stage, open_sessions
 from aggregator.round_machine import (
     Action,
@@ -41,6 +42,7 @@ from aggregator.store import (
     TaskRecord,
 )
 from privacy.balanced_assignment import assign_clusters
+from privacy.he import EncryptedVector, PublicContext, SignedCommitment
 from privacy.secagg import MaskedInput, RoundContext, for_plan
 from protos import codec
 from protos.errors import FailedPrecondition, InvalidInput, PermissionDenied
@@ -62,6 +64,7 @@ class Assignment:
     message: str = ""
     adapter_sha256: tuple[str, ...] = ()
     secagg: RoundContext | None = None  # masked TRAIN tasks: the secure sum they join
+    he_weight_denominator: int = 0  # HE TRAIN tasks: N, the silo encrypts 1/N times its delta
 
 
 Export = Callable[[list[dict[str, np.ndarray]], Mapping[str, int]], None]
@@ -84,6 +87,7 @@ class RoundMachine:
         clock: Callable[[], float],
         export: Export | None = None,
         masking: MaskingTrust | None = None,
+        he: HeVault | None = None,
     ):
         self._store = store
         self._plan = store.plan
@@ -92,6 +96,9 @@ class RoundMachine:
         if self._plan.protection == "masking" and masking is None:
             raise InvalidInput("a masking plan needs the federation CA to check silos' keys")
         self._masking = masking
+        if (self._plan.protection == "he") != (he is not None):
+            raise InvalidInput("an 'he' plan needs an HeVault, and only an 'he' plan has one")
+        self._he = he
         # The secure sums of the attempt in progress, and of the one before it (so silos of an
         # aborted sum learn why, even after the machine moved on to a fresh attempt).
         self._masked: MaskedAttempt | None = None
@@ -259,13 +266,7 @@ class RoundMachine:
             task = self.upload_target(silo_id, task_id, sha256)
             if self._store.submission(task_id) is not None:
                 return False
-            used = [s.ledger_seq for s in self._store.submissions(silo_id=silo_id)]
-            if used and ledger_seq <= max(used):
-                raise FailedPrecondition(
-                    f"ledger entry seq {ledger_seq} of silo {silo_id!r} already covers an earlier "
-                    f"update (the last covered seq is {max(used)}); each release needs its own "
-                    "entry"
-                )
+            self._check_fresh_release(silo_id, ledger_seq)
             now = self._clock()
             submission = Submission(
                 task_id, silo_id, task.round, task.attempt, sha256, num_examples, now,
@@ -285,6 +286,139 @@ class RoundMachine:
             )
             self._advance()
             return True
+
+    def accept_encrypted_upload(
+        self,
+        silo_id: str,
+        task_id: str,
+        encrypted: EncryptedVector,
+        signed: SignedCommitment,
+        ledger_seq: int,
+    ) -> bool:
+        """Store a checked HE contribution (ciphertexts and the silo's signed commitment)
+        durably; False if it was an identical re-upload. Only ciphertexts are kept."""
+        digest = encrypted.manifest.digest()
+        with self._cond:
+            task = self.upload_target(silo_id, task_id, digest)
+            if self._store.submission(task_id) is not None:
+                return False
+            c = signed.commitment
+            expected = (task.round, 1.0 / self._he_denominator(task.adapter_index))
+            base = self._globals_digest(task.round, task.adapter_index)
+            if (c.round, c.weight) != expected or c.base_digest != base:
+                raise FailedPrecondition(
+                    f"the commitment of task {task_id!r} is for round {c.round}, weight "
+                    f"{c.weight} on base {str(c.base_digest)[:12]}; the task is round "
+                    f"{task.round}, weight {expected[1]} on base {base[:12]}"
+                )
+            self._check_fresh_release(silo_id, ledger_seq)
+            self._he.add_contribution(task_id, encrypted, signed)
+            submission = Submission(
+                task_id, silo_id, task.round, task.attempt, digest, 0, self._clock(),
+                ledger_seq=ledger_seq,
+            )  # fmt: skip
+            self._store.add_submission(submission, None)
+            log.info(
+                "federation=%s round=%d attempt=%d silo=%s encrypted update accepted",
+                self._plan.federation_id,
+                task.round,
+                task.attempt,
+                silo_id,
+            )
+            self._advance()
+            return True
+
+    def _check_fresh_release(self, silo_id: str, ledger_seq: int) -> None:
+        used = [s.ledger_seq for s in self._store.submissions(silo_id=silo_id)]
+        if used and ledger_seq <= max(used):
+            raise FailedPrecondition(
+                f"ledger entry seq {ledger_seq} of silo {silo_id!r} already covers an earlier "
+                f"update (the last covered seq is {max(used)}); each release needs its own "
+                "entry"
+            )
+
+    def he_keys(self, silo_id: str) -> tuple[bytes | None, bytes | None, dict[str, bytes]]:
+        """(public context, the caller's sealed context, and for the custodian the joined silos
+        still without a key with their certificates)."""
+        he = self._require_he()
+        with self._cond:
+            waiting: dict[str, bytes] = {}
+            if silo_id == self._plan.he.key_custodian:
+                joined = {r.silo_id for r in self._store.silos()}
+                waiting = he.certificates(joined - he.keyed_silos() - {silo_id})
+            return he.public_bytes(), he.sealed_for(silo_id), waiting
+
+    def he_provide_keys(self, silo_id: str, public: bytes, sealed: Mapping[str, bytes]) -> None:
+        he = self._require_he()
+        with self._cond:
+            joined = {r.silo_id for r in self._store.silos()}
+            he.provide_keys(silo_id, public, sealed, joined)
+            log.info(
+                "federation=%s key_epoch=%d keys provided for silos=%s",
+                self._plan.federation_id,
+                he.key_epoch,
+                ",".join(sorted(sealed)),
+            )
+            self._advance()
+
+    def he_globals(
+        self, silo_id: str, task_id: str | None, adapter: int
+    ) -> tuple[int, EncryptedGlobal, dict[str, str]]:
+        """(round, the encrypted globals, silo -> task id of what they sum) that the caller's
+        current task starts from, or with no task, the final ones of a finished federation."""
+        he = self._require_he()
+        if not 0 <= adapter < self._plan.adapters:
+            raise InvalidInput(
+                f"adapter_index {adapter} does not exist: the plan has {self._plan.adapters}"
+            )
+        with self._cond:
+            if task_id is None:
+                if self._state.phase != Phase.DONE:
+                    raise FailedPrecondition(
+                        f"federation {self._plan.federation_id!r} has not finished "
+                        f"({self._state.phase}); final globals do not exist yet"
+                    )
+                round_ = self._plan.rounds
+            else:
+                task = self.current_task(silo_id, task_id)
+                if task.kind == "train" and adapter != task.adapter_index:
+                    raise InvalidInput(
+                        f"task {task_id!r} trains adapter {task.adapter_index}, not {adapter}"
+                    )
+                round_ = task.round
+            return round_, he.globals(round_, adapter), he.sources(round_, adapter)
+
+    def he_contribution(self, task_id: str) -> tuple[EncryptedVector, SignedCommitment]:
+        return self._require_he().contribution(task_id)
+
+    def he_globals_at(self, round_: int, adapter: int) -> EncryptedGlobal:
+        return self._require_he().globals(round_, adapter)
+
+    def he_certificates(self, silo_ids: set[str]) -> dict[str, bytes]:
+        return self._require_he().certificates(silo_ids)
+
+    def he_public_context(self) -> PublicContext:
+        ctx = self._require_he().public_context()
+        if ctx is None:
+            raise FailedPrecondition("the key custodian has not provided the CKKS keys yet")
+        return ctx
+
+    def he_length(self, adapter: int) -> int:
+        """Values in adapter `adapter`'s flat vector (fixed by the initial globals)."""
+        return self._require_he().globals(0, adapter).vector.manifest.length
+
+    def he_remember_certificate(self, silo_id: str, cert_pem: bytes) -> None:
+        he = self._require_he()
+        with self._cond:
+            he.remember_certificate(silo_id, cert_pem)
+
+    def _require_he(self) -> HeVault:
+        if self._he is None:
+            raise FailedPrecondition(
+                f"federation {self._plan.federation_id!r} does not use homomorphic mode "
+                f"(protection {self._plan.protection!r})"
+            )
+        return self._he
 
     def decline(
         self, silo_id: str, task_id: str, reason_code: str, message: str, epsilon_spent: float
@@ -449,9 +583,10 @@ class RoundMachine:
                 return Assignment(
                     "TRAIN",
                     task,
-                    self._store.globals_record(s.round, task.adapter_index).sha256,
+                    self._globals_digest(s.round, task.adapter_index),
                     s.started_at_s + self._plan.round_deadline_s,
                     secagg=self._masked_context(task),
+                    he_weight_denominator=self._he_denominator(task.adapter_index),
                 )
         if s.phase == Phase.GROUPING and silo_id in s.sampled:
             task_id = task_id_for(s.round, s.attempt, silo_id, "evaluate")
@@ -462,10 +597,7 @@ class RoundMachine:
                         task_id, silo_id, s.round, s.attempt, self._clock(), "evaluate"
                     )
                     self._store.add_task(task)
-                hashes = tuple(
-                    self._store.globals_record(s.round, k).sha256
-                    for k in range(self._plan.adapters)
-                )
+                hashes = tuple(self._globals_digest(s.round, k) for k in range(self._plan.adapters))
                 return Assignment(
                     "EVALUATE",
                     task,
@@ -476,6 +608,23 @@ class RoundMachine:
         if silo.exhausted or silo_id in self._schedule.unaffordable(self._store):
             return Assignment("WAIT", message="this silo's privacy budget is exhausted")
         return Assignment("WAIT", message=f"{s.phase} round {s.round}: no task for this silo")
+
+    def _globals_digest(self, round_: int, adapter: int) -> str:
+        """What a task names as its starting globals: the SHA-256 of the plaintext vector, or
+        under HE the digest of the ciphertext manifest (which commits to every ciphertext)."""
+        if self._he is not None:
+            return self._he.globals(round_, adapter).vector.manifest.digest()
+        return self._store.globals_record(round_, adapter).sha256
+
+    def _he_denominator(self, adapter: int) -> int:
+        """N for HE aggregate-on-model: the silos sampled for `adapter` (FedBis, warm-up) or
+        its cluster's size; a silo that drops out leaves its 1/N on the previous global."""
+        if self._he is None:
+            return 0
+        s = self._state
+        if self._plan.warmup_adapter(s.round) is not None:
+            return len(s.sampled)
+        return list(s.clusters.values()).count(adapter)
 
     def _masked_context(self, task: TaskRecord) -> RoundContext | None:
         if self._plan.protection != "masking":
@@ -497,6 +646,10 @@ class RoundMachine:
         # A silo whose verified ledger cannot afford another round is out, like an exhausted one.
         out = self._schedule.unaffordable(self._store)
         uploaded = frozenset(u.silo_id for u in uploads)
+        if self._he is not None:
+            # A silo without this epoch's key could neither decrypt nor be summed: not sampled.
+            keyed = self._he.keyed_silos()
+            out = out | {r.silo_id for r in self._store.silos() if r.silo_id not in keyed}
         masked_open = False
         if self._plan.protection == "masking":
             # Only silos inside a completed secure sum count; none if a restart lost the sums.
@@ -579,7 +732,7 @@ class RoundMachine:
             log.info("%s round aggregated", fields)
         elif row.action == Action.FINISH:
             final = self._aggregate(plan.rounds)
-            if self._export is not None:
+            if self._export is not None and self._he is None:  # under HE only silos decrypt
                 self._export(final, s.clusters)
             new = RoundState(row.target, plan.rounds, 0, now, **grouping)
             log.info("%s federation done", fields)
@@ -641,6 +794,13 @@ class RoundMachine:
         sizes = {k: list(s.clusters.values()).count(k) for k in range(plan.adapters)}
         min_members = plan.fedbiscuit.min_cluster_silos if plan.fedbiscuit else 1
         finals = []
+        if self._he is not None:
+            for adapter in range(plan.adapters):
+                subs = sorted(by_adapter.get(adapter, []), key=lambda sub: sub.silo_id)
+                enough = len(subs) >= max(plan.he.min_contributors, 1 if warmup else min_members)
+                tasks = [sub.task_id for sub in subs] if enough else []
+                self._he.aggregate(s.round, adapter, tasks, next_round)
+            return finals
         for adapter in range(plan.adapters):
             manifest, globals_vec = self.globals_vector(s.round, adapter)
             if plan.protection == "masking":

@@ -23,6 +23,8 @@ from cryptography import x509
 from aggregator.auth import SiloAuthInterceptor
 from aggregator.config import AggregatorConfig
 from aggregator.coordinator import RoundMachine
+from aggregator.he_rpcs import HeRpcs
+from aggregator.he_vault import HeVault
 from aggregator.health import Health
 from aggregator.ledger_intake import LedgerIntake
 from aggregator.masked_round import MaskingTrust
@@ -33,8 +35,10 @@ from aggregator.round_machine import Phase
 from aggregator.rpc_metrics import RpcMetricsInterceptor
 from aggregator.servicer import FederationServicer
 from privacy.pki import RevocationList, server_credentials
+from protos import codec
 from protos.errors import InvalidInput
 from protos.log_format import configure_logging
+from protos.plan import Plan
 from protos.v1 import federation_pb2_grpc as pb_grpc
 from selector.checkpoint import save_selector, save_selector_set
 from selector.model import adapter_state, build_selector
@@ -68,13 +72,23 @@ class AggregatorServer:
         )
         self._store.observe(self.metrics)
         try:
-            for adapter in range(self.plan.adapters):
-                if self._store.globals_record(0, adapter) is None:
-                    # Adapter k starts from seed + k: FedBis (k = 0) keeps its initial globals.
-                    model = build_selector(self.plan.selector, seed=self.plan.seed + adapter)
-                    self._store.put_globals(0, adapter_state(model), adapter)
+            he = None
+            if self.plan.protection == "he":
+                # The aggregator keeps no plaintext model: the public initial globals are
+                # encrypted once the key custodian provides the public context.
+                he = HeVault(self._store, lambda k: codec.flatten(_initial_state(self.plan, k))[1])
+            else:
+                for adapter in range(self.plan.adapters):
+                    if self._store.globals_record(0, adapter) is None:
+                        self._store.put_globals(0, _initial_state(self.plan, adapter), adapter)
             export = self._export if config.export_dir is not None else None
-            self.machine = RoundMachine(self._store, clock, export, _masking_trust(config))
+            if he is not None and export is not None:
+                log.warning(
+                    "federation=%s protection=he: the aggregator cannot export selectors (it "
+                    "holds no key); a silo exports them with `fedbiscuit silo export`",
+                    self.plan.federation_id,
+                )
+            self.machine = RoundMachine(self._store, clock, export, _masking_trust(config), he)
             self._server = grpc.server(
                 ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="aggregator-rpc"),
                 interceptors=[
@@ -86,8 +100,22 @@ class AggregatorServer:
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ],
             )
+            he_rpcs = None
+            if he is not None:
+                revocations = config.pki.revocation_list
+                he_rpcs = HeRpcs(
+                    self.machine,
+                    self.plan,
+                    config.pki.ca_cert.read_bytes(),
+                    lambda: frozenset(e.serial for e in RevocationList.load(revocations).entries),
+                    clock,
+                )
             servicer = FederationServicer(
-                self.machine, self.plan, config.max_long_poll_s, LedgerIntake(self._store, clock)
+                self.machine,
+                self.plan,
+                config.max_long_poll_s,
+                LedgerIntake(self._store, clock),
+                he_rpcs,
             )
             pb_grpc.add_FederationServicer_to_server(servicer, self._server)
             self.health.add_to(self._server)
@@ -213,6 +241,11 @@ def _linger_until_silos_know(
                 server.phase,
             )
             return
+
+
+def _initial_state(plan: Plan, adapter: int) -> dict[str, np.ndarray]:
+    """Adapter k starts from seed + k (FedBis, k = 0, keeps its initial globals): public."""
+    return adapter_state(build_selector(plan.selector, seed=plan.seed + adapter))
 
 
 def _masking_trust(config: AggregatorConfig) -> MaskingTrust:

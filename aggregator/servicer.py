@@ -17,6 +17,7 @@ import grpc
 
 from aggregator.auth import authenticated_cert, authenticated_silo
 from aggregator.coordinator import RoundMachine
+from aggregator.he_rpcs import HeRpcs, cert_pem, parse_manifest
 from aggregator.ledger_intake import LedgerIntake
 from aggregator.masked_round import MaskedSession, Stage
 from aggregator.round_machine import Phase
@@ -71,8 +72,16 @@ def _streaming(method: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[A
 
 class FederationServicer(pb_grpc.FederationServicer):
     def __init__(
-        self, machine: RoundMachine, plan: Plan, max_long_poll_s: float, ledger: LedgerIntake
+        self,
+        machine: RoundMachine,
+        plan: Plan,
+        max_long_poll_s: float,
+        ledger: LedgerIntake,
+        he: HeRpcs | None = None,
     ):
+        if (plan.protection == "he") != (he is not None):
+            raise InvalidInput("an 'he' plan needs its HE handlers, and only an 'he' plan has them")
+        self._he = he
         self._machine = machine
         self._ledger = ledger
         self._plan = plan
@@ -87,6 +96,8 @@ class FederationServicer(pb_grpc.FederationServicer):
         silo_id = authenticated_silo(context)
         self._check_federation(request.federation_id)
         self._machine.join(silo_id)
+        if self._he is not None:
+            self._machine.he_remember_certificate(silo_id, cert_pem(authenticated_cert(context)))
         next_seq, last_hash = self._ledger.position(silo_id)
         return pb.JoinReply(
             federation_id=self._plan.federation_id,
@@ -136,6 +147,9 @@ class FederationServicer(pb_grpc.FederationServicer):
             local_steps=self._plan.training.local_steps,
             deadline_unix_s=assignment.deadline_s,
             secagg=None if secagg is None else secagg_wire.context_to_proto(secagg),
+            he=None
+            if self._he is None
+            else self._he.task_context(assignment.he_weight_denominator),
             **common,
         )
 
@@ -145,6 +159,11 @@ class FederationServicer(pb_grpc.FederationServicer):
     ) -> Iterator[pb.TensorChunk]:
         silo_id = authenticated_silo(context)
         self._check_federation(request.federation_id)
+        if self._he is not None:
+            yield from self._he.globals_stream(silo_id, request)
+            return
+        if request.final:
+            raise FailedPrecondition("only silos of an 'he' plan download the final globals")
         task = self._machine.current_task(silo_id, request.task_id)
         if task.kind == "train" and request.adapter_index != task.adapter_index:
             raise InvalidInput(
@@ -172,6 +191,8 @@ class FederationServicer(pb_grpc.FederationServicer):
                 f"upload protection {header.protection!r} does not match the plan's "
                 f"{self._plan.protection!r}"
             )
+        if self._he is not None:
+            return self._upload_encrypted(silo_id, context, header, request_iterator)
         if not header.HasField("manifest"):
             raise InvalidInput("upload header lacks its tensor manifest")
         max_bytes = int(self._plan.max_update_mib * _MIB)
@@ -191,6 +212,51 @@ class FederationServicer(pb_grpc.FederationServicer):
         update = assembler.finish()
         new = self._machine.accept_upload(silo_id, task.task_id, update, num_examples, release.seq)
         return self._accepted(silo_id, "update accepted" if new else "already accepted")
+
+    def _upload_encrypted(
+        self,
+        silo_id: str,
+        context: grpc.ServicerContext,
+        header: pb.UpdateHeader,
+        parts: Iterator[pb.UploadPart],
+    ) -> pb.Ack:
+        cert = authenticated_cert(context)
+        digest = parse_manifest(header.he_manifest_json, "upload header").digest()
+        entries = self._ledger.accept(silo_id, cert, header.ledger_entries)
+        task = self._machine.upload_target(silo_id, header.task_id, digest)
+        self._check_header_matches(header, task)
+        release = self._check_release(task, entries)
+        self._num_examples(header)
+        new = self._he.upload(silo_id, cert, header, task, release.seq, parts)
+        return self._accepted(silo_id, "update accepted" if new else "already accepted")
+
+    @_unary
+    def HeKeys(self, request: pb.HeKeysRequest, context: grpc.ServicerContext) -> pb.HeKeysReply:
+        silo_id = authenticated_silo(context)
+        self._check_federation(request.federation_id)
+        return self._require_he().keys(silo_id, request)
+
+    @_unary
+    def HeProvideKeys(self, request: pb.HeKeyUpload, context: grpc.ServicerContext) -> pb.Ack:
+        silo_id = authenticated_silo(context)
+        self._check_federation(request.federation_id)
+        return self._require_he().provide_keys(silo_id, request)
+
+    @_unary
+    def HeSpotCheck(
+        self, request: pb.HeSpotCheckRequest, context: grpc.ServicerContext
+    ) -> pb.HeSpotCheckReply:
+        silo_id = authenticated_silo(context)
+        self._check_federation(request.federation_id)
+        return self._require_he().spot_check(silo_id, request)
+
+    def _require_he(self) -> HeRpcs:
+        if self._he is None:
+            raise FailedPrecondition(
+                f"federation {self._plan.federation_id!r} does not use homomorphic mode "
+                f"(protection {self._plan.protection!r})"
+            )
+        return self._he
 
     @_unary
     def SecAggSubmit(self, request: pb.SecAggSubmission, context: grpc.ServicerContext) -> pb.Ack:

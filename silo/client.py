@@ -254,6 +254,100 @@ class SiloClient:
         timeout = self._timeouts.control_s + wait_ms / 1000
         return self._call("SecAggFetch", lambda: self._stub.SecAggFetch(request, timeout=timeout))
 
+    def he_keys(self, key_epoch: int) -> pb.HeKeysReply:
+        """The federation's public CKKS context and this silo's sealed secret context (the
+        caller checks both); the custodian also gets the silos still waiting for a key."""
+        request = pb.HeKeysRequest(federation_id=self._federation_id, key_epoch=key_epoch)
+        return self._call(
+            "HeKeys", lambda: self._stub.HeKeys(request, timeout=self._timeouts.control_s)
+        )
+
+    def he_provide_keys(
+        self, key_epoch: int, public_context: bytes, sealed: dict[str, bytes]
+    ) -> pb.Ack:
+        """Custodian: hand over the public context and secret contexts sealed to silos."""
+        request = pb.HeKeyUpload(
+            federation_id=self._federation_id,
+            key_epoch=key_epoch,
+            public_context=public_context,
+            sealed_contexts=sealed,
+        )
+        return self._call(
+            "HeProvideKeys",
+            lambda: self._stub.HeProvideKeys(request, timeout=self._timeouts.transfer_s),
+        )
+
+    def download_encrypted_globals(
+        self, task: pb.Task | None, adapter_index: int
+    ) -> tuple[pb.HeGlobalsHeader, list[bytes]]:
+        """The encrypted globals a task starts from (None: the final ones of a finished
+        federation): the header and one ciphertext per chunk, not yet checked."""
+        request = pb.DownloadRequest(
+            federation_id=self._federation_id,
+            task_id="" if task is None else task.task_id,
+            adapter_index=adapter_index,
+            final=task is None,
+        )
+
+        def download() -> tuple[pb.HeGlobalsHeader, list[bytes]]:
+            chunks = self._stub.DownloadGlobals(request, timeout=self._timeouts.transfer_s)
+            first = next(chunks, None)
+            if first is None or first.WhichOneof("part") != "he":
+                raise InvalidInput("encrypted globals stream did not start with its HE header")
+            data = []
+            for chunk in chunks:
+                if chunk.WhichOneof("part") != "data":
+                    raise InvalidInput("encrypted globals stream sent a second header")
+                data.append(chunk.data)
+            return first.he, data
+
+        return self._call("DownloadGlobals", download)
+
+    def upload_encrypted(
+        self,
+        task: pb.Task,
+        manifest_json: bytes,
+        commitment_json: bytes,
+        ciphertexts: tuple[bytes, ...],
+        ledger_entries: list[bytes],
+    ) -> pb.Ack:
+        """Stream one encrypted contribution: the header (manifest, signed commitment, ledger
+        entries) then one ciphertext per chunk (each well under 1 MiB). Retrying is safe."""
+        header = pb.UpdateHeader(
+            federation_id=task.federation_id,
+            task_id=task.task_id,
+            round=task.round,
+            phase=task.phase,
+            plan_sha256=task.plan_sha256,
+            adapter_index=task.adapter_index,
+            protection="he",
+            ledger_entries=ledger_entries,
+            he_manifest_json=manifest_json,
+            he_commitment_json=commitment_json,
+        )
+
+        def parts() -> Iterator[pb.UploadPart]:
+            yield pb.UploadPart(header=header)
+            for ciphertext in ciphertexts:
+                yield pb.UploadPart(data=ciphertext)
+
+        return self._call(
+            "UploadUpdate",
+            lambda: self._stub.UploadUpdate(parts(), timeout=self._timeouts.transfer_s),
+        )
+
+    def he_spot_check(self, task: pb.Task, adapter_index: int, chunk: int) -> pb.HeSpotCheckReply:
+        request = pb.HeSpotCheckRequest(
+            federation_id=task.federation_id,
+            task_id=task.task_id,
+            adapter_index=adapter_index,
+            chunk_index=chunk,
+        )
+        return self._call(
+            "HeSpotCheck",
+            lambda: self._stub.HeSpotCheck(request, timeout=self._timeouts.transfer_s),
+        )
+
     def _call(self, rpc: str, attempt_once: Callable[[], T]) -> T:
         """Run one RPC, retrying transient failures; translate the rest into our errors."""
         for attempt in range(self._retry.max_attempts):

@@ -17,24 +17,16 @@ from datetime import UTC, datetime
 
 import numpy as np
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from privacy.secagg import SecAggAborted, SecAggClient, ShareDelivery, for_plan
 from privacy.secagg import wire as secagg_wire
 from protos import codec
-from protos.errors import FailedPrecondition, InvalidInput
+from protos.errors import FailedPrecondition
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
 from silo.client import SiloClient
 from silo.config import SiloConfig
-
-
-def _signing_key(config: SiloConfig) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(config.pki.key.read_bytes(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise InvalidInput(f"{config.pki.key}: the silo key is not an ECDSA key")
-    return key
+from silo.signing_key import signing_key
 
 
 class MaskedUpload:
@@ -74,7 +66,7 @@ class MaskedUpload:
             context,
             config.silo_id,
             config.pki.cert.read_bytes(),
-            _signing_key(config),
+            signing_key(config),
             x509.load_pem_x509_certificate(config.pki.ca_cert.read_bytes()),
             datetime.now(UTC),
             random_bytes=os.urandom,

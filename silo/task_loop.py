@@ -27,6 +27,8 @@ from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
 from silo.client import SiloClient
 from silo.config import SiloConfig
+from silo.he_exchange import HeExchange
+from silo.he_keys import HeKeyring
 from silo.masked_upload import MaskedUpload
 from silo.policy import check_local_steps, check_plan, check_round_epsilon, warn_if_plaintext
 from silo.privacy_state import PrivacyState
@@ -79,8 +81,14 @@ class TaskLoop:
         self._plan_sha256 = plan_sha256
         training = build_training(self._config, plan)
         self._log("setup", plan_sha256=plan_sha256[:12], noise_multiplier=training.sigma)
+        keyring = None
+        if plan.he is not None:
+            keyring = HeKeyring(self._config, self._client, plan)
+            self._he = HeExchange(self._config, self._client, plan, keyring)
         tasks: Counter[str] = Counter()
         while not self._stop.is_set():
+            if keyring is not None:
+                keyring.serve()  # the custodian seals the key to silos that joined since
             task = self._client.pull_task(plan_sha256, self._wait_ms)
             if task.kind == pb.TASK_KIND_WAIT:
                 self._stop.wait(task.retry_after_ms / 1000)
@@ -163,7 +171,14 @@ class TaskLoop:
                 wait_ms=self._wait_ms,
             )  # fmt: skip
             masked.join()
-        manifest, vector = self._client.download_globals(task, int(plan.max_update_mib * _MIB))
+        if plan.protection == "he":
+            # Checked (statement, signatures, spot checks) and decrypted before any spend.
+            manifest, vector, _ = self._he.globals_for(
+                task, task.adapter_index, task.globals_sha256
+            )
+        else:
+            max_bytes = int(plan.max_update_mib * _MIB)
+            manifest, vector = self._client.download_globals(task, max_bytes)
         entry = privacy.record(
             task.round,
             event,
@@ -177,6 +192,11 @@ class TaskLoop:
             codec.unflatten(manifest, vector), task.local_steps
         )
         update_manifest, update = codec.flatten(delta_state)
+        if plan.protection == "he":
+            ack = self._he.contribute(task, update, privacy.undelivered())
+            privacy.delivered(ack.ledger_next_seq)
+            self._log("uploaded", task.round, accepted=ack.accepted, protection="he")
+            return "uploaded"
         if masked is not None:
             ack = masked.upload(update_manifest, update, privacy.undelivered())
             privacy.delivered(ack.ledger_next_seq)
@@ -213,7 +233,10 @@ class TaskLoop:
         max_bytes = int(plan.max_update_mib * _MIB)
         losses = []
         for k in range(plan.adapters):
-            manifest, vector = self._client.download_globals(task, max_bytes, adapter_index=k)
+            if plan.protection == "he":
+                manifest, vector, _ = self._he.globals_for(task, k, task.adapter_sha256[k])
+            else:
+                manifest, vector = self._client.download_globals(task, max_bytes, adapter_index=k)
             state = codec.unflatten(manifest, vector)
             losses.append(training.trainer.example_losses(state, training.evaluation_rows))
         entry = privacy.record(

@@ -1,0 +1,199 @@
+"""The gRPC edge of homomorphic mode: reads and checks what silos send, asks the round machine.
+
+Why apart from the servicer: these handlers deal in ciphertexts, sealed keys and signed
+statements, never in plaintext tensors. Every ciphertext chunk is checked against the
+manifest (size, then SHA-256) before TenSEAL parses it, and a contribution is accepted only
+with a commitment signed by the uploading silo's certificate key for exactly that upload.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from aggregator.coordinator import RoundMachine
+from aggregator.store import TaskRecord
+from privacy.he import (
+    CiphertextManifest,
+    EncryptedVector,
+    SignedCommitment,
+    check_manifest,
+    load_chunk,
+    verify_commitment,
+)
+from protos.errors import FailedPrecondition, InvalidInput
+from protos.plan import Plan
+from protos.v1 import federation_pb2 as pb
+
+_MAX_JSON_BYTES = 1 << 20
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def parse_commitment(data: bytes, where: str) -> SignedCommitment:
+    if not data or len(data) > _MAX_JSON_BYTES:
+        raise InvalidInput(f"{where}: the signed commitment is missing or too large")
+    try:
+        return SignedCommitment.model_validate_json(data)
+    except ValueError as exc:
+        raise InvalidInput(f"{where}: malformed signed commitment: {exc}") from None
+
+
+def parse_manifest(data: bytes, where: str) -> CiphertextManifest:
+    if not data or len(data) > _MAX_JSON_BYTES:
+        raise InvalidInput(f"{where}: the ciphertext manifest is missing or too large")
+    try:
+        return CiphertextManifest.from_bytes(data)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc}") from None
+
+
+class HeRpcs:
+    """Handlers for 'he' plans; the servicer delegates to them."""
+
+    def __init__(
+        self,
+        machine: RoundMachine,
+        plan: Plan,
+        ca_cert_pem: bytes,
+        revoked_serials: Callable[[], frozenset[int]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        assert plan.he is not None
+        self._machine = machine
+        self._plan = plan
+        self._ca = ca_cert_pem
+        self._revoked = revoked_serials
+        self._clock = clock
+
+    def task_context(self, denominator: int) -> pb.HeTaskContext:
+        return pb.HeTaskContext(key_epoch=self._plan.he.key_epoch, weight_denominator=denominator)
+
+    def keys(self, silo_id: str, request: pb.HeKeysRequest) -> pb.HeKeysReply:
+        self._check_epoch(request.key_epoch)
+        public, sealed, waiting = self._machine.he_keys(silo_id)
+        revoked = self._revoked()
+        return pb.HeKeysReply(
+            key_epoch=self._plan.he.key_epoch,
+            public_context=public or b"",
+            sealed_context=sealed or b"",
+            waiting_certificates={
+                s: pem
+                for s, pem in waiting.items()
+                if x509.load_pem_x509_certificate(pem).serial_number not in revoked
+            },
+            revoked_serials=[str(serial) for serial in sorted(revoked)],
+        )
+
+    def provide_keys(self, silo_id: str, request: pb.HeKeyUpload) -> pb.Ack:
+        self._check_epoch(request.key_epoch)
+        self._machine.he_provide_keys(
+            silo_id, request.public_context, dict(request.sealed_contexts)
+        )
+        return pb.Ack(accepted=True, message=f"keys of epoch {request.key_epoch} stored")
+
+    def globals_stream(self, silo_id: str, request: pb.DownloadRequest) -> Iterator[pb.TensorChunk]:
+        task_id = None if request.final else request.task_id
+        if request.final and request.task_id:
+            raise InvalidInput("a final-globals download names no task")
+        round_, found, sources = self._machine.he_globals(silo_id, task_id, request.adapter_index)
+        statement = found.statement
+        listed = (
+            set() if statement is None else {s.commitment.silo_id for s in statement.contributions}
+        )
+        header = pb.HeGlobalsHeader(
+            manifest_json=found.vector.manifest.to_bytes(),
+            statement_json=b"" if statement is None else statement.model_dump_json().encode(),
+            certificates=self._machine.he_certificates(listed | set(sources)),
+            round=round_,
+        )
+        if request.final:
+            header.clusters.update(self._machine.state.clusters)
+        yield pb.TensorChunk(he=header)
+        for ciphertext in found.vector.ciphertexts:
+            yield pb.TensorChunk(data=ciphertext)
+
+    def spot_check(self, silo_id: str, request: pb.HeSpotCheckRequest) -> pb.HeSpotCheckReply:
+        _, found, sources = self._machine.he_globals(
+            silo_id, request.task_id, request.adapter_index
+        )
+        if found.statement is None:
+            raise FailedPrecondition("these globals sum no contribution: nothing to re-add")
+        index = request.chunk_index
+        if index >= found.vector.manifest.count:
+            raise InvalidInput(
+                f"chunk_index {index} is outside 0..{found.vector.manifest.count - 1}"
+            )
+        previous = self._machine.he_globals_at(found.statement.round, request.adapter_index)
+        reply = pb.HeSpotCheckReply(
+            aggregate=_chunk(found.vector, index), previous=_chunk(previous.vector, index)
+        )
+        for silo, task_id in sources.items():
+            vector, _ = self._machine.he_contribution(task_id)
+            reply.contributions[silo].CopyFrom(_chunk(vector, index))
+        return reply
+
+    def upload(
+        self,
+        silo_id: str,
+        cert: x509.Certificate,
+        header: pb.UpdateHeader,
+        task: TaskRecord,
+        ledger_seq: int,
+        parts: Iterator[pb.UploadPart],
+    ) -> bool:
+        """Check and accept one encrypted contribution: the commitment (signed by the
+        caller, for this federation, epoch, upload), then every chunk before parsing it."""
+        where = f"upload of task {task.task_id!r}"
+        manifest = parse_manifest(header.he_manifest_json, where)
+        signed = parse_commitment(header.he_commitment_json, where)
+        commitment = verify_commitment(
+            signed,
+            cert_pem(cert),
+            ca_cert_pem=self._ca,
+            federation_id=self._plan.federation_id,
+            now=datetime.fromtimestamp(self._clock(), UTC),
+            revoked_serials=self._revoked(),
+        )
+        if commitment.silo_id != silo_id or commitment.key_epoch != self._plan.he.key_epoch:
+            raise FailedPrecondition(f"{where}: the commitment is for another silo or key epoch")
+        if commitment.manifest_digest != manifest.digest():
+            raise InvalidInput(f"{where}: the commitment does not sign this manifest")
+        ctx = self._machine.he_public_context()
+        check_manifest(ctx, manifest, length=self._machine.he_length(task.adapter_index))
+        chunks: list[bytes] = []
+        for part in parts:
+            if part.WhichOneof("part") != "data":
+                raise InvalidInput(f"{where}: only ciphertext chunks may follow the header")
+            if len(chunks) >= manifest.count:
+                raise InvalidInput(f"{where}: more ciphertext chunks than the manifest lists")
+            try:
+                load_chunk(ctx, manifest, len(chunks), part.data)
+            except InvalidInput as exc:
+                raise InvalidInput(f"{where}: {exc}") from None
+            chunks.append(part.data)
+        if len(chunks) != manifest.count:
+            raise InvalidInput(
+                f"{where}: {len(chunks)} ciphertext chunks of the {manifest.count} its manifest "
+                "lists (truncated)"
+            )
+        encrypted = EncryptedVector(manifest, tuple(chunks))
+        return self._machine.accept_encrypted_upload(
+            silo_id, task.task_id, encrypted, signed, ledger_seq
+        )
+
+    def _check_epoch(self, key_epoch: int) -> None:
+        if key_epoch != self._plan.he.key_epoch:
+            raise FailedPrecondition(
+                f"key epoch {key_epoch} is not the plan's he.key_epoch {self._plan.he.key_epoch}"
+            )
+
+
+def _chunk(vector: EncryptedVector, index: int) -> pb.HeChunk:
+    return pb.HeChunk(manifest_json=vector.manifest.to_bytes(), data=vector.ciphertexts[index])

@@ -1,0 +1,232 @@
+"""Homomorphic mode over real mTLS: CKKS keys from the custodian, encrypted sums at the
+aggregator, statements checked by silos before they decrypt anything.
+
+What a user relies on: the globals move by the weighted sum of the silos' updates
+(aggregate on model, 1/N per sampled silo), while the aggregator's state holds no secret key
+and no plaintext adapter values; silos refuse an "aggregate" that is not the stated sum.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tenseal as ts
+from cryptography.hazmat.primitives import serialization
+
+from aggregator.he_vault import HeVault
+from aggregator.round_machine import Phase
+from privacy.he import AggregateRejected, decrypt_update, open_sealed_context
+from privacy.he import sum_encrypted as he_sum
+from privacy.pki import FederationPaths, issue_silo, revoke
+from protos import codec
+from protos.errors import InvalidInput, NotAuthenticated
+from protos.plan import HeSpec, Plan
+from selector.benchmark import SiloData, make_federated_dataset
+from silo.agent import run_silo
+from silo.client import SiloClient
+from silo.config import SiloConfig
+from silo.he_keys import HeKeyring
+from silo.policy import SiloPolicy
+from silo.trainer import LocalTrainer
+from tests.silo.conftest import FEDERATION, AggregatorFactory, SiloConfigFactory
+
+TIMEOUT_S = 180.0
+SILOS = ("silo-1", "silo-2", "silo-3")
+HE_ONLY = SiloPolicy(required_protection="he")
+
+
+@pytest.fixture
+def tiny_dataset() -> dict[str, SiloData]:
+    return make_federated_dataset(num_silos=4, train_pairs=48, test_pairs=8, seed=0)
+
+
+@pytest.fixture
+def he_plan(tiny_plan: Plan, pki: FederationPaths) -> Plan:
+    issue_silo(pki.root, "silo-3")
+    fields = tiny_plan.model_dump(exclude={"protection"})
+    fields.update(
+        protection="he",
+        he=HeSpec(preset="ckks-add-4096", key_custodian="silo-1"),
+        silos_per_round=3,
+        min_silos=3,
+    )
+    return Plan.model_validate(fields)
+
+
+@pytest.fixture
+def recorded_updates(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, np.ndarray]]:
+    """Every update a silo trains, with the round-start globals' first value as a tag."""
+    recorded: list[np.ndarray] = []
+    lock = threading.Lock()
+    train_round = LocalTrainer.train_round
+
+    def recording(self: LocalTrainer, globals_state, steps):
+        delta = train_round(self, globals_state, steps)
+        with lock:
+            recorded.append(codec.flatten(delta)[1])
+        return delta
+
+    monkeypatch.setattr(LocalTrainer, "train_round", recording)
+    return recorded
+
+
+def _run(configs: list[SiloConfig]) -> list[int | Exception]:
+    stop = threading.Event()
+    with ThreadPoolExecutor(len(configs)) as pool:
+        futures = [pool.submit(run_silo, config, stop, wait_ms=1_000) for config in configs]
+        try:
+            return [future.exception(timeout=TIMEOUT_S) or future.result() for future in futures]
+        finally:
+            stop.set()
+
+
+def _custodian_secret(config: SiloConfig):
+    key = serialization.load_pem_private_key(config.pki.key.read_bytes(), None)
+    sealed = (config.state_dir / "he-secret-e0.sealed").read_bytes()
+    return open_sealed_context(
+        key, sealed, federation_id=FEDERATION, silo_id=config.silo_id, key_epoch=0
+    )
+
+
+def _windows(vector: np.ndarray, count: int = 4, width: int = 4) -> list[bytes]:
+    raw = codec.to_bytes(vector)
+    starts = np.flatnonzero(vector)[:: max(1, vector.size // count)][:count]
+    return [raw[4 * i : 4 * (i + width)] for i in starts if i + width <= vector.size]
+
+
+def test_he_rounds_add_the_weighted_updates_and_the_aggregator_keeps_no_key_or_plaintext(
+    tmp_path: Path,
+    he_plan: Plan,
+    aggregator: AggregatorFactory,
+    silo_config: SiloConfigFactory,
+    recorded_updates: list[np.ndarray],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with aggregator(he_plan) as server:
+        configs = [silo_config(s, server.port, policy=HE_ONLY) for s in SILOS]
+        outcomes = _run(configs)
+        phase = server.wait_until_finished(TIMEOUT_S)
+        vault: HeVault = server.machine._he
+        encrypted = [vault.globals(r, 0) for r in range(3)]
+        public_bytes = vault.public_bytes()
+
+    assert outcomes == [0, 0, 0] and phase == Phase.DONE
+    secret = _custodian_secret(configs[0])
+    initial = decrypt_update(secret, encrypted[0].vector)
+    final = decrypt_update(secret, encrypted[2].vector)
+    # Aggregate on model: each of the 3 sampled silos adds 1/3 of its delta, every round.
+    assert len(recorded_updates) == 6
+    expected = initial.astype(np.float64) + np.sum(recorded_updates, axis=0) / 3
+    moved = np.linalg.norm(expected - initial)
+    assert np.linalg.norm(final - expected) <= 1e-4 * moved
+    assert [len(e.statement.contributions) for e in encrypted[1:]] == [3, 3]
+
+    # No secret key: every stored TenSEAL context is public; no plaintext adapter values
+    # (the silos' updates, or the decrypted globals after training) anywhere on disk or in logs.
+    files = [p for p in (tmp_path / "aggregator").rglob("*") if p.is_file()]
+    persisted = b"".join(p.read_bytes() for p in files)
+    contexts = [p for p in files if p.read_bytes() == public_bytes]
+    assert contexts and not ts.context_from(contexts[0].read_bytes()).is_private()
+    assert secret._secret_bytes() not in persisted
+    logs = caplog.text.encode()
+    for vector in [*recorded_updates, decrypt_update(secret, encrypted[1].vector), final]:
+        for window in _windows(vector):
+            assert window not in persisted and window not in logs
+
+
+def test_a_revoked_silo_gets_no_key_and_cannot_decrypt_the_globals(
+    pki: FederationPaths,
+    he_plan: Plan,
+    aggregator: AggregatorFactory,
+    silo_config: SiloConfigFactory,
+) -> None:
+    issue_silo(pki.root, "silo-4")
+    with aggregator(he_plan) as server:
+        configs = {s: silo_config(s, server.port, policy=HE_ONLY) for s in (*SILOS, "silo-4")}
+        clients = {s: SiloClient(c) for s, c in configs.items()}
+        for client in clients.values():
+            client.join()
+        revoke(pki.root, "silo-4")  # revoked after joining
+        HeKeyring(configs["silo-1"], clients["silo-1"], he_plan).serve()
+        vault: HeVault = server.machine._he
+        assert vault.keyed_silos() == {"silo-1", "silo-2", "silo-3"}
+        with pytest.raises(NotAuthenticated, match="revoked"):
+            clients["silo-4"].he_keys(0)
+        sealed_for_2 = vault.sealed_for("silo-2")
+        initial = vault.globals(0, 0).vector
+        public = vault.public_context()
+        for client in clients.values():
+            client.close()
+
+    key_4 = serialization.load_pem_private_key(configs["silo-4"].pki.key.read_bytes(), None)
+    with pytest.raises(NotAuthenticated, match="sealed CKKS context is for .* silo 'silo-2'"):
+        open_sealed_context(key_4, sealed_for_2, federation_id=FEDERATION, silo_id="silo-4",
+                            key_epoch=0)  # fmt: skip
+    with pytest.raises(ValueError, match="secret_key"):
+        ts.ckks_vector_from(public._tenseal(), initial.ciphertexts[0]).decrypt()
+
+
+def test_tampered_or_truncated_ciphertext_chunks_are_refused_at_the_wire(
+    he_plan: Plan,
+    aggregator: AggregatorFactory,
+    silo_config: SiloConfigFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused: list[str] = []
+    upload = SiloClient.upload_encrypted
+
+    def faulty_once(self, task, manifest_json, commitment_json, ciphertexts, ledger_entries):
+        if task.round == 0 and len(refused) < 2:  # faults injected on purpose, then honest
+            broken = bytearray(ciphertexts[0])
+            broken[len(broken) // 2] ^= 1
+            for bad in ((bytes(broken), *ciphertexts[1:]), ciphertexts[:-1]):
+                try:
+                    upload(self, task, manifest_json, commitment_json, bad, ledger_entries)
+                except InvalidInput as exc:
+                    refused.append(str(exc))
+        return upload(self, task, manifest_json, commitment_json, ciphertexts, ledger_entries)
+
+    monkeypatch.setattr(SiloClient, "upload_encrypted", faulty_once)
+    plan = Plan.model_validate({**he_plan.model_dump(), "rounds": 1})
+    with aggregator(plan) as server:
+        outcomes = _run([silo_config(s, server.port, policy=HE_ONLY) for s in SILOS])
+        phase = server.wait_until_finished(TIMEOUT_S)
+
+    assert outcomes == [0, 0, 0] and phase == Phase.DONE
+    assert any("chunk 0 of" in r and "(truncated or tampered)" in r for r in refused)
+    assert any("ciphertext chunks of the" in r and "(truncated)" in r for r in refused)
+
+
+def test_silos_refuse_to_decrypt_one_silos_update_served_as_the_aggregate(
+    he_plan: Plan,
+    aggregator: AggregatorFactory,
+    silo_config: SiloConfigFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    aggregate = HeVault.aggregate
+
+    def oracle(self: HeVault, round_, adapter, task_ids, next_round):  # fault on purpose
+        aggregate(self, round_, adapter, task_ids, next_round)
+        if task_ids:  # keep the honest statement, serve silo-1's upload re-randomised
+            victim, _ = self.contribution(task_ids[0])
+            zero = self.globals(round_, adapter).vector
+            fake = he_sum(self.public_context(), [victim, zero])
+            statement = self.globals(next_round, adapter).statement.model_copy(
+                update={"result_digest": fake.manifest.digest()}
+            )
+            key = f"he/e0/statements/r{next_round}.a{adapter}"
+            self._store.put_artifact(key, statement.model_dump_json().encode())
+            self._store.put_artifact(f"he/e0/globals/r{next_round}.a{adapter}", fake.to_bytes())
+
+    monkeypatch.setattr(HeVault, "aggregate", oracle)
+    with aggregator(he_plan) as server:
+        outcomes = _run([silo_config(s, server.port, policy=HE_ONLY) for s in SILOS])
+
+    assert all(isinstance(o, AggregateRejected) for o in outcomes), outcomes
+    assert all("is not the sum of the listed contributions" in str(o) for o in outcomes)
