@@ -148,3 +148,18 @@ def test_values_that_could_overflow_the_sum_are_refused(secret_ctx: SecretContex
         encrypt_update(secret_ctx, np.array([np.nan], np.float32), weight=1.0, max_silos=1)
     with pytest.raises(InvalidInput, match="float32"):
         encrypt_update(secret_ctx, np.ones(3), weight=1.0, max_silos=1)
+
+
+def test_encrypted_vectors_round_trip_at_rest_and_refuse_corruption(
+    secret_ctx: SecretContext,
+) -> None:
+    values = np.linspace(-1, 1, 5000, dtype=np.float32)
+    encrypted = encrypt_update(secret_ctx, values, weight=0.5, max_silos=4)
+    data = encrypted.to_bytes()
+    assert EncryptedVector.from_bytes(data) == encrypted
+    with pytest.raises(InvalidInput, match="truncated"):
+        EncryptedVector.from_bytes(data[:-1])
+    damaged = bytearray(data)
+    damaged[-10] ^= 1
+    with pytest.raises(InvalidInput, match="does not match its manifest"):
+        EncryptedVector.from_bytes(bytes(damaged))
