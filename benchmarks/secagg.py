@@ -14,19 +14,26 @@ Round time assumes silos run in parallel (they are separate machines): the sum o
 of the slowest silo's step, plus the aggregator's time. Network time is left out; it is the
 same for both, since masked uploads are 4 bytes per parameter like float32 ones.
 
-Run from the repository root: ``python benchmarks/secagg.py [--quick]``. Flower's SecAgg+
-is not run here: it needs ``flwr`` in a separate virtualenv (never our dependency).
+Run from the repository root: ``python benchmarks/secagg.py [--quick]``. With
+``--flower-python PATH`` (the Python of a separate virtualenv holding ``flwr``, never our
+dependency) each row also runs ``benchmarks/flower_secaggplus.py`` under that Python: Flower's
+own SecAgg+ workflow and plaintext round on the same sizes, timed the same way (its docstring
+says exactly how), and adds Flower's round times and the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
+import subprocess
 import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 from cryptography import x509
@@ -37,6 +44,8 @@ from privacy.secagg import MEDIUM, RoundContext, SecAggClient, SecAggServer, bui
 
 NOW = datetime.now(UTC)
 POOL = 4  # distinct update vectors, reused across silos to bound memory
+FLOWER_SCRIPT = Path(__file__).with_name("flower_secaggplus.py")
+DROPOUTS = (0.0, 0.2)
 
 
 @dataclass
@@ -181,11 +190,31 @@ def _best(repeats: int, run, *args) -> Timing:
     return min((run(*args) for _ in range(max(1, repeats))), key=lambda t: t.round_s)
 
 
+def flower_rounds(python: str, size: int, silos: int, repeats: int) -> dict:
+    """Flower's SecAgg+ (per dropout) and plaintext rounds for one row, run in flwr's venv.
+
+    A subprocess keeps ``flwr`` and its pinned numpy/grpcio/cryptography out of our process;
+    PYTHONPATH is dropped so nothing of ours can be imported there by accident.
+    """
+    command = [python, str(FLOWER_SCRIPT), "--params", str(size), "--clients", str(silos)]
+    command += ["--repeats", str(repeats), "--dropout", *(f"{d:g}" for d in DROPOUTS)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="75k and 1.2M parameters only")
     parser.add_argument("--repeats", type=int, default=2, help="keep each round's fastest run")
     parser.add_argument("--phases", action="store_true", help="print each phase's slowest silo")
+    parser.add_argument(
+        "--flower-python",
+        metavar="PATH",
+        help="Python of a virtualenv with flwr: also time Flower's SecAgg+ on every row",
+    )
     args = parser.parse_args()
     sizes = [75_000, 1_200_000] if args.quick else [75_000, 1_200_000, 4_200_000]
     silo_counts = [10, 50]
@@ -202,6 +231,11 @@ def main() -> None:
         f"{'round 0%':>8} {'round 20%':>9} {'plain':>7} | {'x0%':>5} {'x20%':>5} | "
         f"{'up B/param':>10} {'down KiB':>8}"
     )
+    if args.flower_python:
+        header += (
+            f" || {'F sa 0%':>7} {'F sa 20%':>8} {'F plain':>7} {'F x0%':>6} {'F x20%':>6} | "
+            f"{'F/us 0%':>7} {'F/us 20%':>8} {'F up B/p':>8}"
+        )
     print(header)
     print("-" * len(header))
     notes = []
@@ -220,7 +254,7 @@ def main() -> None:
                     "(a silo with < t live neighbours) before a recoverable one"
                 )
             drop = _best(args.repeats, masked_round, updates, ids, ca, identities, dropped, 2)
-            print(
+            row = (
                 f"{size:>9,} {n:>5} | {full.client_mean_s['mask'] * 1e3:>12.1f} "
                 f"{plain.client_mean_s['upload'] * 1e3:>13.1f} | "
                 f"{full.server_s * 1e3:>12.1f} {drop.server_s * 1e3:>13.1f} "
@@ -229,6 +263,17 @@ def main() -> None:
                 f"{full.round_s / plain.round_s:>5.2f} {drop.round_s / plain.round_s:>5.2f} | "
                 f"{full.upload_bytes / size:>10.3f} {full.download_bytes / 1024:>8.1f}"
             )
+            if args.flower_python:
+                flower = flower_rounds(args.flower_python, size, n, args.repeats)
+                f0, f20 = (flower["secaggplus"][f"{d:g}"] for d in DROPOUTS)
+                f_plain = flower["plaintext"]["round_s"]
+                row += (
+                    f" || {f0['round_s']:>7.3f} {f20['round_s']:>8.3f} {f_plain:>7.3f} "
+                    f"{f0['round_s'] / f_plain:>6.1f} {f20['round_s'] / f_plain:>6.1f} | "
+                    f"{f0['round_s'] / full.round_s:>7.2f} {f20['round_s'] / drop.round_s:>8.2f} "
+                    f"{f0['up_bytes_per_param']:>8.3f}"
+                )
+            print(row, flush=True)
             if args.phases:
                 slowest = ", ".join(f"{p} {t * 1e3:.1f}" for p, t in full.client_max_s.items())
                 print(f"{'':>15} slowest silo per phase (ms): {slowest}")
@@ -238,9 +283,20 @@ def main() -> None:
         "slowest silo + aggregator (s);\nx0%/x20%: masked round / plaintext round; up B/param: "
         "bytes uploaded per silo per parameter."
     )
+    if args.flower_python:
+        print(
+            f"F: Flower {flower['flwr']} SecAgg+ (num_shares {flower['num_shares']} = 8 neighbours "
+            f"+ self, reconstruction_threshold {flower['reconstruction_threshold']}) and plaintext "
+            "rounds, timed alike (benchmarks/flower_secaggplus.py);\nF x0%/F x20%: Flower SecAgg+ "
+            "/ Flower plaintext; F/us: Flower SecAgg+ round / ours (> 1: ours is faster)."
+        )
     for note in notes:
         print("note:", note)
-    print("Flower SecAgg+ comparison: not run (needs flwr in a separate virtualenv).")
+    if not args.flower_python:
+        print(
+            "Flower SecAgg+ comparison: not run; add --flower-python PATH, the Python of a "
+            "separate virtualenv with flwr installed (never our dependency)."
+        )
 
 
 if __name__ == "__main__":
