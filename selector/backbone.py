@@ -26,6 +26,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from protos.plan import BackboneSpec
+from selector.local_backbone import load_local_model, load_local_tokenizer
 
 # Positions restart at 0 in each half of a pair row, so 512 covers any max_tokens_per_answer.
 _TINY_MAX_POSITIONS = 512
@@ -97,16 +98,28 @@ def _tiny_causal(seed: int, vocab_size: int) -> LlamaForCausalLM:
         return LlamaForCausalLM(config)
 
 
-def load_backbone(spec: BackboneSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A fresh (unshared) encoder for `spec` plus the MiniLM tokenizer both kinds use.
+def backbone_tokenizer(spec: BackboneSpec) -> PreTrainedTokenizerBase:
+    """A 'local' folder's own tokenizer; the MiniLM tokenizer for every built-in kind."""
+    if spec.kind == "local":
+        return load_local_tokenizer(spec.path, spec.sha256)
+    return load_tokenizer()
+
+
+def load_backbone(
+    spec: BackboneSpec, causal: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A fresh (unshared) backbone for `spec` plus the tokenizer that goes with it.
 
     'tiny' is a 2-layer, 32-wide BERT whose random weights depend only on `spec.seed`, so
     every silo and the aggregator build the same frozen encoder without shipping it;
     'tiny_causal' is the same idea as a LLaMA-style causal LM (with its LM head) over the
-    MiniLM vocabulary.
+    MiniLM vocabulary. 'local' loads the folder the plan pins (selector/local_backbone.py),
+    with its LM head when `causal`.
     """
-    tokenizer = load_tokenizer()
-    if spec.kind == "minilm":
+    tokenizer = backbone_tokenizer(spec)
+    if spec.kind == "local":
+        model = load_local_model(spec.path, spec.sha256, causal)
+    elif spec.kind == "minilm":
         model = copy.deepcopy(_pristine_minilm())
     elif spec.kind == "tiny_causal":
         model = _tiny_causal(spec.seed, tokenizer.vocab_size)

@@ -23,7 +23,7 @@ from transformers import BertModel
 
 from protos.errors import InvalidInput
 from protos.plan import SelectorSpec
-from selector.backbone import load_backbone, load_tokenizer
+from selector.backbone import backbone_tokenizer, load_backbone
 from selector.causal_lm import CausalLMSelector, split_causal_lm
 from selector.choice_data import ChoiceEncoder
 from selector.data import PAD_HALF, PairBatch, PairEncoder
@@ -78,9 +78,10 @@ Encoder = PairEncoder | ChoiceEncoder
 
 def build_encoder(spec: SelectorSpec) -> Encoder:
     """The encoder whose batches `build_selector(spec, ...)` reads."""
+    tokenizer = backbone_tokenizer(spec.backbone)
     if spec.kind == "causal_lm":
-        return ChoiceEncoder(load_tokenizer(), spec.max_tokens_per_answer)
-    return PairEncoder(load_tokenizer(), spec.max_tokens_per_answer)
+        return ChoiceEncoder(tokenizer, spec.max_tokens_per_answer)
+    return PairEncoder(tokenizer, spec.max_tokens_per_answer)
 
 
 def build_selector(spec: SelectorSpec, seed: int) -> Selector:
@@ -90,7 +91,7 @@ def build_selector(spec: SelectorSpec, seed: int) -> Selector:
     (peft's default), so a fresh selector scores with the frozen backbone alone (plus the
     pair encoder's head).
     """
-    backbone, tokenizer = load_backbone(spec.backbone)
+    backbone, tokenizer = load_backbone(spec.backbone, causal=spec.kind == "causal_lm")
     direction = None
     if spec.kind == "causal_lm":
         backbone, direction = split_causal_lm(backbone, tokenizer)

@@ -48,10 +48,12 @@ class SiloPolicy(BaseModel):
         1000, ge=1, description="Most DP-SGD steps the silo will run for one task."
     )
     max_rounds: int = Field(1000, ge=1, description="Longest federation (plan.rounds) accepted.")
-    allowed_backbones: list[Literal["minilm", "tiny", "tiny_causal"]] = Field(
+    allowed_backbones: list[Literal["minilm", "tiny", "tiny_causal", "local"]] = Field(
         default_factory=lambda: ["minilm", "tiny", "tiny_causal"],
         min_length=1,
-        description="Backbones (plan.selector.backbone.kind) the silo will load.",
+        description="Backbones (plan.selector.backbone.kind) the silo will load. 'local' (a "
+        "folder the plan names by path and digest) must be listed explicitly: the silo then "
+        "reads that path of its own machine because the aggregator asked it to.",
     )
     max_epsilon_per_round: float | None = Field(
         None, gt=0, description="Most epsilon one round may cost; null: only the budget limits."

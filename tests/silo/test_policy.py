@@ -79,6 +79,16 @@ def test_backbone_outside_the_allowed_list_is_refused() -> None:
         check_plan(policy, plan, BUDGET)
 
 
+def test_a_local_backbone_folder_needs_the_silo_operators_consent() -> None:
+    local = BackboneSpec(kind="local", path="/models/encoder", sha256="0" * 64)
+    plan = _plan(selector=SelectorSpec(backbone=local))
+
+    with pytest.raises(PolicyViolation, match=r"plan\.selector\.backbone\.kind is 'local'"):
+        check_plan(PERMISSIVE, plan, BUDGET)
+    consenting = SiloPolicy(allow_insecure_plaintext=True, allowed_backbones=["local"])
+    check_plan(consenting, plan, BUDGET)
+
+
 def test_too_many_rounds_or_local_steps_are_refused() -> None:
     policy = SiloPolicy(allow_insecure_plaintext=True, max_rounds=2, max_local_steps_per_round=3)
 
