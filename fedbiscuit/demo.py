@@ -25,11 +25,10 @@ from fedbiscuit.demo_align import align_demo
 from fedbiscuit.demo_report import Agreement, ClusterReport, DemoReport, SiloReport
 from fedbiscuit.demo_setup import DemoLayout, DemoOptions, lay_out
 from protos.errors import FailedPrecondition, FedbiscuitError
-from selector.backbone import load_tokenizer
 from selector.checkpoint import load_selector_set
-from selector.data import PairEncoder, read_jsonl
+from selector.data import read_jsonl
 from selector.evaluation import agreement
-from selector.model import adapter_state, build_selector
+from selector.model import adapter_state, build_encoder, build_selector
 from selector.vote import vote_agreement
 
 POLL_S = 0.5
@@ -227,7 +226,7 @@ def _evaluate(layout: DemoLayout, status: FederationStatus, budget_epsilon: floa
     one's. FedBiscuit: per silo with its own cluster's selector, pooled by majority vote."""
     selectors, spec, clusters, _ = load_selector_set(layout.selectors_dir)
     initial = build_selector(layout.plan.selector, seed=layout.plan.seed)
-    encoder = PairEncoder(load_tokenizer(), spec.max_tokens_per_answer)
+    encoder = build_encoder(spec)
     per_silo, pooled, pooled_initial, total = {}, 0.0, 0.0, 0
     by_cluster: dict[int, list[tuple[str, float, int]]] = {}
     for silo_id, path in sorted(layout.test_sets.items()):
@@ -256,6 +255,7 @@ def _evaluate(layout: DemoLayout, status: FederationStatus, budget_epsilon: floa
             for k in range(len(selectors))
         ]
     by_id = {silo.id: silo for silo in status.silos}
+    backbone = layout.plan.selector.backbone
     silos = [
         SiloReport(
             id=silo_id,
@@ -272,7 +272,7 @@ def _evaluate(layout: DemoLayout, status: FederationStatus, budget_epsilon: floa
         algorithm=layout.plan.algorithm,
         rounds=layout.plan.rounds,
         protection=layout.plan.protection,
-        backbone=layout.plan.selector.backbone.kind,
+        backbone=f"local {backbone.path}" if backbone.kind == "local" else backbone.kind,
         agreement=Agreement(
             overall=pooled / total,
             worst_silo=min(per_silo.values()),

@@ -43,6 +43,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--tiny", action="store_true", help="a tiny config-built backbone (under a minute)"
     )
+    parser.add_argument(
+        "--backbone",
+        type=Path,
+        metavar="PATH",
+        help="a local model folder written by save_pretrained (safetensors weights and its "
+        "tokenizer) instead of MiniLM; a causal LM gets the causal-LM selector",
+    )
     parser.add_argument("--workdir", type=Path, help="keep everything here (must be new/empty)")
     parser.add_argument("--report", type=Path, help="also write the report as JSON here")
     parser.add_argument(
@@ -117,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(
             "--align needs the benchmark's data (its people judge the result): drop --data"
         )
+    if args.tiny and args.backbone is not None:
+        raise InvalidInput("--tiny and --backbone both choose the backbone: give one of them")
     if (args.data is None) != (args.test is None):
         raise InvalidInput("--data and --test go together: training pairs and held-out pairs")
     silos = args.silos
@@ -140,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         epsilon=args.epsilon,
         seed=args.seed,
         tiny=args.tiny,
+        backbone_path=args.backbone,
         train_data=args.data,
         test_data=args.test,
         data_format=args.format,

@@ -29,6 +29,7 @@ from protos.plan import (
 )
 from selector.benchmark import THREE_GROUPS, SiloData, make_federated_dataset
 from selector.data import PreferencePair, write_jsonl
+from selector.local_backbone import check_model_folder, folder_digest, local_model_kind
 from silo.config import SiloConfig
 
 FEDERATION_ID = "demo"
@@ -70,6 +71,8 @@ class DemoOptions:
     delta: float = 1e-5
     seed: int = 0
     tiny: bool = False
+    backbone_path: Path | None = None
+    """A local model folder (`demo --backbone PATH`) instead of MiniLM or the tiny one."""
     train_pairs_per_silo: int = 256
     test_pairs_per_silo: int = 128
     local_steps: int = 6
@@ -139,10 +142,7 @@ def demo_plan(options: DemoOptions) -> Plan:
         protection=options.protection,
         delta=options.delta,
         seed=options.seed,
-        selector=SelectorSpec(
-            backbone=BackboneSpec(kind="tiny" if options.tiny else "minilm", seed=options.seed),
-            max_tokens_per_answer=32,
-        ),
+        selector=_selector(options),
         dp=DpSpec(
             expected_batch_size=options.expected_batch_size,
             clip_norm=1.0,
@@ -156,6 +156,22 @@ def demo_plan(options: DemoOptions) -> Plan:
             else options.learning_rate_minilm,
             optimizer="sgd",
         ),
+    )
+
+
+def _selector(options: DemoOptions) -> SelectorSpec:
+    """MiniLM, the tiny backbone, or a local folder pinned by its digest; a folder holding a
+    causal LM gets the causal-LM selector, any other model the pair encoder."""
+    if options.backbone_path is None:
+        kind = "tiny" if options.tiny else "minilm"
+        return SelectorSpec(
+            backbone=BackboneSpec(kind=kind, seed=options.seed), max_tokens_per_answer=32
+        )
+    folder = check_model_folder(options.backbone_path)
+    return SelectorSpec(
+        kind=local_model_kind(folder),
+        backbone=BackboneSpec(kind="local", path=str(folder), sha256=folder_digest(folder)),
+        max_tokens_per_answer=32,
     )
 
 
@@ -227,7 +243,11 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
                 "budget": {"epsilon": options.epsilon, "delta": options.delta},
                 "device": "auto",
                 "seed": options.seed * 1000 + index,
-                "policy": _silo_policy(options.protection),
+                # Each silo consents to exactly the plan's backbone (a local folder included).
+                "policy": {
+                    **_silo_policy(options.protection),
+                    "allowed_backbones": [plan.selector.backbone.kind],
+                },
             }
         )
         silo_configs[silo_id] = silo_dir / "silo.yaml"
