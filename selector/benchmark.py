@@ -102,15 +102,17 @@ class PreferenceGroup:
 
 THREE_GROUPS = (
     # The majority keeps the default taste: specific, polite, direct, with an example.
-    PreferenceGroup("thorough", DEFAULT_PREFERENCES, share=0.5),
+    PreferenceGroup("thorough", DEFAULT_PREFERENCES, share=3.0),
     # Wants it short and blunt: curt beats polite, direct beats hedged, no example.
-    PreferenceGroup("blunt", Preferences((1.5, -1.5, 1.5, -1.0)), share=0.3),
+    PreferenceGroup("blunt", Preferences((1.5, -1.5, 1.5, -1.0)), share=2.0),
     # Wants it gentle: polite and hedged, no example.
-    PreferenceGroup("gentle", Preferences((1.0, 1.5, -1.5, -0.5)), share=0.2),
+    PreferenceGroup("gentle", Preferences((1.0, 1.5, -1.5, -0.5)), share=1.0),
 )
-"""Three groups of unequal size (5/3/2 of 10 silos). On their pairs, the best single
-labelling for everyone agrees with the small groups ~60% of the time, each group's own
-about 92% (Bayes rates of the Bradley-Terry draws)."""
+"""Three groups of unequal size, shares 3:2:1 (5/3/2 of 10 silos, 6/4/2 of 12). On their
+pairs, the best single labelling for everyone agrees with the small groups ~60% of the
+time, each group's own about 92% (Bayes rates of the Bradley-Terry draws). At 12 silos
+FedBiscuit's balanced clusters (4/4/4) can hold the blunt group alone and the gentle group
+with two thorough silos, which disagree with it only on hedging and (mildly) examples."""
 
 
 @dataclass(frozen=True)

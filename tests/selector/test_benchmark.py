@@ -85,6 +85,7 @@ def test_groups_have_unequal_sizes_and_every_silo_belongs_to_one():
 
 def test_group_sizes_give_every_group_a_silo_and_split_the_rest_by_share():
     assert group_sizes(10, THREE_GROUPS) == [5, 3, 2]
+    assert group_sizes(12, THREE_GROUPS) == [6, 4, 2]
     assert group_sizes(3, THREE_GROUPS) == [1, 1, 1]
     assert group_sizes(7, THREE_GROUPS) == [3, 2, 2]
 
