@@ -16,10 +16,9 @@ from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 
 from protos.plan import BackboneSpec, SelectorSpec
-from selector.backbone import load_backbone
 from selector.benchmark import make_federated_dataset
-from selector.data import PairBatch, PairEncoder, PreferencePair
-from selector.model import PairwiseSelector, build_selector
+from selector.data import PairBatch, PreferencePair
+from selector.model import PairwiseSelector, build_encoder, build_selector
 
 
 def _seconds_per_step(
@@ -64,13 +63,12 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     spec = SelectorSpec(backbone=BackboneSpec(kind="minilm"), max_tokens_per_answer=args.tokens)
-    _, tokenizer = load_backbone(spec.backbone)
     # Doubled answers overflow the window, so every half is truncated to exactly --tokens.
     pairs = [
         PreferencePair(p.prompt, f"{p.chosen} {p.chosen}", f"{p.rejected} {p.rejected}")
         for p in make_federated_dataset(1, args.batch_size, 0, seed=0)["silo-1"].train
     ]
-    batch = PairEncoder(tokenizer, args.tokens).encode(pairs).to(device)
+    batch = build_encoder(spec).encode(pairs).to(device)
 
     plain = _selector(spec, device)
     plain_optimizer = torch.optim.Adam(list(plain.trainable().values()), lr=1e-3)
