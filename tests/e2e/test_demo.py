@@ -124,6 +124,11 @@ def test_fedbiscuit_demo_reports_clusters_and_exports_one_selector_per_cluster(f
     assert sorted(m for c in clusters for m in c["members"]) == [f"silo-{i}" for i in range(1, 5)]
     assert [c["size"] for c in clusters] == [2, 2]  # balanced
     assert all(silo["cluster"] in (0, 1) for silo in report["silos"])
+    by_silo = {silo["id"]: silo for silo in report["silos"]}
+    for cluster in clusters:  # its selector on its members' pairs (128 per silo) pooled
+        assert all(by_silo[m]["cluster"] == cluster["index"] for m in cluster["members"])
+        own = [by_silo[m]["agreement"] for m in cluster["members"]]
+        assert cluster["agreement"] == pytest.approx(sum(own) / len(own))
     assert all(0 < silo["epsilon"] <= silo["budget_epsilon"] for silo in report["silos"])
     selectors = json.loads((workdir / "selectors" / "selectors.json").read_text())
     assert selectors["selectors"] == ["adapter-0", "adapter-1"]
