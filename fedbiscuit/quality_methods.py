@@ -135,14 +135,18 @@ def _average(globals_: State, deltas: Sequence[State]) -> State:
     return _unflat(vector, globals_)
 
 
-def _parties(plan, encoder, dataset, epsilon, seed) -> list[_Party]:
+def _parties(
+    plan: Plan, encoder: Encoder, dataset: Mapping[str, SiloData], epsilon: float | None, seed: int
+) -> list[_Party]:
     return [
         _Party(plan, encoder, dataset[silo], epsilon, seed * 1000 + index)
         for index, silo in enumerate(sorted(dataset))
     ]
 
 
-def run_centralized(plan, encoder, dataset, epsilon, seed) -> Outcome:
+def run_centralized(
+    plan: Plan, encoder: Encoder, dataset: Mapping[str, SiloData], epsilon: float | None, seed: int
+) -> Outcome:
     pooled = SiloData(train=[pair for data in dataset.values() for pair in data.train], test=[])
     batch = plan.dp.expected_batch_size * len(dataset)
     party = _Party(plan, encoder, pooled, epsilon, seed, batch_size=batch)
@@ -152,7 +156,9 @@ def run_centralized(plan, encoder, dataset, epsilon, seed) -> Outcome:
     return Outcome([state], {}, [], party.epsilon())
 
 
-def run_local(plan, encoder, dataset, epsilon, seed) -> Outcome:
+def run_local(
+    plan: Plan, encoder: Encoder, dataset: Mapping[str, SiloData], epsilon: float | None, seed: int
+) -> Outcome:
     states = []
     parties = _parties(plan, encoder, dataset, epsilon, seed)
     for party in parties:
@@ -164,7 +170,9 @@ def run_local(plan, encoder, dataset, epsilon, seed) -> Outcome:
     return Outcome(states, clusters, [], max(party.epsilon() for party in parties))
 
 
-def run_fedbis(plan, encoder, dataset, epsilon, seed) -> Outcome:
+def run_fedbis(
+    plan: Plan, encoder: Encoder, dataset: Mapping[str, SiloData], epsilon: float | None, seed: int
+) -> Outcome:
     parties = _parties(plan, encoder, dataset, epsilon, seed)
     state = _initial(plan)
     for _ in range(plan.rounds):
@@ -172,7 +180,9 @@ def run_fedbis(plan, encoder, dataset, epsilon, seed) -> Outcome:
     return Outcome([state], {}, [], max(party.epsilon() for party in parties))
 
 
-def run_fedbiscuit(plan, encoder, dataset, epsilon, seed) -> Outcome:
+def run_fedbiscuit(
+    plan: Plan, encoder: Encoder, dataset: Mapping[str, SiloData], epsilon: float | None, seed: int
+) -> Outcome:
     silos = sorted(dataset)
     parties = _parties(plan, encoder, dataset, epsilon, seed)
     states = [_initial(plan, k) for k in range(plan.adapters)]
