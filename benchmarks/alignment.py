@@ -66,6 +66,8 @@ def main() -> None:
         seed=args.seed,
         tiny=args.backbone == "tiny",
         train_pairs_per_silo=args.train_pairs,
+        # In-process selector training: nothing travels, so no masking and no spare rounds.
+        protection="insecure_plaintext",
     )
     oracle = OracleJudge(THREE_GROUPS)
     rows: dict[str, tuple[float, AlignmentReport, float]] = {}
