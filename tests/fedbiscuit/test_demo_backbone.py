@@ -35,7 +35,7 @@ def test_a_causal_lm_folder_gets_the_causal_selector_pinned_by_digest(causal_fol
 
 
 def test_each_demo_silo_consents_to_exactly_the_local_backbone(causal_folder, tmp_path):
-    layout = lay_out(tmp_path / "work", DemoOptions(silos=2, backbone_path=causal_folder))
+    layout = lay_out(tmp_path / "work", DemoOptions(silos=3, backbone_path=causal_folder))
     for path in layout.silo_configs.values():
         assert load_model_file(path, SiloConfig).policy.allowed_backbones == ["local"]
 
