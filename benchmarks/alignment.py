@@ -1,14 +1,15 @@
 """Alignment with federated selectors: does DPO on their labels make answers people prefer?
 
-On the three-group benchmark (`selector.benchmark.THREE_GROUPS`, 5/3/2 of 10 silos) FedBis
+On the three-group benchmark (`selector.benchmark.THREE_GROUPS`, 6/4/2 of 12 silos) FedBis
 (one selector) and FedBiscuit (K = 3) are trained in-process under DP (ε = 8, δ = 1e-5 per
-silo) exactly as `benchmarks/quality.py` trains them. Each selector set then labels pairs
-of completions of the benchmark's base policy (`selector.benchmark_policy`: a tiny causal
-LM over the benchmark's words), DPO tunes a LoRA adapter on the policy, and the tuned
-policy is judged against the base: by the selectors that labelled its data, and by the
-benchmark's own people (`selector.benchmark_oracle`: the share of the population, groups
-weighted by share, preferring the tuned answer; and each group's share). Intervals are
-seeded 95% bootstrap intervals over the judged comparisons. Run from the repository root:
+silo) exactly as `benchmarks/quality.py` trains them (`fedbiscuit.quality_methods`). Each
+selector set then labels pairs of completions of the benchmark's base policy
+(`selector.benchmark_policy`: a tiny causal LM over the benchmark's words), DPO tunes a
+LoRA adapter on the policy, and the tuned policy is judged against the base: by the
+selectors that labelled its data, and by the benchmark's own people
+(`selector.benchmark_oracle`: the share of the population, groups weighted by share,
+preferring the tuned answer; and each group's share). Intervals are seeded 95% bootstrap
+intervals over the judged comparisons. Run from the repository root:
 
     python benchmarks/alignment.py [--backbone tiny|minilm] [--steps 100] [--seed 0]
 """
@@ -23,9 +24,9 @@ import time
 from pathlib import Path
 
 import torch
-from quality import run_fedbis, run_fedbiscuit
 
 from fedbiscuit.demo_setup import DemoOptions, demo_plan
+from fedbiscuit.quality_methods import run_fedbis, run_fedbiscuit
 from selector.alignment import AlignmentReport, RateReport, run_alignment
 from selector.alignment_config import benchmark_align_config
 from selector.backbone import load_tokenizer
@@ -48,7 +49,12 @@ def _rate(rate: RateReport | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", choices=("tiny", "minilm"), default="tiny")
-    parser.add_argument("--rounds", type=int, default=10, help="federated rounds (10)")
+    parser.add_argument(
+        "--silos", type=int, default=12, help="silos, split 6/4/2 into the groups (12)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=24, help="federated rounds; groupings settle by ~20 (24)"
+    )
     parser.add_argument("--train-pairs", type=int, default=128, help="per silo (128)")
     parser.add_argument("--steps", type=int, default=100, help="DPO steps (100)")
     parser.add_argument("--copies", type=int, default=8, help="prompt file: questions × this")
@@ -56,7 +62,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     started = time.monotonic()
-    silos = 10
+    silos = args.silos
     dataset = make_federated_dataset(silos, args.train_pairs, 64, args.seed, THREE_GROUPS)
     test = [pair for silo in sorted(dataset) for pair in dataset[silo].test]
     options = DemoOptions(
@@ -84,9 +90,11 @@ def main() -> None:
             plan = demo_plan(dataclasses.replace(options, algorithm=algorithm))
             encoder = PairEncoder(load_tokenizer(), plan.selector.max_tokens_per_answer)
             torch.manual_seed(args.seed)
-            states, clusters, epsilon = train(plan, encoder, dataset, True, args.seed)
+            outcome = train(plan, encoder, dataset, options.epsilon, args.seed)
+            epsilon = outcome.epsilon
             folder = root / name
-            save_selector_set(folder, plan.selector, states, clusters, {"method": name})
+            meta = {"method": name}
+            save_selector_set(folder, plan.selector, outcome.states, outcome.clusters, meta)
             models, _, _, _ = load_selector_set(folder)
             agreement = set_agreement(models, encoder, test).overall
             print(f"{name}: selectors trained (ε {epsilon:.2f}, held-out agreement "
