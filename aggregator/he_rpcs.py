@@ -99,9 +99,7 @@ class HeRpcs:
         return pb.Ack(accepted=True, message=f"keys of epoch {request.key_epoch} stored")
 
     def globals_stream(self, silo_id: str, request: pb.DownloadRequest) -> Iterator[pb.TensorChunk]:
-        task_id = None if request.final else request.task_id
-        if request.final and request.task_id:
-            raise InvalidInput("a final-globals download names no task")
+        task_id = _task_or_final(request.task_id, request.final)
         round_, found, sources = self._machine.he_globals(silo_id, task_id, request.adapter_index)
         statement = found.statement
         listed = (
@@ -120,9 +118,8 @@ class HeRpcs:
             yield pb.TensorChunk(data=ciphertext)
 
     def spot_check(self, silo_id: str, request: pb.HeSpotCheckRequest) -> pb.HeSpotCheckReply:
-        _, found, sources = self._machine.he_globals(
-            silo_id, request.task_id, request.adapter_index
-        )
+        task_id = _task_or_final(request.task_id, request.final)
+        _, found, sources = self._machine.he_globals(silo_id, task_id, request.adapter_index)
         if found.statement is None:
             raise FailedPrecondition("these globals sum no contribution: nothing to re-add")
         index = request.chunk_index
@@ -193,6 +190,13 @@ class HeRpcs:
             raise FailedPrecondition(
                 f"key epoch {key_epoch} is not the plan's he.key_epoch {self._plan.he.key_epoch}"
             )
+
+
+def _task_or_final(task_id: str, final: bool) -> str | None:
+    """The task a request names, or None for the final globals (which name no task)."""
+    if final and task_id:
+        raise InvalidInput("a request for the final globals names no task")
+    return None if final else task_id
 
 
 def _chunk(vector: EncryptedVector, index: int) -> pb.HeChunk:

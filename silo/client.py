@@ -336,12 +336,17 @@ class SiloClient:
             lambda: self._stub.UploadUpdate(parts(), timeout=self._timeouts.transfer_s),
         )
 
-    def he_spot_check(self, task: pb.Task, adapter_index: int, chunk: int) -> pb.HeSpotCheckReply:
+    def he_spot_check(
+        self, task: pb.Task | None, adapter_index: int, chunk: int
+    ) -> pb.HeSpotCheckReply:
+        """The inputs of one chunk of the aggregate `task` starts from (None: of the final
+        globals of a finished federation), for the caller to re-add."""
         request = pb.HeSpotCheckRequest(
-            federation_id=task.federation_id,
-            task_id=task.task_id,
+            federation_id=self._federation_id,
+            task_id="" if task is None else task.task_id,
             adapter_index=adapter_index,
             chunk_index=chunk,
+            final=task is None,
         )
         return self._call(
             "HeSpotCheck",

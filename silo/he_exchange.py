@@ -95,9 +95,10 @@ class HeExchange:
             statement = AggregateStatement.model_validate_json(header.statement_json)
         except ValueError as exc:
             raise AggregateRejected(f"malformed aggregate statement: {exc}") from None
-        if task is not None and statement.round >= task.round:
+        before = self._plan.rounds if task is None else task.round
+        if statement.round >= before:
             raise AggregateRejected(
-                f"the statement sums round {statement.round}, not a round before {task.round}"
+                f"the statement sums round {statement.round}, not a round before {before}"
             )
         secret = self._keyring.secret()
         verify_aggregate_statement(
@@ -115,13 +116,12 @@ class HeExchange:
             expected_previous_digest=statement.previous_digest,
         )
         encrypted = EncryptedVector(manifest, tuple(chunks))
-        if task is not None:
-            self._spot_check(task, adapter, statement, encrypted)
+        self._spot_check(task, adapter, statement, encrypted)
         return layout, decrypt_update(secret, encrypted), header
 
     def _spot_check(
         self,
-        task: pb.Task,
+        task: pb.Task | None,
         adapter: int,
         statement: AggregateStatement,
         encrypted: EncryptedVector,

@@ -471,16 +471,18 @@ class HeKeyUpload(_message.Message):
     def __init__(self, federation_id: _Optional[str] = ..., key_epoch: _Optional[int] = ..., public_context: _Optional[bytes] = ..., sealed_contexts: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
 
 class HeSpotCheckRequest(_message.Message):
-    __slots__ = ("federation_id", "task_id", "adapter_index", "chunk_index")
+    __slots__ = ("federation_id", "task_id", "adapter_index", "chunk_index", "final")
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_INDEX_FIELD_NUMBER: _ClassVar[int]
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
     task_id: str
     adapter_index: int
     chunk_index: int
-    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., adapter_index: _Optional[int] = ..., chunk_index: _Optional[int] = ...) -> None: ...
+    final: bool
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., adapter_index: _Optional[int] = ..., chunk_index: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
 
 class HeChunk(_message.Message):
     __slots__ = ("manifest_json", "data")
