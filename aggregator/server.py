@@ -40,7 +40,7 @@ from protos.errors import InvalidInput
 from protos.log_format import configure_logging
 from protos.plan import Plan
 from protos.v1 import federation_pb2_grpc as pb_grpc
-from selector.checkpoint import save_selector, save_selector_set
+from selector.checkpoint import save_federation_export
 from selector.model import adapter_state, build_selector
 
 log = logging.getLogger(__name__)
@@ -196,16 +196,7 @@ class AggregatorServer:
     def _export(
         self, finals: Sequence[Mapping[str, np.ndarray]], clusters: Mapping[str, int]
     ) -> None:
-        meta = {
-            "federation_id": self.plan.federation_id,
-            "algorithm": self.plan.algorithm,
-            "rounds": self.plan.rounds,
-            "plan_sha256": self.plan.sha256(),
-        }
-        if self.plan.algorithm == "fedbis":
-            save_selector(self.config.export_dir, self.plan.selector, finals[0], meta)
-        else:
-            save_selector_set(self.config.export_dir, self.plan.selector, finals, clusters, meta)
+        save_federation_export(self.config.export_dir, self.plan, finals, clusters)
         log.info(
             "federation=%s selector exported to %s", self.plan.federation_id, self.config.export_dir
         )
@@ -219,7 +210,9 @@ def serve_forever(config: AggregatorConfig, stop: threading.Event | None = None)
         phase = server.phase
         while phase not in FINISHED and not stop.is_set():
             phase = server.wait_until_finished(1.0)
-        if phase in FINISHED:
+        if phase == Phase.DONE and server.plan.protection == "he":
+            stop.wait(config.finish_linger_s)  # silos decrypt the selectors: `silo export`
+        elif phase in FINISHED:
             _linger_until_silos_know(server, config.finish_linger_s, stop)
         return phase
 

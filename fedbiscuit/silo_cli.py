@@ -1,4 +1,5 @@
-"""`fedbiscuit silo`: run a silo agent, or show what it has spent (silo.agent does the work)."""
+"""`fedbiscuit silo`: run a silo agent, show what it has spent, or export a homomorphic
+federation's selectors (silo.agent and silo.export do the work)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register `fedbiscuit silo run|status --config FILE` on the top-level parser."""
+    """Register `fedbiscuit silo run|status|export --config FILE` on the top-level parser."""
     parser = subparsers.add_parser(
         "silo",
         help="run a silo agent or show its privacy spend",
@@ -34,6 +35,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "status", parents=[common], help="epsilon spent vs budget, from the verified ledger"
     )
     status.set_defaults(func=_status)
+    export = actions.add_parser(
+        "export",
+        parents=[common],
+        help="decrypt a finished 'he' federation's selectors into DIR (checked first)",
+    )
+    export.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="a new or empty folder"
+    )
+    export.set_defaults(func=_export)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -62,4 +72,18 @@ def _status(args: argparse.Namespace) -> int:
     print(f"  releases: {status.releases}")
     last = "none" if status.last_round is None else str(status.last_round)
     print(f"  last round trained: {last}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from silo.config import load_silo_config
+    from silo.export import export_selectors
+
+    config = load_silo_config(args.config)
+    result = export_selectors(config, args.out)
+    what = "selector" if result.adapters == 1 else f"{result.adapters} selectors"
+    print(
+        f"{what} of federation {config.federation_id} ({result.algorithm}, {result.rounds} "
+        f"rounds) checked, decrypted and written to {args.out}"
+    )
     return 0

@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from protos.errors import InvalidInput
-from protos.plan import SelectorSpec
+from protos.plan import Plan, SelectorSpec
 from selector.model import Selector, build_selector, load_adapter_state
 
 ADAPTERS_FILE = "adapters.safetensors"
@@ -158,3 +158,24 @@ def load_selector_set(
         models.append(model)
         spec = member_spec
     return models, spec, dict(clusters), dict(document.get("meta", {}))
+
+
+def save_federation_export(
+    directory: str | Path,
+    plan: Plan,
+    finals: Sequence[Mapping[str, np.ndarray]],
+    clusters: Mapping[str, int],
+) -> None:
+    """A finished federation's selectors as `fedbiscuit eval --selectors` reads them: one
+    selector (FedBis) or the set with its clusters (FedBiscuit). Written by the aggregator,
+    or under homomorphic mode by a silo that decrypted the final globals."""
+    meta = {
+        "federation_id": plan.federation_id,
+        "algorithm": plan.algorithm,
+        "rounds": plan.rounds,
+        "plan_sha256": plan.sha256(),
+    }
+    if plan.algorithm == "fedbis":
+        save_selector(directory, plan.selector, finals[0], meta)
+    else:
+        save_selector_set(directory, plan.selector, finals, clusters, meta)

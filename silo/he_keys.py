@@ -37,8 +37,13 @@ log = logging.getLogger(__name__)
 class HeKeyring:
     """This silo's secret context for the plan's key epoch (loaded once, kept in memory)."""
 
-    def __init__(self, config: SiloConfig, client: SiloClient, plan: Plan) -> None:
+    def __init__(
+        self, config: SiloConfig, client: SiloClient, plan: Plan, *, create_key: bool = True
+    ) -> None:
+        """`create_key=False` (export): a custodian that lost its key raises instead of
+        making a new one, which could not decrypt anything of this epoch."""
         assert plan.he is not None
+        self._create_key = create_key
         self._config = config
         self._client = client
         self._spec = plan.he
@@ -111,6 +116,11 @@ class HeKeyring:
         path = self._secret_path()
         if path.exists():
             return self._open(path.read_bytes(), self._config.silo_id)
+        if not self._create_key:
+            raise FailedPrecondition(
+                f"silo {self._config.silo_id!r} is the key custodian but {path} is missing: the "
+                f"CKKS key of epoch {self.key_epoch} is lost (run with the state_dir that made it)"
+            )
         secret = generate_secret_context(self._spec.preset)
         sealed = seal_secret_context_for(
             self._config.pki.cert.read_bytes(),

@@ -8,14 +8,12 @@ over-count. Logs carry federation, round, silo and phase, never data, losses or 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import ValidationError
 
 from privacy.accounting import DpEvent
 from privacy.budget_guard import BudgetGuard
@@ -29,6 +27,7 @@ from silo.client import SiloClient
 from silo.config import SiloConfig
 from silo.he_exchange import HeExchange
 from silo.he_keys import HeKeyring
+from silo.joining import accept_plan
 from silo.masked_upload import MaskedUpload
 from silo.policy import check_local_steps, check_plan, check_round_epsilon, warn_if_plaintext
 from silo.privacy_state import PrivacyState
@@ -116,25 +115,7 @@ class TaskLoop:
     def _join(self) -> tuple[Plan, str]:
         """Join and accept only a plan for our federation whose bytes match its hash."""
         reply = self._client.join()
-        config = self._config
-        if reply.silo_id != config.silo_id:
-            raise InvalidInput(
-                f"silo_id is {config.silo_id!r} but the aggregator reads {reply.silo_id!r} from "
-                "this silo's certificate (pki.cert)"
-            )
-        if hashlib.sha256(reply.plan_json).hexdigest() != reply.plan_sha256:
-            raise InvalidInput("the plan sent by the aggregator does not match its plan_sha256")
-        try:
-            plan = Plan.from_canonical_json(reply.plan_json)
-        except ValidationError as exc:
-            raise InvalidInput(f"the aggregator's plan is invalid: {exc}") from None
-        if plan.sha256() != reply.plan_sha256:
-            raise InvalidInput("the aggregator's plan is not in canonical form")
-        if plan.federation_id != config.federation_id:
-            raise InvalidInput(
-                f"federation_id is {config.federation_id!r} but the aggregator's plan is for "
-                f"{plan.federation_id!r}"
-            )
+        plan = accept_plan(self._config, reply)
         self._privacy.sync_with_aggregator(reply.ledger_next_seq, reply.ledger_last_hash)
         self._log("joined", plan_sha256=reply.plan_sha256[:12], rounds=plan.rounds)
         return plan, reply.plan_sha256

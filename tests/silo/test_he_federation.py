@@ -20,16 +20,21 @@ from cryptography.hazmat.primitives import serialization
 
 from aggregator.he_vault import HeVault
 from aggregator.round_machine import Phase
+from fedbiscuit.cli import main as fedbiscuit_main
 from privacy.he import AggregateRejected, decrypt_update, open_sealed_context
 from privacy.he import sum_encrypted as he_sum
 from privacy.pki import FederationPaths, issue_silo, revoke
 from protos import codec
-from protos.errors import InvalidInput, NotAuthenticated
+from protos.config_files import save_model_file
+from protos.errors import FailedPrecondition, InvalidInput, NotAuthenticated
 from protos.plan import HeSpec, Plan
 from selector.benchmark import SiloData, make_federated_dataset
+from selector.checkpoint import load_selector
+from selector.model import adapter_state
 from silo.agent import run_silo
 from silo.client import SiloClient
 from silo.config import SiloConfig
+from silo.export import export_selectors
 from silo.he_keys import HeKeyring
 from silo.policy import SiloPolicy
 from silo.trainer import LocalTrainer
@@ -230,3 +235,55 @@ def test_silos_refuse_to_decrypt_one_silos_update_served_as_the_aggregate(
 
     assert all(isinstance(o, AggregateRejected) for o in outcomes), outcomes
     assert all("is not the sum of the listed contributions" in str(o) for o in outcomes)
+
+
+def test_a_keyed_silo_exports_the_checked_final_selector_and_others_cannot(
+    tmp_path: Path,
+    pki: FederationPaths,
+    he_plan: Plan,
+    aggregator: AggregatorFactory,
+    silo_config: SiloConfigFactory,
+) -> None:
+    issue_silo(pki.root, "silo-4")  # never joined: the custodian sealed it no key
+    plan = Plan.model_validate({**he_plan.model_dump(), "rounds": 1})
+    with aggregator(plan) as server:
+        configs = {s: silo_config(s, server.port, policy=HE_ONLY) for s in (*SILOS, "silo-4")}
+        with pytest.raises(FailedPrecondition, match="has not finished"):
+            export_selectors(configs["silo-2"], tmp_path / "early")
+        outcomes = _run([configs[s] for s in SILOS])
+        assert server.wait_until_finished(TIMEOUT_S) == Phase.DONE
+        result = export_selectors(configs["silo-2"], tmp_path / "export")
+        with pytest.raises(FailedPrecondition, match="no CKKS key"):
+            export_selectors(configs["silo-4"], tmp_path / "keyless")
+        revoke(pki.root, "silo-3")
+        with pytest.raises(NotAuthenticated, match="revoked"):
+            export_selectors(configs["silo-3"], tmp_path / "revoked")
+        final = server.machine._he.globals(1, 0).vector
+
+    assert outcomes == [0, 0, 0] and (result.algorithm, result.rounds) == ("fedbis", 1)
+    model, spec, meta = load_selector(tmp_path / "export")
+    _, exported = codec.flatten(adapter_state(model))
+    np.testing.assert_array_equal(
+        exported, decrypt_update(_custodian_secret(configs["silo-1"]), final)
+    )
+    assert spec == plan.selector and meta["plan_sha256"] == plan.sha256()
+    assert not any((tmp_path / name).exists() for name in ("early", "keyless", "revoked"))
+
+
+def test_silo_export_of_a_federation_that_is_not_he_points_at_the_aggregators_export_dir(
+    tmp_path: Path,
+    tiny_plan: Plan,
+    aggregator: AggregatorFactory,
+    silo_config: SiloConfigFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with aggregator(tiny_plan) as server:
+        config_path = tmp_path / "silo-1.yaml"
+        save_model_file(config_path, silo_config("silo-1", server.port))
+        status = fedbiscuit_main(
+            ["silo", "export", "--config", str(config_path), "--out", str(tmp_path / "out")]
+        )
+
+    assert status == 2
+    assert "aggregator exports the selectors itself (the export_dir" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
