@@ -61,7 +61,7 @@ class Timing:
         return sum(self.client_max_s.values()) + self.server_s
 
 
-def _identities(count: int):
+def silo_identities(count: int):
     with tempfile.TemporaryDirectory() as root:
         paths = init_ca(root, "bench", now=NOW)
         ca = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
@@ -218,7 +218,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [75_000, 1_200_000] if args.quick else [75_000, 1_200_000, 4_200_000]
     silo_counts = [10, 50]
-    ca, identities = _identities(max(silo_counts))
+    ca, identities = silo_identities(max(silo_counts))
     rng = np.random.default_rng(0)
     print(
         f"preset medium: degree {MEDIUM.degree}, "
