@@ -4,6 +4,8 @@ The demo plays the operator of every party: it lays out PKI, data and configs
 (demo_setup.py), starts `fedbiscuit aggregator run` and one `fedbiscuit silo run` per silo
 exactly as a deployment would, follows the rounds from the aggregator's state, and at the
 end evaluates the exported selector on each silo's held-out pairs, which only the demo holds.
+Under protection 'he' the aggregator has no key: a silo exports the selectors with
+`fedbiscuit silo export`, as its operator would, while the aggregator still serves them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from selector.vote import vote_agreement
 
 POLL_S = 0.5
 LOG_TAIL_LINES = 25
+EXPORT_TIMEOUT_S = 300
 
 
 @dataclass
@@ -69,7 +72,12 @@ def run_demo(
         parties = _start_parties(layout)
         try:
             status = _follow_rounds(layout, parties, console, started + timeout_s)
-            _wait_for_exit(parties, deadline=time.monotonic() + 60)
+            if layout.plan.protection == "he":
+                silos = [party for party in parties if party.name != "aggregator"]
+                _wait_for_exit(silos, deadline=time.monotonic() + 60)
+                _export_through_silo(layout, console)
+            else:
+                _wait_for_exit(parties, deadline=time.monotonic() + 60)
         finally:
             _stop(parties)
         report = _evaluate(layout, status, options.epsilon)
@@ -84,11 +92,16 @@ def run_demo(
         )
 
 
-def _start_parties(layout: DemoLayout) -> list[_Party]:
-    """Start the aggregator, then the silos; each logs to its own file under logs/."""
+def _party_env(layout: DemoLayout) -> dict[str, str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     # N training processes share the machine's cores: one thread each avoids oversubscription.
     env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(layout.silo_configs)))
+    return env
+
+
+def _start_parties(layout: DemoLayout) -> list[_Party]:
+    """Start the aggregator, then the silos; each logs to its own file under logs/."""
+    env = _party_env(layout)
     commands = [("aggregator", ["aggregator", "run", "--config", str(layout.aggregator_config)])]
     commands += [
         (silo_id, ["silo", "run", "--config", str(path)])
@@ -108,6 +121,30 @@ def _start_parties(layout: DemoLayout) -> list[_Party]:
             )
         parties.append(_Party(name, process, log_path))
     return parties
+
+
+def _export_through_silo(layout: DemoLayout, console: Console) -> None:
+    """`fedbiscuit silo export` on the last silo (not the key custodian: its key came sealed
+    through the aggregator): it checks and decrypts the final globals into selectors_dir."""
+    silo_id, config = sorted(layout.silo_configs.items())[-1]
+    log_path = layout.logs_dir / f"export-{silo_id}.log"
+    with open(log_path, "wb") as log:
+        command = ["silo", "export", "--config", str(config), "--out", str(layout.selectors_dir)]
+        code = subprocess.run(
+            [sys.executable, "-m", "fedbiscuit", *command],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=_party_env(layout),
+            timeout=EXPORT_TIMEOUT_S,
+            check=False,
+        ).returncode
+    if code != 0:
+        raise FailedPrecondition(
+            f"{silo_id} could not export the selectors (status {code}); last lines of "
+            f"{log_path}:\n" + _tail(log_path)
+        )
+    console.print(f"{silo_id} checked, decrypted and exported the selectors (protection he)")
 
 
 def _follow_rounds(

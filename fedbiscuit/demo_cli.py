@@ -37,8 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run a whole federation on localhost (aggregator + silos as processes)",
         description="Make a throw-away federation CA and certificates, start the aggregator "
         "and N silo agents as separate processes over mutual TLS, train a FedBis selector with "
-        "DP-SGD on each silo and SecAgg+ masking of every update, and report held-out "
-        "agreement and epsilon spent per silo.",
+        "DP-SGD on each silo and SecAgg+ masking (or CKKS encryption) of every update, and "
+        "report held-out agreement and epsilon spent per silo.",
     )
     parser.add_argument(
         "--tiny", action="store_true", help="a tiny config-built backbone (under a minute)"
@@ -55,14 +55,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--silos",
         type=_silo_count,
-        help="number of silos (fedbis: 4; fedbiscuit: 3 per cluster under masking, else 4)",
+        help="number of silos (fedbis: 4; fedbiscuit: 3 per cluster under masking or he, else 4)",
     )
     parser.add_argument(
         "--protection",
-        choices=("masking", "insecure_plaintext"),
+        choices=("masking", "he", "insecure_plaintext"),
         default="masking",
         help="masking: SecAgg+ secure aggregation, the aggregator sees only sums (default); "
-        "insecure_plaintext: it sees each silo's update (development only)",
+        "he: CKKS-encrypted updates, the aggregator sees neither updates nor the model, and a "
+        "silo exports the selectors; insecure_plaintext: it sees each silo's update "
+        "(development only)",
     )
     parser.add_argument(
         "--rounds",
@@ -130,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput("--data and --test go together: training pairs and held-out pairs")
     silos = args.silos
     if silos is None:
-        per_cluster = args.algorithm == "fedbiscuit" and args.protection == "masking"
+        per_cluster = args.algorithm == "fedbiscuit" and args.protection in ("masking", "he")
         silos = min(MAX_DEMO_SILOS, 3 * args.clusters) if per_cluster else 4
     if args.data is None and args.algorithm == "fedbiscuit" and not 2 <= args.clusters <= silos:
         raise InvalidInput(

@@ -22,6 +22,7 @@ from protos.plan import (
     BackboneSpec,
     DpSpec,
     FedBiscuitSpec,
+    HeSpec,
     LossReportSpec,
     Plan,
     SelectorSpec,
@@ -34,26 +35,35 @@ from silo.config import SiloConfig
 
 FEDERATION_ID = "demo"
 MASKING_MIN_SILOS = SECAGG_LIMITS["small"].min_silos
+HE_MIN_CONTRIBUTORS = HeSpec.model_fields["min_contributors"].default
+# Under 'he' the aggregator keeps serving this long after DONE so that a silo can export the
+# selectors (the demo stops it as soon as its export is written).
+HE_EXPORT_WINDOW_S = 600.0
+
+
+def _min_per_sum(protection: str) -> int:
+    """Fewest silos one adapter's sum may hold: SecAgg+'s or HE's floor, else 1."""
+    return {"masking": MASKING_MIN_SILOS, "he": HE_MIN_CONTRIBUTORS}.get(protection, 1)
 
 
 def check_silo_count(options: DemoOptions, where: str) -> None:
-    """Masking hides each silo only in a sum of at least 3 (per cluster for FedBiscuit)."""
-    if options.protection != "masking":
-        return
-    needed = MASKING_MIN_SILOS * (options.clusters if options.algorithm == "fedbiscuit" else 1)
+    """Masking and HE hide each silo only in a sum of at least 3 (per cluster for
+    FedBiscuit)."""
+    least = _min_per_sum(options.protection)
+    needed = least * (options.clusters if options.algorithm == "fedbiscuit" else 1)
     if options.silos < needed:
         per = " per cluster" if options.algorithm == "fedbiscuit" else ""
         raise InvalidInput(
-            f"{where}: {options.silos} silo(s), but masking needs at least {MASKING_MIN_SILOS} "
+            f"{where}: {options.silos} silo(s), but {options.protection} needs at least {least} "
             f"silos{per} ({needed} in all) so no sum reveals one silo; add silos, or use "
             "--protection insecure_plaintext (development only)"
         )
 
 
 def _silo_policy(protection: str) -> dict:
-    """The demo's silos insist on masking, or opt in to plaintext only when asked to."""
-    if protection == "masking":
-        return {"required_protection": "masking"}
+    """The demo's silos insist on masking or HE, or opt in to plaintext only when asked to."""
+    if protection in ("masking", "he"):
+        return {"required_protection": protection}
     return {"allow_insecure_plaintext": True}
 
 
@@ -99,6 +109,8 @@ class DemoLayout:
     aggregator_config: Path
     aggregator_state: Path
     selectors_dir: Path
+    """Where the final selectors are written: by the aggregator, or under 'he' by the
+    last silo's `fedbiscuit silo export`."""
     silo_configs: dict[str, Path]
     test_sets: dict[str, Path]
     logs_dir: Path
@@ -112,13 +124,15 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def demo_plan(options: DemoOptions) -> Plan:
+def demo_plan(options: DemoOptions, key_custodian: str = "silo-1") -> Plan:
     """The demo's plan: every silo trains every round, under DP-SGD. FedBiscuit: one warm-up
     round per adapter, then a grouping every `regroup_every` rounds; each loss report averages
     over all of a silo's training pairs (clip 2: the tiny and MiniLM selectors' pair losses
-    stay well under it), so its noise std is 8 · 2 / m."""
+    stay well under it), so its noise std is 8 · 2 / m. Under 'he', `key_custodian` makes the
+    CKKS keys."""
     fedbiscuit = None
     masking = options.protection == "masking"
+    least = _min_per_sum(options.protection)
     if options.algorithm == "fedbiscuit":
         fedbiscuit = FedBiscuitSpec(
             clusters=options.clusters,
@@ -129,7 +143,7 @@ def demo_plan(options: DemoOptions) -> Plan:
                 clip=2.0, sample_size=options.train_pairs_per_silo, noise_multiplier=8.0
             ),
             # Each cluster's adapter is a secure sum over its own silos: at least 3 of them.
-            min_cluster_silos=MASKING_MIN_SILOS if masking else 1,
+            min_cluster_silos=least,
         )
     return Plan(
         federation_id=FEDERATION_ID,
@@ -137,9 +151,10 @@ def demo_plan(options: DemoOptions) -> Plan:
         fedbiscuit=fedbiscuit,
         rounds=options.rounds,
         silos_per_round=options.silos,
-        min_silos=max(MASKING_MIN_SILOS if masking else 1, (options.silos + 1) // 2),
+        min_silos=max(least, (options.silos + 1) // 2),
         round_deadline_s=options.round_deadline_s,
         protection=options.protection,
+        he=HeSpec(key_custodian=key_custodian) if options.protection == "he" else None,
         delta=options.delta,
         seed=options.seed,
         selector=_selector(options),
@@ -199,7 +214,7 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
     agg_cert, agg_key = pki.issue_aggregator(pki_dir, ["localhost"], ["127.0.0.1"])
     paths = pki.FederationPaths(pki_dir)
 
-    plan = demo_plan(options)
+    plan = demo_plan(options, key_custodian=min(dataset))
     aggregator_dir = workdir / "aggregator"
     aggregator_dir.mkdir(parents=True)
     plan_path = aggregator_dir / "plan.yaml"
@@ -216,7 +231,7 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
             },
             "state_dir": str(aggregator_dir / "state"),
             "plan_path": str(plan_path),
-            "export_dir": str(workdir / "selectors"),
+            **_export_settings(options.protection, workdir / "selectors"),
         }
     )
     aggregator_config_path = aggregator_dir / "aggregator.yaml"
@@ -266,6 +281,14 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
         logs_dir=logs_dir,
         plan=plan,
     )
+
+
+def _export_settings(protection: str, selectors_dir: Path) -> dict:
+    """The aggregator exports the selectors, except under 'he' where it has no key: it then
+    keeps serving the final encrypted globals for a silo to export them."""
+    if protection == "he":
+        return {"finish_linger_s": HE_EXPORT_WINDOW_S}
+    return {"export_dir": str(selectors_dir)}
 
 
 def _dataset(options: DemoOptions) -> dict[str, SiloData]:

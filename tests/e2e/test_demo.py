@@ -165,3 +165,22 @@ def test_demo_on_a_partners_own_files_gives_one_silo_per_silo_field_value(tmp_pa
     assert [silo["id"] for silo in report["silos"]] == ["north", "south"]
     assert report["test_pairs"] == 32
     assert all(silo["rounds_participated"] == 2 for silo in report["silos"])
+
+
+def test_he_demo_trains_blind_and_a_silo_exports_the_selector_it_evaluates(tmp_path):
+    workdir, report_path = tmp_path / "work", tmp_path / "report.json"
+
+    result = _fedbiscuit(
+        "demo", "--tiny", "--protection", "he", "--silos", "3", "--rounds", "2",
+        "--workdir", str(workdir), "--report", str(report_path),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads(report_path.read_text())
+    assert report["protection"] == "he"
+    assert "silo-3 checked, decrypted and exported the selectors" in result.stdout
+    assert report["agreement"]["overall"] > report["agreement"]["initial_overall"] + 0.1
+    assert all(silo["rounds_participated"] == 2 for silo in report["silos"])
+    meta = json.loads((workdir / "selectors" / "selector.json").read_text())["meta"]
+    assert (meta["federation_id"], meta["rounds"]) == ("demo", 2)
+    assert "export_dir: null" in (workdir / "aggregator" / "aggregator.yaml").read_text()
