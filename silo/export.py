@@ -28,12 +28,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What was written: the federation's algorithm, rounds and one entry per adapter."""
+    """What was written: the federation's algorithm and rounds, and how many selectors."""
 
     algorithm: str
     rounds: int
     adapters: int
-    clusters: dict[str, int]
 
 
 def export_selectors(config: SiloConfig, out_dir: Path) -> ExportResult:
@@ -69,4 +68,4 @@ def export_selectors(config: SiloConfig, out_dir: Path) -> ExportResult:
         plan.adapters,
         out_dir,
     )
-    return ExportResult(plan.algorithm, plan.rounds, plan.adapters, clusters)
+    return ExportResult(plan.algorithm, plan.rounds, plan.adapters)
