@@ -1,12 +1,15 @@
 """Who is calling: every RPC is authenticated from the peer's verified client certificate.
 
-The TLS handshake (``require_client_auth=True``) already proved the chain to the federation
-CA. This interceptor adds what gRPC Python cannot: the revocation list (reloaded when
-``revoked.json`` changes) and the federation binding (the certificate's SAN URI). It is
+The TLS handshake (``require_client_auth=True``) already proved the chain to one of the
+hosted federations' CAs. This interceptor adds what gRPC Python cannot: the federation
+binding (the certificate's SAN URI names a hosted federation, and that federation's own CA
+issued it, so one federation's CA cannot mint silos of another), and that federation's
+revocation list (reloaded when ``revoked.json`` changes). It is
 default-deny: only the methods in :data:`SILO_METHODS` are served (plus the read-only health
 check, :data:`aggregator.health.HEALTH_METHODS`); anything else is UNIMPLEMENTED before a
 handler runs. Servicer methods get the caller with
-:func:`authenticated_silo`, never from a message field, metadata or the peer address.
+:func:`authenticated_silo` (and its federation with :func:`authenticated_federation`), never
+from a message field, metadata or the peer address.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from aggregator.health import HEALTH_METHODS
 from privacy.pki import RevocationList, silo_id_from_cert, validate_id
@@ -46,26 +51,39 @@ SILO_METHODS: frozenset[str] = frozenset(
     }
 )
 
-# Silo ids and certificates proved for the calls in flight, keyed by the call's context
-# (dropped with it).
-_verified: weakref.WeakKeyDictionary[Any, tuple[str, x509.Certificate]] = (
-    weakref.WeakKeyDictionary()
-)
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a call's certificate proves: a silo of exactly one hosted federation."""
+
+    federation_id: str
+    silo_id: str
+    cert: x509.Certificate
+
+
+# Callers proved for the calls in flight, keyed by the call's context (dropped with it).
+_verified: weakref.WeakKeyDictionary[Any, Caller] = weakref.WeakKeyDictionary()
 _verified_lock = threading.Lock()
 
 
 def authenticated_silo(context: grpc.ServicerContext) -> str:
     """The silo id proved by this call's certificate; raises if the interceptor did not run."""
-    return _proved(context)[0]
+    return _proved(context).silo_id
 
 
 def authenticated_cert(context: grpc.ServicerContext) -> x509.Certificate:
     """The verified, unrevoked client certificate of this call (to check the silo's ledger
     signatures against); raises if the interceptor did not run."""
-    return _proved(context)[1]
+    return _proved(context).cert
 
 
-def _proved(context: grpc.ServicerContext) -> tuple[str, x509.Certificate]:
+def authenticated_federation(context: grpc.ServicerContext) -> str:
+    """The federation this call's certificate belongs to (and is bound to); raises if the
+    interceptor did not run."""
+    return _proved(context).federation_id
+
+
+def _proved(context: grpc.ServicerContext) -> Caller:
     with _verified_lock:
         try:
             proved = _verified.get(context)
@@ -99,12 +117,33 @@ class _RevocationCache:
             return self._list.is_revoked(serial)
 
 
-class SiloAuthInterceptor(grpc.ServerInterceptor):
-    """Rejects calls without a live certificate of a silo of ``federation_id``."""
+@dataclass(frozen=True)
+class FederationTrust:
+    """What a silo certificate of one federation is checked against."""
 
-    def __init__(self, federation_id: str, revocation_list: Path | str) -> None:
-        self._federation_id = validate_id(federation_id, "federation id")
-        self._revocations = _RevocationCache(Path(revocation_list))
+    ca_cert: x509.Certificate
+    revocation_list: Path
+
+    @classmethod
+    def from_files(cls, ca_cert: Path | str, revocation_list: Path | str) -> FederationTrust:
+        try:
+            ca = x509.load_pem_x509_certificate(Path(ca_cert).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"{ca_cert}: cannot load the CA certificate: {exc}") from None
+        return cls(ca, Path(revocation_list))
+
+
+class SiloAuthInterceptor(grpc.ServerInterceptor):
+    """Rejects calls without a live certificate of a silo of one of ``federations`` (by
+    federation id), and binds each call to that one federation."""
+
+    def __init__(self, federations: Mapping[str, FederationTrust]) -> None:
+        if not federations:
+            raise InvalidInput("the aggregator hosts no federation")
+        self._trust = {validate_id(fed, "federation id"): t for fed, t in federations.items()}
+        self._revocations = {
+            fed: _RevocationCache(trust.revocation_list) for fed, trust in self._trust.items()
+        }
 
     def intercept_service(
         self,
@@ -120,19 +159,19 @@ class SiloAuthInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         return None if handler is None else _guard(handler, self._authenticate)
 
-    def _authenticate(self, context: grpc.ServicerContext) -> tuple[str, x509.Certificate]:
-        """Return the caller's silo id and certificate or abort the call (fail closed)."""
+    def _authenticate(self, context: grpc.ServicerContext) -> Caller:
+        """Return the caller or abort the call (fail closed)."""
         pems = context.auth_context().get("x509_pem_cert")
         if not pems:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
         try:
             cert = x509.load_pem_x509_certificate(pems[0])
-            silo_id = silo_id_from_cert(cert, self._federation_id)
+            federation_id, silo_id = self._federation_of(cert)
         except (ValueError, NotAuthenticated) as exc:
             logger.info("rejected certificate", extra={"reason": str(exc)})
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "the client certificate is not valid")
         try:
-            revoked = self._revocations.is_revoked(cert.serial_number)
+            revoked = self._revocations[federation_id].is_revoked(cert.serial_number)
         except InvalidInput as exc:
             logger.error("revocation list unusable; refusing all calls", extra={"reason": str(exc)})
             context.abort(grpc.StatusCode.UNAVAILABLE, "cannot check revocation; retry later")
@@ -142,12 +181,34 @@ class SiloAuthInterceptor(grpc.ServerInterceptor):
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"the certificate of silo {silo_id!r} has been revoked",
             )
-        return silo_id, cert
+        return Caller(federation_id, silo_id, cert)
+
+    def _federation_of(self, cert: x509.Certificate) -> tuple[str, str]:
+        """The one hosted federation `cert` is a silo of, and its silo id there: its SAN names
+        it and that federation's own CA signed it (the handshake accepts any hosted CA)."""
+        named = []
+        for federation_id in self._trust:
+            try:
+                named.append((federation_id, silo_id_from_cert(cert, federation_id)))
+            except NotAuthenticated:
+                continue
+        if len(named) != 1:
+            raise NotAuthenticated(
+                f"certificate (serial {cert.serial_number}) names {len(named)} hosted federations"
+            )
+        federation_id, silo_id = named[0]
+        try:
+            cert.verify_directly_issued_by(self._trust[federation_id].ca_cert)
+        except (InvalidSignature, ValueError, TypeError):
+            raise NotAuthenticated(
+                f"certificate (serial {cert.serial_number}) names federation {federation_id!r} "
+                "but was not issued by its CA"
+            ) from None
+        return federation_id, silo_id
 
 
 def _guard(
-    handler: grpc.RpcMethodHandler,
-    authenticate: Callable[[grpc.ServicerContext], tuple[str, x509.Certificate]],
+    handler: grpc.RpcMethodHandler, authenticate: Callable[[grpc.ServicerContext], Caller]
 ) -> grpc.RpcMethodHandler:
     """The same handler kind, authenticating before the behaviour sees any request."""
 

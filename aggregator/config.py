@@ -1,5 +1,9 @@
 """The aggregator operator's config: where to listen, which PKI files, where state lives.
 
+One process can host several federations on one port: list them under ``federations`` (each
+with its own PKI, plan, state dir and export dir); the top-level ``pki``/``state_dir``/
+``plan_path`` form is the same thing for a single federation.
+
 Read once at the edge (`load_config`) from a YAML file plus ``FEDBISCUIT_AGGREGATOR__*``
 environment variables (nested fields with ``__``, e.g. ``FEDBISCUIT_AGGREGATOR__PKI__CA_CERT``),
 the environment winning, and passed inward as a typed object. Every fault names where the bad
@@ -10,9 +14,10 @@ so it can be reviewed, hashed and sent to silos as is.
 from __future__ import annotations
 
 import os
+import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
@@ -47,6 +52,29 @@ class AggregatorPki(_Strict):
     )
 
 
+class FederationConfig(_Strict):
+    """One hosted federation: everything that is per federation and never shared."""
+
+    # The single-federation form (FederationConfig's fields at the top level) ...
+    pki: AggregatorPki | None = None
+    state_dir: Path | None = None
+    plan_path: Path | None = None
+    export_dir: Path | None = None
+    allow_plan_change: bool = False
+    # ... or several federations on the same port, isolated from each other.
+    federations: tuple[FederationConfig, ...] = Field(
+        (),
+        description="The federations this process hosts, each with its own PKI, plan, state "
+        "and export dir; instead of the top-level pki/state_dir/plan_path.",
+    )
+
+    def load_plan(self) -> Plan:
+        return load_model_file(self.plan_path, Plan)
+
+
+_SINGLE_FORM = ("pki", "state_dir", "plan_path", "export_dir", "allow_plan_change")
+
+
 class AggregatorConfig(BaseSettings):
     """Constructing it directly reads only its arguments (tests stay hermetic); `load_config`
     adds the environment on top of the file."""
@@ -64,16 +92,17 @@ class AggregatorConfig(BaseSettings):
         pattern=_ADDRESS,
         description="host:port to serve mTLS gRPC on; port 0 picks a free port.",
     )
-    pki: AggregatorPki
-    state_dir: Path = Field(description="SQLite state and blobs; resumed from on restart.")
-    plan_path: Path = Field(description="The federation plan (YAML or JSON, protos.plan.Plan).")
-    export_dir: Path | None = Field(
-        None, description="Where the final selector is saved when the federation is DONE."
-    )
-    allow_plan_change: bool = Field(
-        False,
-        description="Resume a state_dir made under a different plan (same federation_id and "
-        "selector only). Silos on the old plan must re-join.",
+    # The single-federation form (FederationConfig's fields at the top level) ...
+    pki: AggregatorPki | None = None
+    state_dir: Path | None = None
+    plan_path: Path | None = None
+    export_dir: Path | None = None
+    allow_plan_change: bool = False
+    # ... or several federations on the same port, isolated from each other.
+    federations: tuple[FederationConfig, ...] = Field(
+        (),
+        description="The federations this process hosts, each with its own PKI, plan, state "
+        "and export dir; instead of the top-level pki/state_dir/plan_path.",
     )
     max_long_poll_s: float = Field(
         10.0, gt=0, le=300, description="Longest a PullTask call is held open waiting for a task."
@@ -139,8 +168,45 @@ class AggregatorConfig(BaseSettings):
             raise ValueError(f"listen, metrics and health ports must differ (got {ports})")
         return self
 
-    def load_plan(self) -> Plan:
-        return load_model_file(self.plan_path, Plan)
+    @model_validator(mode="after")
+    def _one_form(self) -> AggregatorConfig:
+        if self.federations:
+            given = [name for name in _SINGLE_FORM if getattr(self, name) not in (None, False)]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: set per federation under `federations`, not at the "
+                    "top level, when `federations` is given"
+                )
+            _refuse_shared_dirs(self.federations)
+        else:
+            missing = [n for n in ("pki", "state_dir", "plan_path") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(
+                    f"{', '.join(missing)}: required (or list the hosted federations under "
+                    "`federations`)"
+                )
+        return self
+
+    def hosted(self) -> tuple[FederationConfig, ...]:
+        """The federations to serve, whichever form the config used."""
+        if self.federations:
+            return self.federations
+        return (FederationConfig(**{name: getattr(self, name) for name in _SINGLE_FORM}),)
+
+
+def _refuse_shared_dirs(federations: tuple[FederationConfig, ...]) -> None:
+    """Separate state is what keeps federations apart on disk: no dir may serve two."""
+    seen: dict[str, str] = {}
+    for index, federation in enumerate(federations):
+        for name in ("state_dir", "export_dir"):
+            folder = getattr(federation, name)
+            if folder is None:
+                continue
+            key = os.path.normpath(os.path.abspath(folder))
+            where = f"federations.{index}.{name}"
+            if key in seen:
+                raise ValueError(f"{where}: {folder} is already {seen[key]}; give each its own")
+            seen[key] = where
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> AggregatorConfig:
@@ -199,15 +265,26 @@ class _EnvironmentSource(EnvSettingsSource):
 
 
 def _field_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
-    """Every settable leaf field as a path, nested models expanded (`pki`, `ca_cert`)."""
+    """Every settable leaf field as a path, nested models expanded (`pki`, `ca_cert`), also
+    where optional (`AggregatorPki | None`)."""
     paths: set[tuple[str, ...]] = set()
     for name, info in model.model_fields.items():
-        nested = info.annotation
-        if isinstance(nested, type) and issubclass(nested, BaseModel):
+        nested = _model_in(info.annotation)
+        if nested is not None:
             paths |= _field_paths(nested, (*prefix, name))
         else:
             paths.add((*prefix, name))
     return paths
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The model class of ``Model`` or ``Model | None``, else None."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        models = [m for m in map(_model_in, get_args(annotation)) if m is not None]
+        return models[0] if len(models) == 1 else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
 
 
 def _merged(base: dict, overrides: dict) -> dict:

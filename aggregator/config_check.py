@@ -1,9 +1,11 @@
 """`aggregator check-config`: everything a start would trip over, found before starting.
 
-Validates the config, the plan it points to and the PKI files (the server certificate is
-signed by the CA, is a serverAuth certificate of this federation, is current and matches its
-key; the key is not readable by others; the revocation list parses), and says whether the
-state dir is new or which round it resumes. Reads only; never writes the state dir.
+Validates the config and, for each hosted federation, the plan it points to and the PKI
+files (the server certificate is signed by the CA, is a serverAuth certificate of this
+federation, is current and matches its key; the key is not readable by others; the
+revocation list parses), and says whether the state dir is new or which round it resumes.
+Several federations must have distinct ids and server certificate names. Reads only; never
+writes a state dir.
 """
 
 from __future__ import annotations
@@ -19,24 +21,21 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from aggregator.config import AggregatorConfig
+from aggregator.config import AggregatorConfig, FederationConfig
 from aggregator.round_machine import RoundState
 from aggregator.store import SqliteStore
 from aggregator.store.sqlite import DB_NAME
-from privacy.pki import RevocationList, federation_id_of_ca
+from privacy.pki import RevocationList, federation_id_of_ca, hosting_credentials
 from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import Plan
 
 
 @dataclass(frozen=True)
-class ConfigSummary:
+class FederationSummary:
     federation_id: str
     algorithm: str
     rounds: int
     plan_sha256: str
-    listen_address: str
-    metrics_address: str | None
-    health_address: str | None
     server_cert_expires: datetime
     revoked_serials: int
     state: str  # "new" or "resumes round R (PHASE)"
@@ -46,18 +45,51 @@ class ConfigSummary:
         return [
             f"federation {self.federation_id} ({self.algorithm}, {self.rounds} rounds, "
             f"plan {self.plan_sha256[:12]})",
-            f"  listen (mTLS gRPC): {self.listen_address}",
-            f"  metrics (HTTP):     {self.metrics_address or 'off'}",
-            f"  health (plaintext): {self.health_address or 'off (mTLS port only)'}",
             f"  server certificate: valid until {self.server_cert_expires:%Y-%m-%d} ({days} days)",
             f"  revoked serials:    {self.revoked_serials}",
             f"  state:              {self.state}",
         ]
 
 
+@dataclass(frozen=True)
+class ConfigSummary:
+    listen_address: str
+    metrics_address: str | None
+    health_address: str | None
+    federations: tuple[FederationSummary, ...]
+
+    def lines(self) -> list[str]:
+        return [
+            f"listen (mTLS gRPC): {self.listen_address}",
+            f"metrics (HTTP):     {self.metrics_address or 'off'}",
+            f"health (plaintext): {self.health_address or 'off (mTLS port only)'}",
+            *(line for federation in self.federations for line in federation.lines()),
+        ]
+
+
 def check_config(config: AggregatorConfig, now: datetime | None = None) -> ConfigSummary:
     """Raise InvalidInput / FailedPrecondition naming the file at fault, else summarise."""
     now = now or datetime.now(UTC)
+    federations: list[FederationSummary] = []
+    for index, federation in enumerate(config.hosted()):
+        summary = _check_federation(federation, now)
+        if any(s.federation_id == summary.federation_id for s in federations):
+            raise InvalidInput(
+                f"federations.{index}.plan_path: federation {summary.federation_id!r} is "
+                "listed twice; host each federation once"
+            )
+        federations.append(summary)
+    pki = [federation.pki for federation in config.hosted()]
+    hosting_credentials([(p.server_cert, p.server_key) for p in pki], [p.ca_cert for p in pki])
+    return ConfigSummary(
+        listen_address=config.listen_address,
+        metrics_address=config.metrics_address,
+        health_address=config.health_address,
+        federations=tuple(federations),
+    )
+
+
+def _check_federation(config: FederationConfig, now: datetime) -> FederationSummary:
     plan = config.load_plan()
     pki = config.pki
     ca = _certificate(pki.ca_cert, "CA certificate")
@@ -71,14 +103,11 @@ def check_config(config: AggregatorConfig, now: datetime | None = None) -> Confi
     _check_server_cert(server, ca, pki.server_cert, now)
     _check_key(pki.server_key, server)
     revoked = RevocationList.load(pki.revocation_list)
-    return ConfigSummary(
+    return FederationSummary(
         federation_id=plan.federation_id,
         algorithm=plan.algorithm,
         rounds=plan.rounds,
         plan_sha256=plan.sha256(),
-        listen_address=config.listen_address,
-        metrics_address=config.metrics_address,
-        health_address=config.health_address,
         server_cert_expires=server.not_valid_after_utc,
         revoked_serials=len(revoked.entries),
         state=_state_summary(config, plan),
@@ -133,7 +162,7 @@ def _check_key(path: Path, cert: x509.Certificate) -> None:
         raise InvalidInput(f"{path}: this key does not belong to the server certificate")
 
 
-def _state_summary(config: AggregatorConfig, plan: Plan) -> str:
+def _state_summary(config: FederationConfig, plan: Plan) -> str:
     if not (config.state_dir / DB_NAME).is_file():
         return f"new ({config.state_dir} will be created)"
     store = SqliteStore.open_read_only(config.state_dir)

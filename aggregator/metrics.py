@@ -1,4 +1,5 @@
-"""Prometheus metrics of one aggregator: instruments fed by events, served on their own port.
+"""Prometheus metrics of one aggregator process (every federation it hosts): instruments fed
+by events, served on their own port.
 
 What is counted as it happens lives here (RPCs, bytes, phase durations, aggregation latency,
 dropped silos); what the store already knows durably (rounds, phase, silos, declines, epsilon
@@ -9,15 +10,12 @@ updates, losses or data. Each server has its own registry, so tests can run seve
 
 from __future__ import annotations
 
-import logging
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.registry import Collector
 
 from protos.errors import InvalidInput
-
-log = logging.getLogger(__name__)
 
 # Phases last seconds (tiny tests) to hours (real rounds with slow silos).
 _PHASE_BUCKETS_S = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
@@ -27,8 +25,7 @@ _AGGREGATION_BUCKETS_S = (0.005, 0.025, 0.1, 0.25, 1, 2.5, 10, 30, 120)
 class AggregatorMetrics:
     """The event-fed instruments; `serve(address)` exposes them (and any added collector)."""
 
-    def __init__(self, federation_id: str) -> None:
-        self.federation_id = federation_id
+    def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.rpcs = Counter(
             "fedbiscuit_rpcs",
@@ -82,9 +79,7 @@ class AggregatorMetrics:
             )
         except OSError as exc:
             raise InvalidInput(f"cannot listen on metrics_address {address}: {exc}") from exc
-        bound = self._http.server_port
-        log.info("federation=%s metrics port=%d", self.federation_id, bound)
-        return bound
+        return self._http.server_port
 
     def close(self) -> None:
         if self._http is not None:

@@ -1,11 +1,15 @@
-"""The aggregator process: mTLS gRPC server + round machine + a deadline ticker, with the
-health service, Prometheus metrics and graceful shutdown of a managed service.
+"""The aggregator process: one mTLS gRPC server hosting one or several federations, each with
+its own round machine ticked by a deadline ticker, plus the health service, Prometheus metrics
+and graceful shutdown of a managed service.
 
 `AggregatorServer` is a context manager bound at construction (port 0 picks a free port,
-see `.port`). Everything lives in `config.state_dir`, so a new server on the same dir
-resumes the same round, attempt, globals and accepted submissions. Stopping it turns health
-to NOT_SERVING first, refuses new calls, gives calls in flight `shutdown_grace_s`, and closes
-the store last: the state on disk is what the next start resumes.
+see `.port`). Each federation lives in its own `state_dir`, so a new server on the same dirs
+resumes every federation at its round, attempt, globals and accepted submissions. Stopping it
+turns health to NOT_SERVING first, refuses new calls, gives calls in flight
+`shutdown_grace_s`, and closes the stores last: the state on disk is what the next start
+resumes. Federations are kept apart by `SiloAuthInterceptor` (a call is bound to the one
+federation its certificate belongs to) and `FederationRouter` (it reaches only that
+federation's servicer).
 """
 
 from __future__ import annotations
@@ -13,35 +17,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-import numpy as np
-from cryptography import x509
 
 from aggregator.auth import SiloAuthInterceptor
 from aggregator.config import AggregatorConfig
 from aggregator.coordinator import RoundMachine
-from aggregator.he_rpcs import HeRpcs
-from aggregator.he_vault import HeVault
 from aggregator.health import Health
-from aggregator.ledger_intake import LedgerIntake
-from aggregator.masked_round import MaskingTrust
+from aggregator.hosted_federation import HostedFederation
 from aggregator.metrics import AggregatorMetrics
-from aggregator.metrics_collector import FederationCollector
-from aggregator.phase_observer import PhaseObservingStore
 from aggregator.round_machine import Phase
+from aggregator.router import FederationRouter
 from aggregator.rpc_metrics import RpcMetricsInterceptor
-from aggregator.servicer import FederationServicer
-from privacy.pki import RevocationList, server_credentials
-from protos import codec
+from aggregator.store import FederationStore
+from privacy.pki import hosting_credentials
 from protos.errors import InvalidInput
 from protos.log_format import configure_logging
 from protos.plan import Plan
-from protos.v1 import federation_pb2_grpc as pb_grpc
-from selector.checkpoint import save_federation_export
-from selector.model import adapter_state, build_selector
 
 log = logging.getLogger(__name__)
 
@@ -59,78 +53,53 @@ class AggregatorServer:
         clock: Callable[[], float] = time.time,
         tick_interval_s: float = 1.0,
     ):
-        """Open the state (initialising round-0 globals once) and bind the port; `start()`
-        (or `with`) serves. `clock` drives round deadlines; the ticker polls it."""
+        """Open every federation's state (initialising round-0 globals once) and bind the
+        port; `start()` (or `with`) serves. `clock` drives round deadlines; the ticker polls
+        it."""
         self.config = config
-        self.plan = config.load_plan()
-        self.metrics = AggregatorMetrics(self.plan.federation_id)
         self.health = Health()
+        self.metrics = AggregatorMetrics()  # one registry, labelled by federation
         self.metrics_port: int | None = None
         self.health_port: int | None = None
-        self._store = PhaseObservingStore.create(
-            config.state_dir, self.plan, allow_plan_change=config.allow_plan_change
-        )
-        self._store.observe(self.metrics)
+        self.federations: dict[str, HostedFederation] = {}
         try:
-            he = None
-            if self.plan.protection == "he":
-                # The aggregator keeps no plaintext model: the public initial globals are
-                # encrypted once the key custodian provides the public context.
-                he = HeVault(self._store, lambda k: codec.flatten(_initial_state(self.plan, k))[1])
-            else:
-                for adapter in range(self.plan.adapters):
-                    if self._store.globals_record(0, adapter) is None:
-                        self._store.put_globals(0, _initial_state(self.plan, adapter), adapter)
-            export = self._export if config.export_dir is not None else None
-            if he is not None and export is not None:
-                log.warning(
-                    "federation=%s protection=he: the aggregator cannot export selectors (it "
-                    "holds no key); a silo exports them with `fedbiscuit silo export`",
-                    self.plan.federation_id,
+            for index, federation_config in enumerate(config.hosted()):
+                hosted = HostedFederation(
+                    federation_config, self.metrics, clock, config.max_long_poll_s
                 )
-            self.machine = RoundMachine(self._store, clock, export, _masking_trust(config), he)
+                if hosted.federation_id in self.federations:
+                    hosted.close()
+                    raise InvalidInput(
+                        f"federations.{index}.plan_path: federation {hosted.federation_id!r} "
+                        "is already hosted by this config; each federation once"
+                    )
+                self.federations[hosted.federation_id] = hosted
+            self._name = ",".join(self.federations)
             self._server = grpc.server(
                 ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="aggregator-rpc"),
                 interceptors=[
                     RpcMetricsInterceptor(self.metrics),  # outermost: counts refusals too
-                    SiloAuthInterceptor(self.plan.federation_id, config.pki.revocation_list),
+                    SiloAuthInterceptor({f: h.trust for f, h in self.federations.items()}),
                 ],
                 options=[
                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ],
             )
-            he_rpcs = None
-            if he is not None:
-                revocations = config.pki.revocation_list
-                he_rpcs = HeRpcs(
-                    self.machine,
-                    self.plan,
-                    config.pki.ca_cert.read_bytes(),
-                    lambda: frozenset(e.serial for e in RevocationList.load(revocations).entries),
-                    clock,
-                )
-            servicer = FederationServicer(
-                self.machine,
-                self.plan,
-                config.max_long_poll_s,
-                LedgerIntake(self._store, clock),
-                he_rpcs,
-            )
-            pb_grpc.add_FederationServicer_to_server(servicer, self._server)
+            router = FederationRouter({f: h.servicer for f, h in self.federations.items()})
+            self._server.add_generic_rpc_handlers((router,))
             self.health.add_to(self._server)
-            self.metrics.add_collector(
-                FederationCollector(self._store, lambda: self.machine.state, clock)
-            )
-            credentials = server_credentials(
-                config.pki.server_cert, config.pki.server_key, config.pki.ca_cert
+            credentials = hosting_credentials(
+                [(h.config.pki.server_cert, h.config.pki.server_key) for h in self._hosted],
+                [h.config.pki.ca_cert for h in self._hosted],
             )
             try:
                 self.port = self._server.add_secure_port(config.listen_address, credentials)
             except RuntimeError as exc:
                 raise InvalidInput(f"cannot listen on {config.listen_address}: {exc}") from exc
         except BaseException:
-            self._store.close()
+            for hosted in self.federations.values():
+                hosted.close()
             raise
         self._tick_interval_s = tick_interval_s
         self._stopping = threading.Event()
@@ -138,11 +107,16 @@ class AggregatorServer:
             target=self._tick_loop, name="aggregator-ticker", daemon=True
         )
 
+    @property
+    def _hosted(self) -> Iterable[HostedFederation]:
+        return self.federations.values()
+
     def start(self) -> AggregatorServer:
         """Serve; the metrics and plaintext health ports (if configured) are bound here."""
         try:
             if self.config.metrics_address is not None:
                 self.metrics_port = self.metrics.serve(self.config.metrics_address)
+                log.info("federation=%s metrics port=%d", self._name, self.metrics_port)
             if self.config.health_address is not None:
                 self.health_port = self.health.serve_plaintext(self.config.health_address)
         except BaseException:
@@ -151,9 +125,9 @@ class AggregatorServer:
         self._server.start()
         self._ticker.start()
         self.health.serving()
-        log.info("federation=%s listening port=%d", self.plan.federation_id, self.port)
+        log.info("federation=%s listening port=%d", self._name, self.port)
         if self.health_port is not None:
-            log.info("federation=%s health port=%d", self.plan.federation_id, self.health_port)
+            log.info("federation=%s health port=%d", self._name, self.health_port)
         return self
 
     def __enter__(self) -> AggregatorServer:
@@ -164,53 +138,82 @@ class AggregatorServer:
 
     def stop(self, grace_s: float | None = None) -> None:
         """NOT_SERVING, refuse new calls, let calls in flight finish for `grace_s` (default:
-        the config's shutdown_grace_s), then close the store. Safe to call twice."""
+        the config's shutdown_grace_s), then close the stores. Safe to call twice."""
         grace_s = self.config.shutdown_grace_s if grace_s is None else grace_s
         self.health.shutting_down()
         if not self._stopping.is_set():
-            log.info("federation=%s shutting down grace_s=%g", self.plan.federation_id, grace_s)
+            log.info("federation=%s shutting down grace_s=%g", self._name, grace_s)
         self._stopping.set()
         self._server.stop(grace_s).wait()
         if self._ticker.is_alive():
             self._ticker.join()
         self.health.close()
         self.metrics.close()
-        self._store.close()
-        log.info("federation=%s stopped", self.plan.federation_id)
+        for hosted in self._hosted:
+            hosted.close()
+        log.info("federation=%s stopped", self._name)
 
     @property
     def phase(self) -> Phase:
-        return self.machine.state.phase
+        """DONE when every federation is; FAILED when all finished and one failed; else the
+        phase of the first federation still running."""
+        return _overall(hosted.phase for hosted in self._hosted)
 
     def wait_until_finished(self, timeout_s: float | None = None) -> Phase:
-        """Block until DONE or FAILED (or the timeout) and return the phase then."""
-        return self.machine.wait_until_finished(timeout_s)
+        """Block until every federation is DONE or FAILED (or the timeout) and return
+        `phase` then."""
+        give_up = None if timeout_s is None else time.monotonic() + timeout_s
+        for hosted in self._hosted:
+            remaining = None if give_up is None else max(0.0, give_up - time.monotonic())
+            hosted.machine.wait_until_finished(remaining)
+        return self.phase
+
+    @property
+    def plan(self) -> Plan:
+        return self._only().plan
+
+    @property
+    def machine(self) -> RoundMachine:
+        return self._only().machine
+
+    @property
+    def store(self) -> FederationStore:
+        return self._only().store
+
+    def _only(self) -> HostedFederation:
+        """The federation of a single-federation server (several: use `federations`)."""
+        if len(self.federations) != 1:
+            raise InvalidInput(f"this server hosts {len(self.federations)} federations, not one")
+        return next(iter(self._hosted))
 
     def _tick_loop(self) -> None:
         while not self._stopping.wait(self._tick_interval_s):
-            try:
-                self.machine.tick()
-            except Exception:
-                log.exception("federation=%s deadline tick failed", self.plan.federation_id)
+            for hosted in self._hosted:
+                try:
+                    hosted.machine.tick()
+                except Exception:
+                    log.exception("federation=%s deadline tick failed", hosted.federation_id)
 
-    def _export(
-        self, finals: Sequence[Mapping[str, np.ndarray]], clusters: Mapping[str, int]
-    ) -> None:
-        save_federation_export(self.config.export_dir, self.plan, finals, clusters)
-        log.info(
-            "federation=%s selector exported to %s", self.plan.federation_id, self.config.export_dir
-        )
+
+def _overall(phases: Iterable[Phase]) -> Phase:
+    phases = list(phases)
+    running = [phase for phase in phases if phase not in FINISHED]
+    if running:
+        return running[0]
+    return Phase.FAILED if Phase.FAILED in phases else Phase.DONE
 
 
 def serve_forever(config: AggregatorConfig, stop: threading.Event | None = None) -> Phase:
-    """Serve until the federation is DONE or FAILED, or `stop` is set (e.g. on SIGTERM)."""
+    """Serve until every hosted federation is DONE or FAILED, or `stop` is set (e.g. on
+    SIGTERM); returns `AggregatorServer.phase` then."""
     configure_logging(config.log_level, config.log_format)
     stop = stop or threading.Event()
     with AggregatorServer(config) as server:
         phase = server.phase
         while phase not in FINISHED and not stop.is_set():
             phase = server.wait_until_finished(1.0)
-        if phase == Phase.DONE and server.plan.protection == "he":
+        encrypted = any(h.plan.protection == "he" for h in server.federations.values())
+        if phase == Phase.DONE and encrypted:
             stop.wait(config.finish_linger_s)  # silos decrypt the selectors: `silo export`
         elif phase in FINISHED:
             _linger_until_silos_know(server, config.finish_linger_s, stop)
@@ -220,30 +223,20 @@ def serve_forever(config: AggregatorConfig, stop: threading.Event | None = None)
 def _linger_until_silos_know(
     server: AggregatorServer, linger_s: float, stop: threading.Event
 ) -> None:
-    """Silos learn the outcome by pulling: keep serving until each has, the linger ends, or
-    `stop` is set, so no silo's long-poll is cut off by the process exiting."""
+    """Silos learn the outcome by pulling: keep serving until each silo of every federation
+    has, the linger ends, or `stop` is set, so no silo's long-poll is cut off by the process
+    exiting."""
     give_up = time.monotonic() + linger_s
-    while not stop.is_set():
+    waiting = list(server.federations.values())
+    while waiting and not stop.is_set():
         remaining = give_up - time.monotonic()
-        if server.machine.wait_until_all_told_finished(min(1.0, max(0.0, remaining))):
+        slice_s = min(1.0, max(0.0, remaining)) / len(waiting)
+        waiting = [h for h in waiting if not h.machine.wait_until_all_told_finished(slice_s)]
+        if waiting and remaining <= 0:
+            for hosted in waiting:
+                log.warning(
+                    "federation=%s stopping before every silo learnt it is %s",
+                    hosted.federation_id,
+                    hosted.phase,
+                )
             return
-        if remaining <= 0:
-            log.warning(
-                "federation=%s stopping before every silo learnt it is %s",
-                server.plan.federation_id,
-                server.phase,
-            )
-            return
-
-
-def _initial_state(plan: Plan, adapter: int) -> dict[str, np.ndarray]:
-    """Adapter k starts from seed + k (FedBis, k = 0, keeps its initial globals): public."""
-    return adapter_state(build_selector(plan.selector, seed=plan.seed + adapter))
-
-
-def _masking_trust(config: AggregatorConfig) -> MaskingTrust:
-    """What silos' secure-aggregation keys are checked against: the federation CA and the
-    revocation list as it stands at start (revoked silos are also refused at every call)."""
-    ca = x509.load_pem_x509_certificate(config.pki.ca_cert.read_bytes())
-    revoked = RevocationList.load(config.pki.revocation_list)
-    return MaskingTrust(ca, frozenset(e.serial for e in revoked.entries))

@@ -1,9 +1,10 @@
 """`fedbiscuit aggregator`: run the aggregator service, or look at its state.
 
-`run` serves until the federation is DONE (exit 0) or FAILED (exit 1); SIGTERM (exit 143) or
-Ctrl-C (exit 130) stop it gracefully (health NOT_SERVING, calls in flight get
-shutdown_grace_s, then the store is closed), and it resumes from its state dir when started
-again. `check-config` validates without starting; `status` reads the state dir.
+`run` serves until every hosted federation is DONE (exit 0) or one FAILED (exit 1, once all
+finished); SIGTERM (exit 143) or Ctrl-C (exit 130) stop it gracefully (health NOT_SERVING,
+calls in flight get shutdown_grace_s, then the stores are closed), and it resumes every
+federation from its state dir when started again. `check-config` validates without
+starting; `status` reads state dirs (one, or those of every federation in a config).
 """
 
 from __future__ import annotations
@@ -58,8 +59,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     probe.add_argument("--timeout-s", type=float, default=5.0)
     probe.set_defaults(func=_probe)
 
-    status = actions.add_parser("status", help="show rounds, silos and budgets (read-only)")
-    status.add_argument("--state-dir", required=True, type=Path, metavar="DIR")
+    status = actions.add_parser(
+        "status",
+        help="show rounds, silos and budgets (read-only)",
+        description="Show each federation's progress from its state dir: those given with "
+        "--state-dir, or every federation of --config. JSON: one object for one federation, "
+        "a list of them for several.",
+    )
+    where = status.add_mutually_exclusive_group(required=True)
+    where.add_argument("--state-dir", action="append", type=Path, metavar="DIR")
+    where.add_argument("--config", type=Path, metavar="FILE", help="aggregator YAML")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.set_defaults(func=_status)
 
@@ -79,8 +88,11 @@ def _run(args: argparse.Namespace) -> int:
     if phase == Phase.DONE:
         return 0
     if phase == Phase.FAILED:
-        print(f"fedbiscuit aggregator: federation failed: {read_status(config.state_dir).reason}",
-              file=sys.stderr)  # fmt: skip
+        for federation in config.hosted():
+            status = read_status(federation.state_dir)
+            if status.phase == Phase.FAILED:
+                print(f"fedbiscuit aggregator: federation {status.federation_id} failed: "
+                      f"{status.reason}", file=sys.stderr)  # fmt: skip
         return 1
     print(f"fedbiscuit aggregator: stopped in phase {phase}; run again to resume", file=sys.stderr)
     return 128 + signal.SIGTERM
@@ -113,11 +125,17 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    status = read_status(args.state_dir)
-    if args.json:
-        print(json.dumps(status.to_dict(), indent=2))
+    if args.config is not None:
+        state_dirs = [federation.state_dir for federation in load_config(args.config).hosted()]
     else:
-        _print_table(status)
+        state_dirs = args.state_dir
+    statuses = [read_status(state_dir) for state_dir in state_dirs]
+    if args.json:
+        documents = [status.to_dict() for status in statuses]
+        print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
+    else:
+        for status in statuses:
+            _print_table(status)
     return 0
 
 

@@ -6,7 +6,11 @@ Layout of a PKI folder: ``ca.pem``, ``ca.key``, ``revoked.json``, ``aggregator.p
 """
 
 from privacy.pki.ca import CA_VALID_DAYS, CERT_VALID_DAYS, init_ca, issue_aggregator, issue_silo
-from privacy.pki.credentials import channel_credentials, server_credentials
+from privacy.pki.credentials import (
+    channel_credentials,
+    hosting_credentials,
+    server_credentials,
+)
 from privacy.pki.identity import federation_id_of_ca, silo_id_from_cert, silo_id_from_cert_pem
 from privacy.pki.inventory import CertInfo, show
 from privacy.pki.layout import FederationPaths, validate_id
@@ -21,6 +25,7 @@ __all__ = [
     "RevokedCertificate",
     "channel_credentials",
     "federation_id_of_ca",
+    "hosting_credentials",
     "init_ca",
     "issue_aggregator",
     "issue_silo",

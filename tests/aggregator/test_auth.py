@@ -11,7 +11,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from aggregator.auth import SILO_METHODS, SiloAuthInterceptor, authenticated_silo
+from aggregator.auth import (
+    SILO_METHODS,
+    FederationTrust,
+    SiloAuthInterceptor,
+    authenticated_silo,
+)
 from privacy.pki import (
     FederationPaths,
     channel_credentials,
@@ -80,6 +85,13 @@ def other_pki(tmp_path: Path) -> FederationPaths:
     return paths
 
 
+def _interceptor(pki: FederationPaths) -> SiloAuthInterceptor:
+    """The interceptor of an aggregator hosting fed-a alone."""
+    return SiloAuthInterceptor(
+        {"fed-a": FederationTrust.from_files(pki.ca_cert, pki.revocation_list)}
+    )
+
+
 @contextmanager
 def serving(
     pki: FederationPaths,
@@ -90,7 +102,7 @@ def serving(
     extra_handlers: tuple[grpc.GenericRpcHandler, ...] = (),
 ) -> Iterator[int]:
     """A real aggregator-shaped server on 127.0.0.1:0, always stopped; yields its port."""
-    interceptors = [SiloAuthInterceptor("fed-a", pki.revocation_list)] if intercept else []
+    interceptors = [_interceptor(pki)] if intercept else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=interceptors)
     pb_grpc.add_FederationServicer_to_server(servicer, server)
     server.add_generic_rpc_handlers(extra_handlers)
@@ -113,6 +125,13 @@ def silo_channel(
         creds = channel_credentials(ca, cert, key)
     with grpc.secure_channel(f"127.0.0.1:{port}", creds) as channel:
         yield channel
+
+
+def _interceptor(pki: FederationPaths) -> SiloAuthInterceptor:
+    """The interceptor of an aggregator hosting fed-a alone."""
+    return SiloAuthInterceptor(
+        {"fed-a": FederationTrust.from_files(pki.ca_cert, pki.revocation_list)}
+    )
 
 
 @contextmanager
@@ -275,7 +294,7 @@ def test_unreadable_revocation_list_fails_closed(pki: FederationPaths) -> None:
 def test_missing_revocation_list_stops_the_server_from_starting(pki: FederationPaths) -> None:
     pki.revocation_list.unlink()
     with pytest.raises(InvalidInput, match="revoked.json"):
-        SiloAuthInterceptor("fed-a", pki.revocation_list)
+        _interceptor(pki)
 
 
 def test_methods_outside_the_policy_are_not_served(pki: FederationPaths) -> None:

@@ -92,7 +92,7 @@ def test_fedbiscuit_warms_up_groups_on_dp_loss_reports_and_exports_k_selectors(
         configs = [silo_config(silo_id, server.port) for silo_id in SILOS]
         exit_codes = _run(configs)
         phase = server.wait_until_finished(TIMEOUT_S)
-        store = server._store
+        store = server.store
         warmup = [store.globals_record(r, 1).sha256 for r in (0, 1, 2)]
 
     assert exit_codes == [0, 0] and phase == Phase.DONE

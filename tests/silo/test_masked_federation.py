@@ -112,7 +112,7 @@ def test_masked_rounds_move_the_globals_by_the_mean_update_the_aggregator_never_
         configs = [silo_config(silo_id, server.port) for silo_id in SILOS]
         outcomes = _run(configs)
         phase = server.wait_until_finished(TIMEOUT_S)
-        store = server._store
+        store = server.store
         before, after = (codec.flatten(store.load_globals(r))[1] for r in (0, 1))
         start_sha = store.globals_record(0).sha256
         submissions = store.submissions()
@@ -180,7 +180,7 @@ def test_masked_fedbiscuit_sums_each_cluster_over_its_own_silos(
     with aggregator(plan) as server:
         outcomes = _run([silo_config(silo_id, server.port) for silo_id in silos])
         phase = server.wait_until_finished(TIMEOUT_S)
-        store, clusters = server._store, server.machine.state.clusters
+        store, clusters = server.store, server.machine.state.clusters
         grouped = [
             (store.globals_record(2, k).sha256, *(codec.flatten(store.load_globals(r, k))[1]
              for r in (2, 3)))
@@ -222,7 +222,7 @@ def test_a_silo_that_crashes_after_sharing_keys_is_unmasked_out_of_the_sum(
     with aggregator(plan) as server:
         outcomes = _run([silo_config(silo_id, server.port) for silo_id in silos])
         phase = server.wait_until_finished(TIMEOUT_S)
-        store = server._store
+        store = server.store
         before, after = (codec.flatten(store.load_globals(r))[1] for r in (0, 1))
         uploaded = sorted(s.silo_id for s in store.submissions())
 
