@@ -78,3 +78,15 @@ def test_metrics_port_must_differ_from_the_service_port(config_file: Path) -> No
         load_config(
             config_file, environ={"FEDBISCUIT_AGGREGATOR__METRICS_ADDRESS": "0.0.0.0:50051"}
         )
+
+
+def test_two_federations_sharing_a_state_dir_are_refused(tmp_path: Path) -> None:
+    pki = "\n".join(f"      {line}" for line in CONFIG.splitlines()[2:6])
+    federation = f"  - pki:\n{pki}\n    state_dir: /var/lib/fedbiscuit/{{}}\n    plan_path: p.yaml"
+    path = tmp_path / "aggregator.yaml"
+    path.write_text(
+        "federations:\n" + federation.format("shared") + "\n" + federation.format("shared/")
+    )
+
+    with pytest.raises(InvalidInput, match=r"federations\.1\.state_dir: .* federations\.0\."):
+        load_config(path, environ={})
