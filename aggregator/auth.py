@@ -119,18 +119,29 @@ class _RevocationCache:
 
 @dataclass(frozen=True)
 class FederationTrust:
-    """What a silo certificate of one federation is checked against."""
+    """What a silo certificate of one federation is checked against: its CA certificates
+    (several while the CA is rotated: a trust bundle) and its revocation list."""
 
-    ca_cert: x509.Certificate
+    ca_certs: tuple[x509.Certificate, ...]
     revocation_list: Path
 
     @classmethod
     def from_files(cls, ca_cert: Path | str, revocation_list: Path | str) -> FederationTrust:
         try:
-            ca = x509.load_pem_x509_certificate(Path(ca_cert).read_bytes())
+            cas = tuple(x509.load_pem_x509_certificates(Path(ca_cert).read_bytes()))
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"{ca_cert}: cannot load the CA certificate: {exc}") from None
-        return cls(ca, Path(revocation_list))
+        return cls(cas, Path(revocation_list))
+
+    def issued(self, cert: x509.Certificate) -> bool:
+        """Whether one of this federation's CAs signed `cert`."""
+        for ca in self.ca_certs:
+            try:
+                cert.verify_directly_issued_by(ca)
+            except (InvalidSignature, ValueError, TypeError):
+                continue
+            return True
+        return False
 
 
 class SiloAuthInterceptor(grpc.ServerInterceptor):
@@ -197,13 +208,11 @@ class SiloAuthInterceptor(grpc.ServerInterceptor):
                 f"certificate (serial {cert.serial_number}) names {len(named)} hosted federations"
             )
         federation_id, silo_id = named[0]
-        try:
-            cert.verify_directly_issued_by(self._trust[federation_id].ca_cert)
-        except (InvalidSignature, ValueError, TypeError):
+        if not self._trust[federation_id].issued(cert):
             raise NotAuthenticated(
                 f"certificate (serial {cert.serial_number}) names federation {federation_id!r} "
                 "but was not issued by its CA"
-            ) from None
+            )
         return federation_id, silo_id
 
 

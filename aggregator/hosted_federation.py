@@ -98,10 +98,11 @@ class HostedFederation:
         self._store.close()
 
     def _masking_trust(self) -> MaskingTrust:
-        """What silos' secure-aggregation keys are checked against: this federation's CA and
-        revocation list as it stands at start (revoked silos are also refused at every call)."""
+        """What silos' secure-aggregation keys are checked against: this federation's (first)
+        CA and revocation list as it stands at start (revoked silos are also refused at every
+        call)."""
         revoked = RevocationList.load(self.trust.revocation_list)
-        return MaskingTrust(self.trust.ca_cert, frozenset(e.serial for e in revoked.entries))
+        return MaskingTrust(self.trust.ca_certs[0], frozenset(e.serial for e in revoked.entries))
 
     def _he_rpcs(self, clock: Callable[[], float]) -> HeRpcs:
         revocations = self.trust.revocation_list

@@ -323,3 +323,18 @@ def test_servicer_refuses_identity_when_the_interceptor_is_missing(pki: Federati
     ):
         _join(channel)
     assert err.value.code() == grpc.StatusCode.UNKNOWN
+
+
+def test_silo_of_the_new_ca_gets_in_while_the_ca_is_rotated(
+    tmp_path: Path, pki: FederationPaths
+) -> None:
+    # README's rotation: old and new CA of the same federation in one ca.pem (a trust bundle).
+    new = init_ca(tmp_path / "fed-a-new", "fed-a")
+    issue_silo(new.root, "silo-1")
+    pki.ca_cert.write_bytes(pki.ca_cert.read_bytes() + new.ca_cert.read_bytes())
+    servicer = EchoIdentityServicer()
+
+    with connected(pki, servicer, *_silo_1(new)) as channel:
+        _join(channel)
+
+    assert servicer.calls == ["Join"]
