@@ -112,7 +112,8 @@ class AggregatorConfig(BaseSettings):
         ge=0,
         le=3600,
         description="After the federation finishes, keep serving until every joined silo has "
-        "been told so, for at most this long.",
+        "been told so, for at most this long; under protection 'he', for this long in full, "
+        "so silos can decrypt the selectors (`fedbiscuit silo export`).",
     )
     shutdown_grace_s: float = Field(
         15.0,
