@@ -53,7 +53,8 @@ def test_the_population_preference_is_the_share_weighted_bradley_terry_probabili
     expected = {"thorough": 1.0 / 0.3, "blunt": -1.5 / 0.3, "gentle": 1.5 / 0.3}
     for name, logit in expected.items():
         assert by_group[name] == pytest.approx(1 / (1 + math.exp(-logit)))
-    population = 0.5 * by_group["thorough"] + 0.3 * by_group["blunt"] + 0.2 * by_group["gentle"]
+    # Shares 3:2:1 of the population.
+    population = (3 * by_group["thorough"] + 2 * by_group["blunt"] + by_group["gentle"]) / 6
     assert judge.preference(prompt, specific_polite, specific_curt) == pytest.approx(population)
     one = OracleJudge((PreferenceGroup("all", DEFAULT_PREFERENCES),))
     assert one.preference(prompt, specific_curt, specific_curt) == 0.5
