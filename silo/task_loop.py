@@ -152,14 +152,7 @@ class TaskLoop:
                 wait_ms=self._wait_ms,
             )  # fmt: skip
             masked.join()
-        if plan.protection == "he":
-            # Checked (statement, signatures, spot checks) and decrypted before any spend.
-            manifest, vector, _ = self._he.globals_for(
-                task, task.adapter_index, task.globals_sha256
-            )
-        else:
-            max_bytes = int(plan.max_update_mib * _MIB)
-            manifest, vector = self._client.download_globals(task, max_bytes)
+        manifest, vector = self._globals(plan, task)
         entry = privacy.record(
             task.round,
             event,
@@ -173,29 +166,42 @@ class TaskLoop:
             codec.unflatten(manifest, vector), task.local_steps
         )
         update_manifest, update = codec.flatten(delta_state)
+        entries = privacy.undelivered()
         if plan.protection == "he":
-            ack = self._he.contribute(task, update, privacy.undelivered())
-            privacy.delivered(ack.ledger_next_seq)
-            self._log("uploaded", task.round, accepted=ack.accepted, protection="he")
-            return "uploaded"
-        if masked is not None:
-            ack = masked.upload(update_manifest, update, privacy.undelivered())
-            privacy.delivered(ack.ledger_next_seq)
-            masked.finish()
-            self._log("uploaded", task.round, accepted=ack.accepted, protection="masking")
-            return "uploaded"
-        num_examples = training.num_examples if plan.weighting == "num_examples" else None
-        ack = self._client.upload_update(
-            task,
-            update_manifest,
-            update,
-            protection=plan.protection,
-            ledger_entries=privacy.undelivered(),
-            num_examples=num_examples,
-        )
+            ack = self._he.contribute(task, update, entries)
+        elif masked is not None:
+            ack = masked.upload(update_manifest, update, entries)
+        else:
+            num_examples = training.num_examples if plan.weighting == "num_examples" else None
+            ack = self._client.upload_update(
+                task,
+                update_manifest,
+                update,
+                protection=plan.protection,
+                ledger_entries=entries,
+                num_examples=num_examples,
+            )
         privacy.delivered(ack.ledger_next_seq)
-        self._log("uploaded", task.round, accepted=ack.accepted)
+        if masked is not None:
+            masked.finish()
+        self._log("uploaded", task.round, accepted=ack.accepted, protection=plan.protection)
         return "uploaded"
+
+    def _globals(
+        self, plan: Plan, task: pb.Task, adapter_index: int | None = None
+    ) -> tuple[codec.Manifest, np.ndarray]:
+        """Globals for `task` (`adapter_index` None: a TRAIN task's own adapter; k: adapter k
+        of an EVALUATE task): downloaded and hash-checked, or under HE checked (statement,
+        signatures, spot checks) and decrypted; always before any spend."""
+        if plan.protection != "he":
+            max_bytes = int(plan.max_update_mib * _MIB)
+            return self._client.download_globals(task, max_bytes, adapter_index)
+        if adapter_index is None:
+            adapter, expected = task.adapter_index, task.globals_sha256
+        else:
+            adapter, expected = adapter_index, task.adapter_sha256[adapter_index]
+        manifest, vector, _ = self._he.globals_for(task, adapter, expected)
+        return manifest, vector
 
     def _evaluate(self, plan: Plan, training: TrainingSetup, task: pb.Task) -> str:
         """Handle one EVALUATE task (a FedBiscuit grouping): "reported" or "declined".
@@ -211,13 +217,9 @@ class TaskLoop:
         after = self._afford_or_decline(plan, task, event)
         if after is None:
             return "declined"
-        max_bytes = int(plan.max_update_mib * _MIB)
         losses = []
         for k in range(plan.adapters):
-            if plan.protection == "he":
-                manifest, vector, _ = self._he.globals_for(task, k, task.adapter_sha256[k])
-            else:
-                manifest, vector = self._client.download_globals(task, max_bytes, adapter_index=k)
+            manifest, vector = self._globals(plan, task, k)
             state = codec.unflatten(manifest, vector)
             losses.append(training.trainer.example_losses(state, training.evaluation_rows))
         entry = privacy.record(
