@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aggregator.config import AggregatorConfig
 from aggregator.server import AggregatorServer
 from privacy.pki import FederationPaths, init_ca, issue_aggregator, issue_silo
+from protos import codec
 from protos.config_files import save_model_file
 from protos.plan import Plan
 from selector.benchmark import SiloData
 from selector.data import write_jsonl
+from silo.agent import run_silo
 from silo.config import SiloConfig
 from silo.policy import PrivacyBudget, SiloPolicy
+from silo.trainer import LocalTrainer
 
 FEDERATION = "test-fed"
 
@@ -75,9 +81,11 @@ AggregatorFactory = Callable[..., AggregatorServer]
 @pytest.fixture
 def aggregator(tmp_path: Path, pki: FederationPaths) -> AggregatorFactory:
     """Builds a real mTLS aggregator for `plan` on a free loopback port (use it with `with`);
-    `clock` drives its round deadlines."""
+    `clock` drives its round deadlines; `export_dir` receives the final selectors."""
 
-    def make(plan: Plan, clock: Callable[[], float] = time.time) -> AggregatorServer:
+    def make(
+        plan: Plan, clock: Callable[[], float] = time.time, export_dir: Path | None = None
+    ) -> AggregatorServer:
         plan_path = tmp_path / "plan.yaml"
         save_model_file(plan_path, plan)
         config = AggregatorConfig(
@@ -90,8 +98,49 @@ def aggregator(tmp_path: Path, pki: FederationPaths) -> AggregatorFactory:
             },
             state_dir=tmp_path / "aggregator",
             plan_path=plan_path,
+            export_dir=export_dir,
             max_long_poll_s=2.0,
         )
         return AggregatorServer(config, clock=clock)
 
     return make
+
+
+def run_silos(
+    configs: list[SiloConfig], *, timeout_s: float, wait_ms: int = 1_000
+) -> list[int | Exception]:
+    """Run one silo agent per config in threads: each one's exit code, or the error it
+    stopped with; the agents still running after `timeout_s` are told to stop."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(len(configs)) as pool:
+        futures = [pool.submit(run_silo, config, stop, wait_ms=wait_ms) for config in configs]
+        try:
+            return [future.exception(timeout=timeout_s) or future.result() for future in futures]
+        finally:
+            stop.set()
+
+
+@pytest.fixture
+def recorded_updates(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, np.ndarray]]:
+    """Every update a silo trains, as (sha256 of the globals it started from, flat delta):
+    the real trainer runs; this only keeps what it returned, for the test to look for."""
+    recorded: list[tuple[str, np.ndarray]] = []
+    lock = threading.Lock()
+    train_round = LocalTrainer.train_round
+
+    def recording(self: LocalTrainer, globals_state, steps):
+        delta = train_round(self, globals_state, steps)
+        with lock:
+            recorded.append((codec.flatten(globals_state)[0].sha256, codec.flatten(delta)[1]))
+        return delta
+
+    monkeypatch.setattr(LocalTrainer, "train_round", recording)
+    return recorded
+
+
+def stored_windows(vector: np.ndarray, count: int = 4, width: int = 4) -> list[bytes]:
+    """A few runs of `width` consecutive nonzero float32 values, as the bytes they would be
+    if stored: what a test looks for in the aggregator's files and logs."""
+    raw = codec.to_bytes(vector)
+    starts = np.flatnonzero(vector)[:: max(1, vector.size // count)][:count]
+    return [raw[4 * i : 4 * (i + width)] for i in starts if i + width <= vector.size]

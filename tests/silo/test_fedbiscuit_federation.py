@@ -3,27 +3,20 @@ training, the exported selector set, and a loss report refused when the budget c
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from aggregator.config import AggregatorConfig
 from aggregator.round_machine import Phase
-from aggregator.server import AggregatorServer
 from aggregator.status import read_status
 from privacy.accounting import DpEvent, PrivacyAccountant
 from privacy.ledger import Ledger
 from privacy.loss_report import loss_report_event
-from privacy.pki import FederationPaths
-from protos.config_files import save_model_file
 from protos.plan import FedBiscuitSpec, LossReportSpec, Plan
 from selector.checkpoint import load_selector_set
-from silo.agent import run_silo
 from silo.config import SiloConfig
 from silo.privacy_state import LEDGER_FILE
-from tests.silo.conftest import FEDERATION, SiloConfigFactory
+from tests.silo.conftest import FEDERATION, AggregatorFactory, SiloConfigFactory, run_silos
 
 TIMEOUT_S = 90.0
 SILOS = ("silo-1", "silo-2")
@@ -32,8 +25,9 @@ SILOS = ("silo-1", "silo-2")
 @pytest.fixture
 def fedbiscuit_plan(tiny_plan: Plan) -> Plan:
     """K=2, one warm-up round per adapter, a grouping before rounds 2 and 3."""
-    return tiny_plan.model_copy(
-        update={
+    return Plan.model_validate(
+        {
+            **tiny_plan.model_dump(),
             "algorithm": "fedbiscuit",
             "rounds": 4,
             "fedbiscuit": FedBiscuitSpec(
@@ -47,36 +41,6 @@ def fedbiscuit_plan(tiny_plan: Plan) -> Plan:
     )
 
 
-def _server(tmp_path: Path, pki: FederationPaths, plan: Plan) -> AggregatorServer:
-    plan_path = tmp_path / "plan.yaml"
-    save_model_file(plan_path, Plan.model_validate(plan.model_dump()))
-    config = AggregatorConfig(
-        listen_address="127.0.0.1:0",
-        pki={
-            "ca_cert": pki.ca_cert,
-            "server_cert": pki.aggregator_cert,
-            "server_key": pki.aggregator_key,
-            "revocation_list": pki.revocation_list,
-        },
-        state_dir=tmp_path / "aggregator",
-        plan_path=plan_path,
-        export_dir=tmp_path / "selectors",
-        max_long_poll_s=2.0,
-    )
-    return AggregatorServer(config)
-
-
-def _run(configs: list[SiloConfig]) -> list[int | Exception]:
-    """Each silo's exit code, or the error it stopped with."""
-    stop = threading.Event()
-    with ThreadPoolExecutor(len(configs)) as pool:
-        futures = [pool.submit(run_silo, config, stop, wait_ms=2_000) for config in configs]
-        try:
-            return [future.exception(timeout=TIMEOUT_S) or future.result() for future in futures]
-        finally:
-            stop.set()
-
-
 def _entries(config: SiloConfig) -> list:
     path = config.state_dir / LEDGER_FILE
     return list(Ledger.open(path, federation_id=FEDERATION, silo_id=config.silo_id).entries)
@@ -84,13 +48,13 @@ def _entries(config: SiloConfig) -> list:
 
 def test_fedbiscuit_warms_up_groups_on_dp_loss_reports_and_exports_k_selectors(
     tmp_path: Path,
-    pki: FederationPaths,
+    aggregator: AggregatorFactory,
     fedbiscuit_plan: Plan,
     silo_config: SiloConfigFactory,
 ) -> None:
-    with _server(tmp_path, pki, fedbiscuit_plan) as server:
+    with aggregator(fedbiscuit_plan, export_dir=tmp_path / "selectors") as server:
         configs = [silo_config(silo_id, server.port) for silo_id in SILOS]
-        exit_codes = _run(configs)
+        exit_codes = run_silos(configs, timeout_s=TIMEOUT_S, wait_ms=2_000)
         phase = server.wait_until_finished(TIMEOUT_S)
         store = server.store
         warmup = [store.globals_record(r, 1).sha256 for r in (0, 1, 2)]
@@ -117,7 +81,7 @@ def test_fedbiscuit_warms_up_groups_on_dp_loss_reports_and_exports_k_selectors(
 
 def test_a_loss_report_the_budget_cannot_pay_is_never_released(
     tmp_path: Path,
-    pki: FederationPaths,
+    aggregator: AggregatorFactory,
     fedbiscuit_plan: Plan,
     silo_config: SiloConfigFactory,
 ) -> None:
@@ -128,10 +92,10 @@ def test_a_loss_report_the_budget_cannot_pay_is_never_released(
         accountant.record(DpEvent("dp_sgd", 1.0, 8 / 64, 2))
     trained = accountant.epsilon(plan.delta)
     with_report = accountant.epsilon_after(loss_report_event(2, 4.0), plan.delta)
-    with _server(tmp_path, pki, plan) as server:
+    with aggregator(plan, export_dir=tmp_path / "selectors") as server:
         poor = silo_config("silo-1", server.port, epsilon=(trained + with_report) / 2)
         rich = silo_config("silo-2", server.port)
-        outcomes = _run([poor, rich])
+        outcomes = run_silos([poor, rich], timeout_s=TIMEOUT_S, wait_ms=2_000)
         phase = server.wait_until_finished(TIMEOUT_S)
 
     # K=2 clusters need 2 reports; with silo-1 out of budget the grouping cannot happen.

@@ -9,8 +9,6 @@ and no plaintext adapter values; silos refuse an "aggregate" that is not the sta
 from __future__ import annotations
 
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +29,18 @@ from protos.plan import HeSpec, Plan
 from selector.benchmark import SiloData, make_federated_dataset
 from selector.checkpoint import load_selector
 from selector.model import adapter_state
-from silo.agent import run_silo
 from silo.client import SiloClient
 from silo.config import SiloConfig
 from silo.export import export_selectors
 from silo.he_keys import HeKeyring
 from silo.policy import SiloPolicy
-from silo.trainer import LocalTrainer
-from tests.silo.conftest import FEDERATION, AggregatorFactory, SiloConfigFactory
+from tests.silo.conftest import (
+    FEDERATION,
+    AggregatorFactory,
+    SiloConfigFactory,
+    run_silos,
+    stored_windows,
+)
 
 TIMEOUT_S = 180.0
 SILOS = ("silo-1", "silo-2", "silo-3")
@@ -63,33 +65,6 @@ def he_plan(tiny_plan: Plan, pki: FederationPaths) -> Plan:
     return Plan.model_validate(fields)
 
 
-@pytest.fixture
-def recorded_updates(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, np.ndarray]]:
-    """Every update a silo trains, with the round-start globals' first value as a tag."""
-    recorded: list[np.ndarray] = []
-    lock = threading.Lock()
-    train_round = LocalTrainer.train_round
-
-    def recording(self: LocalTrainer, globals_state, steps):
-        delta = train_round(self, globals_state, steps)
-        with lock:
-            recorded.append(codec.flatten(delta)[1])
-        return delta
-
-    monkeypatch.setattr(LocalTrainer, "train_round", recording)
-    return recorded
-
-
-def _run(configs: list[SiloConfig]) -> list[int | Exception]:
-    stop = threading.Event()
-    with ThreadPoolExecutor(len(configs)) as pool:
-        futures = [pool.submit(run_silo, config, stop, wait_ms=1_000) for config in configs]
-        try:
-            return [future.exception(timeout=TIMEOUT_S) or future.result() for future in futures]
-        finally:
-            stop.set()
-
-
 def _custodian_secret(config: SiloConfig):
     key = serialization.load_pem_private_key(config.pki.key.read_bytes(), None)
     sealed = (config.state_dir / "he-secret-e0.sealed").read_bytes()
@@ -98,24 +73,18 @@ def _custodian_secret(config: SiloConfig):
     )
 
 
-def _windows(vector: np.ndarray, count: int = 4, width: int = 4) -> list[bytes]:
-    raw = codec.to_bytes(vector)
-    starts = np.flatnonzero(vector)[:: max(1, vector.size // count)][:count]
-    return [raw[4 * i : 4 * (i + width)] for i in starts if i + width <= vector.size]
-
-
 def test_he_rounds_add_the_weighted_updates_and_the_aggregator_keeps_no_key_or_plaintext(
     tmp_path: Path,
     he_plan: Plan,
     aggregator: AggregatorFactory,
     silo_config: SiloConfigFactory,
-    recorded_updates: list[np.ndarray],
+    recorded_updates: list[tuple[str, np.ndarray]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with aggregator(he_plan) as server:
         configs = [silo_config(s, server.port, policy=HE_ONLY) for s in SILOS]
-        outcomes = _run(configs)
+        outcomes = run_silos(configs, timeout_s=TIMEOUT_S)
         phase = server.wait_until_finished(TIMEOUT_S)
         vault: HeVault = server.machine._he
         encrypted = [vault.globals(r, 0) for r in range(3)]
@@ -126,8 +95,9 @@ def test_he_rounds_add_the_weighted_updates_and_the_aggregator_keeps_no_key_or_p
     initial = decrypt_update(secret, encrypted[0].vector)
     final = decrypt_update(secret, encrypted[2].vector)
     # Aggregate on model: each of the 3 sampled silos adds 1/3 of its delta, every round.
-    assert len(recorded_updates) == 6
-    expected = initial.astype(np.float64) + np.sum(recorded_updates, axis=0) / 3
+    deltas = [delta for _, delta in recorded_updates]
+    assert len(deltas) == 6
+    expected = initial.astype(np.float64) + np.sum(deltas, axis=0) / 3
     moved = np.linalg.norm(expected - initial)
     assert np.linalg.norm(final - expected) <= 1e-4 * moved
     assert [len(e.statement.contributions) for e in encrypted[1:]] == [3, 3]
@@ -140,8 +110,8 @@ def test_he_rounds_add_the_weighted_updates_and_the_aggregator_keeps_no_key_or_p
     assert contexts and not ts.context_from(contexts[0].read_bytes()).is_private()
     assert secret._secret_bytes() not in persisted
     logs = caplog.text.encode()
-    for vector in [*recorded_updates, decrypt_update(secret, encrypted[1].vector), final]:
-        for window in _windows(vector):
+    for vector in [*deltas, decrypt_update(secret, encrypted[1].vector), final]:
+        for window in stored_windows(vector):
             assert window not in persisted and window not in logs
 
 
@@ -200,7 +170,9 @@ def test_tampered_or_truncated_ciphertext_chunks_are_refused_at_the_wire(
     monkeypatch.setattr(SiloClient, "upload_encrypted", faulty_once)
     plan = Plan.model_validate({**he_plan.model_dump(), "rounds": 1})
     with aggregator(plan) as server:
-        outcomes = _run([silo_config(s, server.port, policy=HE_ONLY) for s in SILOS])
+        outcomes = run_silos(
+            [silo_config(s, server.port, policy=HE_ONLY) for s in SILOS], timeout_s=TIMEOUT_S
+        )
         phase = server.wait_until_finished(TIMEOUT_S)
 
     assert outcomes == [0, 0, 0] and phase == Phase.DONE
@@ -231,7 +203,9 @@ def test_silos_refuse_to_decrypt_one_silos_update_served_as_the_aggregate(
 
     monkeypatch.setattr(HeVault, "aggregate", oracle)
     with aggregator(he_plan) as server:
-        outcomes = _run([silo_config(s, server.port, policy=HE_ONLY) for s in SILOS])
+        outcomes = run_silos(
+            [silo_config(s, server.port, policy=HE_ONLY) for s in SILOS], timeout_s=TIMEOUT_S
+        )
 
     assert all(isinstance(o, AggregateRejected) for o in outcomes), outcomes
     assert all("is not the sum of the listed contributions" in str(o) for o in outcomes)
@@ -250,7 +224,7 @@ def test_a_keyed_silo_exports_the_checked_final_selector_and_others_cannot(
         configs = {s: silo_config(s, server.port, policy=HE_ONLY) for s in (*SILOS, "silo-4")}
         with pytest.raises(FailedPrecondition, match="has not finished"):
             export_selectors(configs["silo-2"], tmp_path / "early")
-        outcomes = _run([configs[s] for s in SILOS])
+        outcomes = run_silos([configs[s] for s in SILOS], timeout_s=TIMEOUT_S)
         assert server.wait_until_finished(TIMEOUT_S) == Phase.DONE
         result = export_selectors(configs["silo-2"], tmp_path / "export")
         with pytest.raises(FailedPrecondition, match="no CKKS key"):

@@ -8,8 +8,6 @@ silo's individual update.
 from __future__ import annotations
 
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +20,16 @@ from protos import codec
 from protos.errors import FailedPrecondition
 from protos.plan import FedBiscuitSpec, LossReportSpec, Plan, SecAggSpec
 from selector.benchmark import SiloData, make_federated_dataset
-from silo.agent import run_silo
 from silo.client import SiloClient
-from silo.config import SiloConfig
 from silo.masked_upload import MaskedUpload
 from silo.privacy_state import LEDGER_FILE
-from silo.trainer import LocalTrainer
-from tests.silo.conftest import FEDERATION, AggregatorFactory, SiloConfigFactory
+from tests.silo.conftest import (
+    FEDERATION,
+    AggregatorFactory,
+    SiloConfigFactory,
+    run_silos,
+    stored_windows,
+)
 
 TIMEOUT_S = 120.0
 SILOS = ("silo-1", "silo-2", "silo-3")
@@ -48,24 +49,6 @@ def masked_plan(tiny_plan: Plan) -> Plan:
 
 
 @pytest.fixture
-def recorded_updates(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, np.ndarray]]:
-    """Every update a silo trains, as (sha256 of the globals it started from, flat delta):
-    the real trainer runs; this only keeps what it returned, for the test to look for."""
-    recorded: list[tuple[str, np.ndarray]] = []
-    lock = threading.Lock()
-    train_round = LocalTrainer.train_round
-
-    def recording(self: LocalTrainer, globals_state, steps):
-        delta = train_round(self, globals_state, steps)
-        with lock:
-            recorded.append((codec.flatten(globals_state)[0].sha256, codec.flatten(delta)[1]))
-        return delta
-
-    monkeypatch.setattr(LocalTrainer, "train_round", recording)
-    return recorded
-
-
-@pytest.fixture
 def sent_uploads(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     """What each real upload call hands the wire: its manifest, payload and example count."""
     sent: list[dict] = []
@@ -77,23 +60,6 @@ def sent_uploads(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 
     monkeypatch.setattr(SiloClient, "upload_update", recording)
     return sent
-
-
-def _run(configs: list[SiloConfig]) -> list[int | Exception]:
-    stop = threading.Event()
-    with ThreadPoolExecutor(len(configs)) as pool:
-        futures = [pool.submit(run_silo, config, stop, wait_ms=1_000) for config in configs]
-        try:
-            return [future.exception(timeout=TIMEOUT_S) or future.result() for future in futures]
-        finally:
-            stop.set()
-
-
-def _windows(update: np.ndarray, count: int = 4, width: int = 4) -> list[bytes]:
-    """A few runs of `width` consecutive nonzero float32 values, as the bytes they'd be stored."""
-    raw = codec.to_bytes(update)
-    starts = np.flatnonzero(update)[:: max(1, update.size // count)][:count]
-    return [raw[4 * i : 4 * (i + width)] for i in starts if i + width <= update.size]
 
 
 def test_masked_rounds_move_the_globals_by_the_mean_update_the_aggregator_never_sees(
@@ -110,7 +76,7 @@ def test_masked_rounds_move_the_globals_by_the_mean_update_the_aggregator_never_
     caplog.set_level(logging.DEBUG)
     with aggregator(masked_plan) as server:
         configs = [silo_config(silo_id, server.port) for silo_id in SILOS]
-        outcomes = _run(configs)
+        outcomes = run_silos(configs, timeout_s=TIMEOUT_S)
         phase = server.wait_until_finished(TIMEOUT_S)
         store = server.store
         before, after = (codec.flatten(store.load_globals(r))[1] for r in (0, 1))
@@ -142,7 +108,7 @@ def test_masked_rounds_move_the_globals_by_the_mean_update_the_aggregator_never_
     )
     logs = caplog.text.encode()
     for _, delta in recorded_updates:
-        for window in _windows(delta):
+        for window in stored_windows(delta):
             assert window not in persisted and window not in logs
 
     for config in configs:
@@ -178,7 +144,9 @@ def test_masked_fedbiscuit_sums_each_cluster_over_its_own_silos(
     )
     plan = Plan.model_validate(fields)
     with aggregator(plan) as server:
-        outcomes = _run([silo_config(silo_id, server.port) for silo_id in silos])
+        outcomes = run_silos(
+            [silo_config(silo_id, server.port) for silo_id in silos], timeout_s=TIMEOUT_S
+        )
         phase = server.wait_until_finished(TIMEOUT_S)
         store, clusters = server.store, server.machine.state.clusters
         grouped = [
@@ -220,7 +188,9 @@ def test_a_silo_that_crashes_after_sharing_keys_is_unmasked_out_of_the_sum(
 
     monkeypatch.setattr(MaskedUpload, "upload", crash_silo_4)
     with aggregator(plan) as server:
-        outcomes = _run([silo_config(silo_id, server.port) for silo_id in silos])
+        outcomes = run_silos(
+            [silo_config(silo_id, server.port) for silo_id in silos], timeout_s=TIMEOUT_S
+        )
         phase = server.wait_until_finished(TIMEOUT_S)
         store = server.store
         before, after = (codec.flatten(store.load_globals(r))[1] for r in (0, 1))
