@@ -18,6 +18,7 @@ from typing import Any
 
 from protos.errors import FailedPrecondition, InvalidInput
 from selector.alignment_config import AlignConfig
+from selector.formats._lines import json_objects, text
 from selector.labelling import LabelledPair, Labelling
 from selector.policy import Completion
 
@@ -34,29 +35,11 @@ __all__ = [
 
 def read_prompts(path: Path) -> list[str]:
     """Prompts of a JSONL file, one {"prompt": "..."} object a line; blank lines skipped."""
-    try:
-        raw_lines = path.read_bytes().splitlines()
-    except OSError as exc:
-        raise InvalidInput(f"--prompts {path}: cannot read ({exc.strerror})") from None
     prompts = []
-    for number, raw in enumerate(raw_lines, start=1):
-        where = f"{path}:{number}"
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{where}: not UTF-8 text") from None
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or set(record) != {"prompt"}:
+    for where, record in json_objects(path):
+        if set(record) != {"prompt"}:
             raise InvalidInput(f'{where}: expected an object with one field, {{"prompt": "..."}}')
-        prompt = record["prompt"]
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidInput(f"{where}: field 'prompt' must be a non-empty string")
-        prompts.append(prompt)
+        prompts.append(text(record, "prompt", where))
     if not prompts:
         raise InvalidInput(f'--prompts {path}: no prompts (one {{"prompt": ...}} per line)')
     return prompts
