@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from aggregator.health import HEALTH_METHODS
+from aggregator.method_handlers import rewrap
 from privacy.pki import RevocationList, silo_id_from_cert, validate_id
 from protos.errors import InvalidInput, NotAuthenticated
 
@@ -230,14 +231,4 @@ def _guard(
 
         return guarded
 
-    codecs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), **codecs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), **codecs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), **codecs)
-    return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), **codecs)
+    return rewrap(handler, lambda behavior, _response_streams: wrap(behavior))

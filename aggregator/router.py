@@ -10,7 +10,7 @@ hosted here reaches the caller's own servicer, which refuses it as before (FAILE
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import grpc
@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 from aggregator.auth import authenticated_federation, authenticated_silo
+from aggregator.method_handlers import HANDLER_MAKERS
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc
 
@@ -60,7 +61,7 @@ class FederationRouter(grpc.GenericRpcHandler):
             return getattr(servicer, name)(rest, context)
 
         behavior = stream_in if method.client_streaming else unary_in
-        make = _HANDLER_MAKERS[(method.client_streaming, method.server_streaming)]
+        make = HANDLER_MAKERS[(method.client_streaming, method.server_streaming)]
         return make(behavior, **codecs)
 
     def _servicer_for(
@@ -90,11 +91,3 @@ def federation_named_by(message: Message) -> str | None:
             if "federation_id" in inner.DESCRIPTOR.fields_by_name:
                 return inner.federation_id
     return None
-
-
-_HANDLER_MAKERS: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler]] = {
-    (False, False): grpc.unary_unary_rpc_method_handler,
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}

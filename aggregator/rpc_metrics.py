@@ -15,6 +15,7 @@ import grpc
 
 from aggregator.auth import SILO_METHODS
 from aggregator.health import HEALTH_METHODS
+from aggregator.method_handlers import rewrap
 from aggregator.metrics import AggregatorMetrics
 
 _KNOWN = SILO_METHODS | HEALTH_METHODS
@@ -85,11 +86,9 @@ def _counted(
 
         return counted
 
-    codecs = {"request_deserializer": deserialize, "response_serializer": serialize}
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **codecs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **codecs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **codecs)
-    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **codecs)
+    return rewrap(
+        handler,
+        lambda behavior, response_streams: (streaming if response_streams else unary)(behavior),
+        request_deserializer=deserialize,
+        response_serializer=serialize,
+    )
