@@ -55,17 +55,16 @@ class AggregatorPki(_Strict):
 class FederationConfig(_Strict):
     """One hosted federation: everything that is per federation and never shared."""
 
-    # The single-federation form (FederationConfig's fields at the top level) ...
-    pki: AggregatorPki | None = None
-    state_dir: Path | None = None
-    plan_path: Path | None = None
-    export_dir: Path | None = None
-    allow_plan_change: bool = False
-    # ... or several federations on the same port, isolated from each other.
-    federations: tuple[FederationConfig, ...] = Field(
-        (),
-        description="The federations this process hosts, each with its own PKI, plan, state "
-        "and export dir; instead of the top-level pki/state_dir/plan_path.",
+    pki: AggregatorPki
+    state_dir: Path = Field(description="SQLite state and blobs; resumed from on restart.")
+    plan_path: Path = Field(description="The federation plan (YAML or JSON, protos.plan.Plan).")
+    export_dir: Path | None = Field(
+        None, description="Where the final selector is saved when the federation is DONE."
+    )
+    allow_plan_change: bool = Field(
+        False,
+        description="Resume a state_dir made under a different plan (same federation_id and "
+        "selector only). Silos on the old plan must re-join.",
     )
 
     def load_plan(self) -> Plan:
@@ -92,7 +91,8 @@ class AggregatorConfig(BaseSettings):
         pattern=_ADDRESS,
         description="host:port to serve mTLS gRPC on; port 0 picks a free port.",
     )
-    # The single-federation form (FederationConfig's fields at the top level) ...
+    # The single-federation form (FederationConfig's fields, described there, at the top
+    # level) ...
     pki: AggregatorPki | None = None
     state_dir: Path | None = None
     plan_path: Path | None = None
