@@ -71,6 +71,15 @@ def ledger_lines(path: Path) -> int:
         return 0
 
 
+def audit(workdir: Path, ca_cert: Path) -> subprocess.CompletedProcess:
+    """`fedbiscuit audit` over a demo workdir, as an auditor runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "fedbiscuit", "audit", "--ledger", str(workdir),
+         "--ca", str(ca_cert)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
 def wait_for(
     predicate: Callable[[], bool], what: str, processes: Iterable[subprocess.Popen]
 ) -> None:

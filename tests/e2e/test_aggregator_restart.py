@@ -5,83 +5,43 @@ and the restarted aggregator re-runs that round with fresh keys and seeds."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
 from aggregator.status import read_status
 from fedbiscuit.demo_setup import DemoOptions, lay_out
 from privacy.ledger import Ledger
-from protos.errors import FedbiscuitError
+
+from .processes import DEADLINE_S, kill, start, status_or_none, stop_all, wait_for
 
 pytestmark = pytest.mark.slow
-
-DEADLINE_S = 180
-
-
-def _start(args: list[str], log: Path) -> subprocess.Popen:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fedbiscuit", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-
-
-def _status_or_none(state_dir: Path):
-    try:
-        return read_status(state_dir)
-    except FedbiscuitError:
-        return None
-
-
-def _wait_for(predicate, what: str, processes: list[subprocess.Popen]) -> None:
-    give_up = time.monotonic() + DEADLINE_S
-    while not predicate():
-        for process in processes:
-            assert process.poll() in (None, 0), f"{process.args} died waiting for {what}"
-        assert time.monotonic() < give_up, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_aggregator_killed_mid_federation_resumes_and_finishes(tmp_path):
     layout = lay_out(tmp_path / "fed", DemoOptions(silos=3, rounds=4, tiny=True, local_steps=4))
     aggregator_args = ["aggregator", "run", "--config", str(layout.aggregator_config)]
     log = layout.logs_dir / "aggregator.log"
-    aggregator = _start(aggregator_args, log)
+    aggregator = start(aggregator_args, log)
     silos = [
-        _start(["silo", "run", "--config", str(config)], layout.logs_dir / f"{silo_id}.log")
+        start(["silo", "run", "--config", str(config)], layout.logs_dir / f"{silo_id}.log")
         for silo_id, config in layout.silo_configs.items()
     ]
     try:
 
         def one_round_done() -> bool:
-            status = _status_or_none(layout.aggregator_state)
+            status = status_or_none(layout.aggregator_state)
             return status is not None and status.rounds_completed >= 1
 
-        _wait_for(one_round_done, "round 1 to complete", [aggregator, *silos])
-        aggregator.send_signal(signal.SIGKILL)
-        aggregator.wait()
+        wait_for(one_round_done, "round 1 to complete", [aggregator, *silos])
+        kill(aggregator)
         killed_at = read_status(layout.aggregator_state)
         assert not killed_at.finished, "killed too late to test a resume"
 
-        aggregator = _start(aggregator_args, log)
+        aggregator = start(aggregator_args, log)
         assert aggregator.wait(timeout=DEADLINE_S) == 0, log.read_text()[-3000:]
         for silo in silos:
             assert silo.wait(timeout=60) == 0
     finally:
-        for process in (aggregator, *silos):
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        stop_all([aggregator, *silos])
 
     final = read_status(layout.aggregator_state)
     assert final.phase == "DONE" and final.rounds_completed == 4

@@ -14,8 +14,6 @@ per kill.
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -29,7 +27,7 @@ from privacy.ledger import Ledger
 from protos.config_files import load_model_file, save_model_file
 from protos.plan import Plan
 
-from .processes import DEADLINE_S, kill, start, status_or_none, stop_all, wait_for
+from .processes import DEADLINE_S, audit, kill, start, status_or_none, stop_all, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -127,9 +125,5 @@ def test_aggregator_sigkilled_at_random_points_resumes_without_loss_or_duplicate
             assert len(seqs) == len(set(seqs))  # no release paid for two updates
     finally:
         store.close()
-    audit = subprocess.run(
-        [sys.executable, "-m", "fedbiscuit", "audit", "--ledger", str(layout.workdir),
-         "--ca", str(layout.pki_dir / "ca.pem")],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    audited = audit(layout.workdir, layout.pki_dir / "ca.pem")
+    assert audited.returncode == 0, audited.stdout + audited.stderr

@@ -4,7 +4,6 @@ the silo writing an entry and the aggregator acknowledging it (real processes, r
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
@@ -15,6 +14,7 @@ from privacy.ledger import Ledger
 
 from .processes import (
     DEADLINE_S,
+    audit,
     kill,
     ledger_lines,
     start,
@@ -87,9 +87,5 @@ def test_ledger_entries_survive_sigkill_of_silo_and_aggregator(tmp_path):
                     assert ledger.entries[submission.ledger_seq].round == submission.round
     finally:
         store.close()
-    audit = subprocess.run(
-        [sys.executable, "-m", "fedbiscuit", "audit", "--ledger", str(layout.workdir),
-         "--ca", str(layout.pki_dir / "ca.pem")],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    audited = audit(layout.workdir, layout.pki_dir / "ca.pem")
+    assert audited.returncode == 0, audited.stdout + audited.stderr
