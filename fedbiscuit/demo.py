@@ -287,7 +287,7 @@ def _evaluate(layout: DemoLayout, status: FederationStatus, budget_epsilon: floa
                 agreement=sum(a * n for _, a, n in by_cluster[k])
                 / sum(n for _, _, n in by_cluster[k])
                 if k in by_cluster
-                else 0.0,
+                else None,
             )
             for k in range(len(selectors))
         ]

@@ -35,8 +35,9 @@ class ClusterReport(BaseModel):
     index: int
     size: int
     members: list[str]
-    agreement: float = Field(
-        description="Held-out agreement of the cluster's selector on its members' pairs pooled."
+    agreement: float | None = Field(
+        description="Held-out agreement of the cluster's selector on its members' pairs pooled "
+        "(null: the cluster has no members, so nothing of its own to be scored on)."
     )
 
 
@@ -100,6 +101,9 @@ class DemoReport(BaseModel):
         )
         console.print(table)
         for cluster in self.clusters or []:
+            if cluster.agreement is None:
+                console.print(f"cluster {cluster.index}: no silos (its selector only votes)")
+                continue
             console.print(
                 f"cluster {cluster.index}: {cluster.size} silo(s) {', '.join(cluster.members)} · "
                 f"agreement {cluster.agreement:.3f}"
