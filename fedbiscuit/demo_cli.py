@@ -8,6 +8,7 @@ from pathlib import Path
 from protos.errors import InvalidInput
 
 MAX_DEMO_SILOS = 16  # each silo is a training process on this one machine
+FEDBISCUIT_ROUNDS_AFTER_WARMUP = 9  # five groupings at the demo plan's regroup_every = 2
 
 
 def _silo_count(text: str) -> int:
@@ -69,7 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--rounds",
         type=_positive_int,
-        help="federated rounds (fedbis: 3; fedbiscuit: clusters + 3)",
+        help="federated rounds (fedbis: 3; fedbiscuit: clusters + 9, five groupings)",
     )
     parser.add_argument(
         "--algorithm",
@@ -140,7 +141,11 @@ def run(args: argparse.Namespace) -> int:
         )
     rounds = args.rounds
     if rounds is None:
-        rounds = args.clusters + 3 if args.algorithm == "fedbiscuit" else 3
+        # FedBiscuit: a warm-up round per adapter, then five groupings (one every 2 rounds);
+        # with two, the clusters had not yet settled on the latent groups.
+        rounds = (
+            args.clusters + FEDBISCUIT_ROUNDS_AFTER_WARMUP if args.algorithm == "fedbiscuit" else 3
+        )
     console = Console()
     options = DemoOptions(
         silos=silos,
