@@ -11,19 +11,14 @@ import pytest
 from fedbiscuit.demo_setup import DemoOptions, demo_plan, lay_out
 from protos.config_files import load_model_file
 from protos.errors import InvalidInput
-from protos.plan import BackboneSpec
-from selector.backbone import load_backbone
 from selector.local_backbone import folder_digest
 from silo.config import SiloConfig
+from tests.backbone_folders import save_backbone
 
 
 @pytest.fixture(scope="module")
 def causal_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    model, tokenizer = load_backbone(BackboneSpec(kind="tiny_causal", seed=1))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_backbone("tiny_causal", tmp_path_factory.mktemp("tiny-llama"), seed=1)
 
 
 def test_a_causal_lm_folder_gets_the_causal_selector_pinned_by_digest(causal_folder):

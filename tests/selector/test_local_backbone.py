@@ -12,27 +12,18 @@ from pydantic import ValidationError
 
 from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import BackboneSpec, LoraSpec, Plan, SelectorSpec
-from selector.backbone import load_backbone
 from selector.benchmark import make_federated_dataset
 from selector.local_backbone import folder_digest, local_model_kind
 from selector.model import build_encoder, build_selector
 from selector.vote import selector_logits
+from tests.backbone_folders import save_backbone
 
 LORA = LoraSpec(rank=4, alpha=8.0, target_modules=("query", "value"))
 
 
-def _save(kind: str, folder: Path) -> Path:
-    """The tiny config-built backbone of `kind` and the MiniLM tokenizer, as save_pretrained
-    writes them (safetensors weights)."""
-    model, tokenizer = load_backbone(BackboneSpec(kind=kind, seed=3))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def encoder_folder(tmp_path_factory) -> Path:
-    return _save("tiny", tmp_path_factory.mktemp("tiny-bert"))
+    return save_backbone("tiny", tmp_path_factory.mktemp("tiny-bert"))
 
 
 def _local(folder: Path) -> BackboneSpec:
@@ -52,7 +43,7 @@ def test_local_encoder_scores_exactly_like_the_weights_it_was_saved_from(encoder
 
 
 def test_local_causal_lm_builds_a_choice_selector(tmp_path):
-    folder = _save("tiny_causal", tmp_path / "llama")
+    folder = save_backbone("tiny_causal", tmp_path / "llama")
     spec = SelectorSpec(kind="causal_lm", backbone=_local(folder))
     pairs = make_federated_dataset(1, 3, 0, seed=0)["silo-1"].train
     assert local_model_kind(folder) == "causal_lm"
