@@ -31,8 +31,9 @@ class _Strict(BaseModel):
 class BackboneSpec(_Strict):
     """Which frozen encoder every silo loads; silos resolve it locally, nothing is downloaded.
 
-    A 'local' backbone is a folder every party already holds; the plan names it by path and
-    pins its content digest, so a silo refuses weights that differ from the operator's.
+    A 'local' backbone is a folder every party already holds; the plan names it by the
+    operator's path and pins its content digest, so a silo refuses weights that differ from
+    the operator's wherever it keeps its copy.
     `path` and `sha256` exist only for 'local' and are left out of the canonical JSON of the
     other kinds, which therefore hash as they did before 'local' existed.
     """
@@ -46,7 +47,9 @@ class BackboneSpec(_Strict):
     )
     seed: int = Field(0, ge=0, description="Seed for the tiny backbones' random weights.")
     path: str | None = Field(
-        None, description="'local' only: absolute path of the model folder on every party."
+        None,
+        description="'local' only: absolute path of the model folder on the operator's machine; "
+        "silos may keep it elsewhere, see SiloConfig.local_backbones.",
     )
     sha256: str | None = Field(
         None,

@@ -88,7 +88,7 @@ def folder_digest(folder: Path) -> str:
     """SHA-256 over every file's relative path, size and SHA-256, in path order.
 
     Renaming, adding, removing or editing any file changes it; where the folder lives does
-    not, so parties may keep identical copies at the same path on different machines.
+    not, so each party may keep its identical copy wherever its own layout says.
     """
     folder = check_model_folder(folder)
     outer = hashlib.sha256()

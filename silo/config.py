@@ -7,15 +7,17 @@ deployments should write absolute paths.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath
+from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator
 
 from protos.config_files import load_model_file
 from silo.policy import PrivacyBudget, SiloPolicy
 
 _ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class _Strict(BaseModel):
@@ -75,6 +77,27 @@ class SiloConfig(_Strict):
         "production so DP noise is not reproducible.",
     )
     policy: SiloPolicy = SiloPolicy()
+    local_backbones: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Where this silo keeps the 'local' backbones it may be asked to load: the "
+        "folder's digest (the sha256 the plan pins; lowercase hex) → its absolute path here. "
+        "The operator publishes the digest, each institution puts the folder where its own "
+        "layout says; the digest is still checked on load. A plan whose digest is not listed "
+        "is loaded from the plan's own path (all parties on one filesystem, as in the demo).",
+    )
+
+    @field_validator("local_backbones")
+    @classmethod
+    def _digests_to_absolute_folders(cls, value: dict[str, Path]) -> dict[str, Path]:
+        for digest, folder in value.items():
+            if not _SHA256.fullmatch(digest):
+                raise ValueError(
+                    f"key {digest!r} is not a backbone digest (64 lowercase hex characters, "
+                    "the plan's selector.backbone.sha256)"
+                )
+            if not folder.is_absolute():
+                raise ValueError(f"{digest} maps to {str(folder)!r}: the path must be absolute")
+        return value
 
     def resolved_device(self) -> str:
         """'cpu' or 'cuda', resolving 'auto' (imports torch, so only call it to train)."""

@@ -60,6 +60,8 @@ def export_selectors(config: SiloConfig, out_dir: Path) -> ExportResult:
             clusters = {silo: int(k) for silo, k in header.clusters.items()}
     if any(not 0 <= k < plan.adapters for k in clusters.values()):
         raise FailedPrecondition("the aggregator's final clusters name an adapter not in the plan")
+    # The plan's selector spec, as the aggregator writes it in the other modes: the export
+    # names the operator's backbone path and digest, not where this silo keeps its copy.
     save_federation_export(out_dir, plan, finals, clusters)
     log.info(
         "federation=%s silo=%s phase=export adapters=%d out=%s",

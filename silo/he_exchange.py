@@ -41,6 +41,7 @@ from selector.model import adapter_state, build_selector
 from silo.client import SiloClient
 from silo.config import SiloConfig
 from silo.he_keys import HeKeyring
+from silo.local_backbones import silo_selector
 from silo.signing_key import signing_key
 
 
@@ -55,6 +56,7 @@ class HeExchange:
         self._client = client
         self._plan = plan
         self._spec = plan.he
+        self._selector = silo_selector(config, plan.selector)
         self._keyring = keyring
         self._key = signing_key(config)
         self._initial: dict[int, tuple[codec.Manifest, np.ndarray]] = {}
@@ -65,7 +67,7 @@ class HeExchange:
     def initial(self, adapter: int) -> tuple[codec.Manifest, np.ndarray]:
         """The public initial globals of `adapter` (seed + k), built locally."""
         if adapter not in self._initial:
-            model = build_selector(self._plan.selector, seed=self._plan.seed + adapter)
+            model = build_selector(self._selector, seed=self._plan.seed + adapter)
             self._initial[adapter] = codec.flatten(adapter_state(model))
         return self._initial[adapter]
 

@@ -52,8 +52,9 @@ class SiloPolicy(BaseModel):
         default_factory=lambda: ["minilm", "tiny", "tiny_causal"],
         min_length=1,
         description="Backbones (plan.selector.backbone.kind) the silo will load. 'local' (a "
-        "folder the plan names by path and digest) must be listed explicitly: the silo then "
-        "reads that path of its own machine because the aggregator asked it to.",
+        "folder the plan pins by digest) must be listed explicitly: the silo then reads a folder "
+        "of its own machine (the one local_backbones maps the digest to, else the plan's path) "
+        "because the aggregator asked it to.",
     )
     max_epsilon_per_round: float | None = Field(
         None, gt=0, description="Most epsilon one round may cost; null: only the budget limits."

@@ -18,6 +18,7 @@ from protos.plan import Plan
 from selector.data import read_jsonl
 from selector.model import build_encoder, build_selector
 from silo.config import SiloConfig
+from silo.local_backbones import silo_selector
 from silo.policy import check_noise_multiplier
 from silo.trainer import LocalTrainer
 
@@ -48,7 +49,8 @@ def reserved_loss_reports(plan: Plan) -> tuple[DpEvent, ...]:
 
 
 def build_training(config: SiloConfig, plan: Plan) -> TrainingSetup:
-    """Load the silo's data and the plan's selector; fix sigma, checked against the policy.
+    """Load the silo's data and the plan's selector (its backbone from where this silo keeps
+    it, silo.local_backbones); fix sigma, checked against the policy.
 
     A plan without a fixed sigma gets the smallest one whose `participations_budgeted`
     rounds, plus one loss report per planned FedBiscuit grouping, fit the silo's whole
@@ -73,9 +75,10 @@ def build_training(config: SiloConfig, plan: Plan) -> TrainingSetup:
         )
         source = f"the noise multiplier derived for budget.epsilon={config.budget.epsilon:g}"
     check_noise_multiplier(config.policy, sigma, source)
+    selector = silo_selector(config, plan.selector)
     trainer = LocalTrainer(
-        build_selector(plan.selector, plan.seed),
-        build_encoder(plan.selector),
+        build_selector(selector, plan.seed),
+        build_encoder(selector),
         pairs,
         plan.dp,
         plan.training,

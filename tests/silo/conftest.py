@@ -52,6 +52,7 @@ def silo_config(
         *,
         epsilon: float = 50.0,
         policy: SiloPolicy | None = None,
+        local_backbones: dict[str, Path] | None = None,
     ) -> SiloConfig:
         data_path = tmp_path / f"{silo_id}.jsonl"
         write_jsonl(data_path, tiny_dataset[silo_id].train)
@@ -70,6 +71,7 @@ def silo_config(
             device="cpu",
             seed=7,
             policy=policy or SiloPolicy(allow_insecure_plaintext=True),
+            local_backbones=local_backbones or {},
         )
 
     return make

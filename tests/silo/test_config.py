@@ -93,3 +93,32 @@ def test_address_without_port_is_rejected(tmp_path: Path) -> None:
         load_silo_config(path)
 
     assert f"{path}:3: aggregator_address:" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("  ABCD: /models/encoder\n", "key 'ABCD' is not a backbone digest"),
+        (f"  {'a' * 64}: models/encoder\n", "the path must be absolute"),
+    ],
+)
+def test_a_bad_local_backbones_entry_names_the_field(
+    tmp_path: Path, entry: str, problem: str
+) -> None:
+    files = _write_material(tmp_path)
+    path = tmp_path / "silo.yaml"
+    path.write_text(_config_text(files, extra="local_backbones:\n" + entry))
+
+    with pytest.raises(InvalidInput) as caught:
+        load_silo_config(path)
+
+    assert f"{path}:15: local_backbones:" in str(caught.value)
+    assert problem in str(caught.value)
+
+
+def test_local_backbones_map_digests_to_absolute_folders(tmp_path: Path) -> None:
+    files = _write_material(tmp_path)
+    path = tmp_path / "silo.yaml"
+    path.write_text(_config_text(files, extra=f"local_backbones:\n  {'a' * 64}: /models/enc\n"))
+
+    assert load_silo_config(path).local_backbones == {"a" * 64: Path("/models/enc")}

@@ -1,0 +1,129 @@
+"""A silo loads a plan's 'local' backbone from where it keeps it, found by the plan's digest."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from protos.errors import FailedPrecondition
+from protos.plan import BackboneSpec, HeSpec, Plan, SelectorSpec
+from selector.local_backbone import folder_digest
+from selector.model import adapter_state
+from silo.he_exchange import HeExchange
+from silo.local_backbones import silo_backbone
+from silo.training_setup import build_training
+from tests.backbone_folders import save_backbone
+from tests.silo.conftest import SiloConfigFactory
+
+
+@pytest.fixture(scope="module")
+def encoder_folder(tmp_path_factory) -> Path:
+    return save_backbone("tiny", tmp_path_factory.mktemp("encoder"))
+
+
+def _pinned(path: Path, sha256: str) -> BackboneSpec:
+    return BackboneSpec(kind="local", path=str(path), sha256=sha256)
+
+
+def _plan_on(plan: Plan, spec: SelectorSpec, backbone: BackboneSpec) -> Plan:
+    return plan.model_copy(update={"selector": spec.model_copy(update={"backbone": backbone})})
+
+
+def test_a_silo_trains_from_the_folder_it_maps_to_the_plans_digest(
+    encoder_folder: Path,
+    tiny_plan: Plan,
+    tiny_spec: SelectorSpec,
+    silo_config: SiloConfigFactory,
+    tmp_path: Path,
+) -> None:
+    digest = folder_digest(encoder_folder)
+    plan = _plan_on(tiny_plan, tiny_spec, _pinned(tmp_path / "operator" / "encoder", digest))
+    relocated = shutil.copytree(encoder_folder, tmp_path / "hospital-models" / "encoder")
+    config = silo_config("silo-1", 1, local_backbones={digest: relocated})
+
+    training = build_training(config, plan)
+    delta = training.trainer.train_round(adapter_state(training.trainer.model), steps=1)
+
+    assert not (tmp_path / "operator").exists()
+    assert all(np.isfinite(value).all() for value in delta.values())
+    assert any(np.any(value != 0) for value in delta.values())
+
+
+def test_he_initial_globals_are_built_from_the_mapped_folder(
+    encoder_folder: Path,
+    tiny_plan: Plan,
+    tiny_spec: SelectorSpec,
+    silo_config: SiloConfigFactory,
+    tmp_path: Path,
+) -> None:
+    digest = folder_digest(encoder_folder)
+    fields = _plan_on(tiny_plan, tiny_spec, _pinned(tmp_path / "operator", digest)).model_dump()
+    fields.update(
+        protection="he", he=HeSpec(key_custodian="silo-1"), silos_per_round=3, min_silos=3
+    )
+    plan = Plan.model_validate(fields)
+    config = silo_config("silo-1", 1, local_backbones={digest: encoder_folder})
+
+    # Building the public initial globals needs neither the aggregator nor the HE key.
+    _, initial = HeExchange(config, None, plan, None).initial(0)
+
+    assert initial.size > 0
+
+
+def test_a_mapped_folder_with_other_weights_is_refused_by_its_digest(
+    encoder_folder: Path,
+    tiny_plan: Plan,
+    tiny_spec: SelectorSpec,
+    silo_config: SiloConfigFactory,
+    tmp_path: Path,
+) -> None:
+    digest = folder_digest(encoder_folder)
+    plan = _plan_on(tiny_plan, tiny_spec, _pinned(encoder_folder, digest))
+    other = save_backbone("tiny", tmp_path / "other", seed=4)
+    config = silo_config("silo-1", 1, local_backbones={digest: other})
+
+    with pytest.raises(FailedPrecondition, match=f"{other}.* but the plan pins {digest}"):
+        build_training(config, plan)
+
+
+def test_without_a_mapping_the_silo_loads_the_plans_own_path(
+    encoder_folder: Path, silo_config: SiloConfigFactory
+) -> None:
+    plan_backbone = _pinned(encoder_folder, folder_digest(encoder_folder))
+
+    assert silo_backbone(silo_config("silo-1", 1), plan_backbone) == plan_backbone
+
+
+def test_a_folder_neither_mapped_nor_at_the_plans_path_names_digest_path_and_field(
+    silo_config: SiloConfigFactory, tmp_path: Path
+) -> None:
+    missing = tmp_path / "operator" / "encoder"
+    digest = "ab" * 32
+
+    with pytest.raises(FailedPrecondition) as caught:
+        silo_backbone(silo_config("silo-1", 1), _pinned(missing, digest))
+
+    message = str(caught.value)
+    assert digest in message and str(missing) in message and "local_backbones" in message
+
+
+def test_a_mapped_folder_that_is_missing_is_not_replaced_by_the_plans_path(
+    encoder_folder: Path, silo_config: SiloConfigFactory, tmp_path: Path
+) -> None:
+    digest = folder_digest(encoder_folder)
+    config = silo_config("silo-1", 1, local_backbones={digest: tmp_path / "moved"})
+
+    with pytest.raises(FailedPrecondition, match=f"local_backbones maps .*{digest}"):
+        silo_backbone(config, _pinned(encoder_folder, digest))
+
+
+def test_built_in_backbones_pass_through_unchanged(silo_config: SiloConfigFactory) -> None:
+    spec = BackboneSpec(kind="tiny", seed=2)
+
+    assert (
+        silo_backbone(silo_config("silo-1", 1, local_backbones={"0" * 64: Path("/m")}), spec)
+        is spec
+    )
