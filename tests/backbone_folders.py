@@ -6,6 +6,7 @@ from pathlib import Path
 
 from protos.plan import BackboneSpec
 from selector.backbone import load_backbone
+from selector.local_backbone import folder_digest
 
 
 def save_backbone(kind: str, folder: Path, seed: int = 3) -> Path:
@@ -15,3 +16,8 @@ def save_backbone(kind: str, folder: Path, seed: int = 3) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def pinned_backbone(folder: Path) -> BackboneSpec:
+    """A 'local' backbone naming `folder` and pinning its files' digest, as a plan does."""
+    return BackboneSpec(kind="local", path=str(folder), sha256=folder_digest(folder))

@@ -16,7 +16,7 @@ from selector.benchmark import make_federated_dataset
 from selector.local_backbone import folder_digest, local_model_kind
 from selector.model import build_encoder, build_selector
 from selector.vote import selector_logits
-from tests.backbone_folders import save_backbone
+from tests.backbone_folders import pinned_backbone, save_backbone
 
 LORA = LoraSpec(rank=4, alpha=8.0, target_modules=("query", "value"))
 
@@ -26,14 +26,10 @@ def encoder_folder(tmp_path_factory) -> Path:
     return save_backbone("tiny", tmp_path_factory.mktemp("tiny-bert"))
 
 
-def _local(folder: Path) -> BackboneSpec:
-    return BackboneSpec(kind="local", path=str(folder), sha256=folder_digest(folder))
-
-
 def test_local_encoder_scores_exactly_like_the_weights_it_was_saved_from(encoder_folder):
     pairs = make_federated_dataset(1, 6, 0, seed=0)["silo-1"].train
     built = SelectorSpec(backbone=BackboneSpec(kind="tiny", seed=3), lora=LORA)
-    local = SelectorSpec(backbone=_local(encoder_folder), lora=LORA)
+    local = SelectorSpec(backbone=pinned_backbone(encoder_folder), lora=LORA)
     assert local_model_kind(encoder_folder) == "pair_encoder"
     logits = [
         selector_logits([build_selector(spec, seed=5)], build_encoder(spec), pairs)
@@ -44,7 +40,7 @@ def test_local_encoder_scores_exactly_like_the_weights_it_was_saved_from(encoder
 
 def test_local_causal_lm_builds_a_choice_selector(tmp_path):
     folder = save_backbone("tiny_causal", tmp_path / "llama")
-    spec = SelectorSpec(kind="causal_lm", backbone=_local(folder))
+    spec = SelectorSpec(kind="causal_lm", backbone=pinned_backbone(folder))
     pairs = make_federated_dataset(1, 3, 0, seed=0)["silo-1"].train
     assert local_model_kind(folder) == "causal_lm"
     logits = selector_logits([build_selector(spec, seed=0)], build_encoder(spec), pairs)
@@ -53,7 +49,7 @@ def test_local_causal_lm_builds_a_choice_selector(tmp_path):
 
 def test_a_changed_file_is_refused_before_loading(encoder_folder, tmp_path):
     copy = shutil.copytree(encoder_folder, tmp_path / "copy")
-    pinned = _local(copy)
+    pinned = pinned_backbone(copy)
     config = json.loads((copy / "config.json").read_text())
     (copy / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 1}))
     with pytest.raises(FailedPrecondition, match="differ from the operator's"):
@@ -91,7 +87,9 @@ def test_a_local_backbone_needs_an_absolute_path_and_a_digest():
 
 
 def test_a_local_backbone_travels_in_the_plan_with_its_digest(encoder_folder):
-    plan = Plan(federation_id="hospitals", selector=SelectorSpec(backbone=_local(encoder_folder)))
+    plan = Plan(
+        federation_id="hospitals", selector=SelectorSpec(backbone=pinned_backbone(encoder_folder))
+    )
     received = Plan.from_canonical_json(plan.canonical_json())
     assert received.selector.backbone.sha256 == folder_digest(encoder_folder)
     assert received.sha256() == plan.sha256()
