@@ -12,6 +12,11 @@ import argparse
 import json
 from pathlib import Path
 
+from fedbiscuit.backbone_option import (
+    add_backbone_option,
+    checked_backbone_option,
+    missing_backbone_hint,
+)
 from protos.errors import InvalidInput
 
 FORMATS = ("jsonl", "hh-rlhf", "shp", "summarize-from-feedback")
@@ -38,6 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help='also write {"overall", "worst_silo", "per_silo", "pairs"} as JSON here',
     )
+    add_backbone_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -54,8 +60,10 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--selectors {args.selectors}: no such folder")
     if args.json is not None and not args.json.parent.exists():
         raise InvalidInput(f"--json {args.json}: folder {args.json.parent} does not exist")
+    backbone = checked_backbone_option(args.backbone)
     pairs = read_pairs(args.data, args.format)
-    models, spec, clusters, _ = load_selector_set(args.selectors)
+    with missing_backbone_hint():
+        models, spec, clusters, _ = load_selector_set(args.selectors, backbone)
     encoder = build_encoder(spec)  # the pair encoder or the causal-LM choice encoder
     result = set_agreement(models, encoder, pairs, clusters)
 

@@ -48,8 +48,15 @@ def save_selector(
     (directory / SPEC_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
-def load_selector(directory: str | Path) -> tuple[Selector, SelectorSpec, dict[str, Any]]:
-    """The selector with its trained adapters, its spec and the saved meta."""
+def load_selector(
+    directory: str | Path, backbone_path: Path | None = None
+) -> tuple[Selector, SelectorSpec, dict[str, Any]]:
+    """The selector with its trained adapters, its spec and the saved meta.
+
+    `backbone_path`: this machine's copy of the selector's 'local' backbone folder, loaded
+    instead of the path the spec records (the operator's); the recorded digest still pins its
+    files. Refused for other backbone kinds. The returned spec names the folder loaded.
+    """
     directory = Path(directory)
     spec_path, adapters_path = directory / SPEC_FILE, directory / ADAPTERS_FILE
     for path in (spec_path, adapters_path):
@@ -76,6 +83,7 @@ def load_selector(directory: str | Path) -> tuple[Selector, SelectorSpec, dict[s
         error = exc.errors()[0]
         where = ".".join(str(part) for part in ("spec", *error["loc"]))
         raise InvalidInput(f"{spec_path}: {where}: {error['msg']}") from None
+    spec = _relocated(spec, backbone_path, spec_path)
     meta = document.get("meta", {})
     if not isinstance(meta, dict):
         raise InvalidInput(f"{spec_path}: meta must be a JSON object")
@@ -89,6 +97,20 @@ def load_selector(directory: str | Path) -> tuple[Selector, SelectorSpec, dict[s
     except InvalidInput as exc:
         raise InvalidInput(f"{adapters_path}: {exc}") from None
     return model, spec, meta
+
+
+def _relocated(spec: SelectorSpec, backbone_path: Path | None, spec_path: Path) -> SelectorSpec:
+    """`spec` with its 'local' backbone read from `backbone_path`; only the path changes, so
+    the digest check on loading still refuses a folder whose files differ."""
+    if backbone_path is None:
+        return spec
+    if spec.backbone.kind != "local":
+        raise InvalidInput(
+            f"{spec_path}: a backbone folder was given, but this selector's backbone is kind "
+            f"{spec.backbone.kind!r}, not 'local', and has no folder to load from elsewhere"
+        )
+    backbone = spec.backbone.model_copy(update={"path": str(backbone_path.resolve())})
+    return spec.model_copy(update={"backbone": backbone})
 
 
 SET_FILE = "selectors.json"
@@ -123,14 +145,15 @@ def save_selector_set(
 
 
 def load_selector_set(
-    directory: str | Path,
+    directory: str | Path, backbone_path: Path | None = None
 ) -> tuple[list[Selector], SelectorSpec, dict[str, int], dict[str, Any]]:
     """The K selectors of a FedBiscuit export and its cluster assignment; a single FedBis
-    selector folder loads as a set of one with no clusters."""
+    selector folder loads as a set of one with no clusters. `backbone_path`: as for
+    `load_selector`, for every member."""
     directory = Path(directory)
     set_path = directory / SET_FILE
     if not set_path.is_file():
-        model, spec, meta = load_selector(directory)
+        model, spec, meta = load_selector(directory, backbone_path)
         return [model], spec, {}, meta
     try:
         document = json.loads(set_path.read_bytes())
@@ -152,7 +175,7 @@ def load_selector_set(
         raise InvalidInput(f"{set_path}: clusters must map silo ids to adapter indices")
     models, spec = [], None
     for name in names:
-        model, member_spec, _ = load_selector(directory / name)
+        model, member_spec, _ = load_selector(directory / name, backbone_path)
         if spec is not None and member_spec != spec:
             raise InvalidInput(f"{directory / name}: spec differs from adapter-0's")
         models.append(model)

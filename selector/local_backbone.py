@@ -30,6 +30,7 @@ from transformers import (
 from protos.errors import FailedPrecondition, InvalidInput
 
 __all__ = [
+    "MissingBackboneFolder",
     "check_model_folder",
     "folder_digest",
     "load_local_model",
@@ -52,6 +53,11 @@ _DROPOUT_FIELDS = (
 )
 
 
+class MissingBackboneFolder(InvalidInput):
+    """The backbone folder is not on this machine; its own type so that a caller able to
+    load a copy kept elsewhere (`--backbone` of `fedbiscuit eval` and `align`) can say so."""
+
+
 def _files(folder: Path) -> list[Path]:
     """Regular files under `folder`, hidden ones (and hidden folders) left out, sorted."""
     return sorted(
@@ -66,7 +72,7 @@ def check_model_folder(folder: Path) -> Path:
     """`folder`, resolved, if it looks like a save_pretrained folder we can load; else raise
     InvalidInput saying what is missing."""
     if not folder.exists():
-        raise InvalidInput(f"backbone folder {folder} does not exist")
+        raise MissingBackboneFolder(f"backbone folder {folder} does not exist")
     if not folder.is_dir():
         raise InvalidInput(f"backbone {folder} is not a folder (give the save_pretrained folder)")
     if not (folder / "config.json").is_file():

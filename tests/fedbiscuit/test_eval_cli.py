@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from selector.checkpoint import save_selector, save_selector_set
 from selector.data import read_jsonl, write_jsonl
 from selector.evaluation import agreement
 from selector.model import adapter_state, build_selector
+from tests.backbone_folders import pinned_backbone, save_backbone
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +39,25 @@ def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _eval(tmp_path: Path, selectors: Path, data: Path) -> tuple[int, dict | None]:
+def _eval(tmp_path: Path, selectors: Path, data: Path, *flags: str) -> tuple[int, dict | None]:
     out = tmp_path / "eval.json"
-    code = main(["eval", "--selectors", str(selectors), "--data", str(data), "--json", str(out)])
+    out.unlink(missing_ok=True)
+    argv = ["eval", "--selectors", str(selectors), "--data", str(data), "--json", str(out)]
+    code = main([*argv, *flags])
     return code, json.loads(out.read_text()) if out.exists() else None
+
+
+def _local_export(
+    root: Path, tiny_spec: SelectorSpec, state: dict[str, np.ndarray]
+) -> tuple[Path, Path]:
+    """A FedBiscuit export (`state` and its mirror, one per silo) on a 'local' backbone the
+    operator keeps in `root/operator-backbone`: the export's folder and that folder. Nothing
+    loads the folder here: a process keeps a backbone it has loaded, which would hide a move."""
+    folder = save_backbone("tiny", root / "operator-backbone")
+    spec = tiny_spec.model_copy(update={"backbone": pinned_backbone(folder)})
+    clusters = {"silo-1": 0, "silo-2": 1}
+    save_selector_set(root / "export", spec, [state, _mirrored(state)], clusters, {})
+    return root / "export", folder
 
 
 def test_fedbis_export_reports_its_agreement_overall_and_per_silo(
@@ -161,3 +178,71 @@ def test_a_causal_lm_export_is_scored_with_its_own_encoder(tmp_path, data_file):
     assert code == 0
     assert report["pairs"] == 48 and sorted(report["per_silo"]) == ["silo-1", "silo-2"]
     assert report["worst_silo"] == min(report["per_silo"].values())
+
+
+def test_a_local_backbone_export_scores_the_same_from_a_copy_given_by_backbone(
+    tmp_path, tiny_spec, state, data_file
+):
+    export, operator_folder = _local_export(tmp_path, tiny_spec, state)
+    copy = shutil.copytree(operator_folder, tmp_path / "partner" / "encoder")
+    moved = operator_folder.rename(tmp_path / "moved-away")
+
+    code, report = _eval(tmp_path, export, data_file, "--backbone", str(copy))
+
+    assert code == 0
+    # Scored after, not before: a process keeps a backbone it has loaded from a path.
+    moved.rename(operator_folder)
+    assert report == _eval(tmp_path, export, data_file)[1]
+
+
+def test_a_local_backbone_missing_at_its_recorded_path_says_to_pass_backbone(
+    tmp_path, tiny_spec, state, data_file, capsys
+):
+    export, operator_folder = _local_export(tmp_path, tiny_spec, state)
+    operator_folder.rename(tmp_path / "moved-away")
+
+    code, report = _eval(tmp_path, export, data_file)
+
+    err = capsys.readouterr().err
+    assert code == 2 and report is None
+    assert f"backbone folder {operator_folder} does not exist" in err
+    assert "pass --backbone PATH" in err
+
+
+def test_a_backbone_with_other_weights_is_refused_by_the_exports_digest(
+    tmp_path, tiny_spec, state, data_file, capsys
+):
+    export, _ = _local_export(tmp_path, tiny_spec, state)
+    other = save_backbone("tiny", tmp_path / "other-encoder", seed=4)
+
+    code, report = _eval(tmp_path, export, data_file, "--backbone", str(other))
+
+    assert code == 2 and report is None
+    assert "its files differ from the operator's" in capsys.readouterr().err
+
+
+def test_backbone_is_refused_for_an_export_whose_backbone_is_not_local(
+    tmp_path, tiny_spec, state, data_file, capsys
+):
+    save_selector(tmp_path / "fedbis", tiny_spec, state, {})
+    folder = save_backbone("tiny", tmp_path / "encoder")
+
+    code, report = _eval(tmp_path, tmp_path / "fedbis", data_file, "--backbone", str(folder))
+
+    assert code == 2 and report is None
+    assert "backbone is kind 'tiny', not 'local'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "message"), [("nowhere", "no such folder"), ("file", "not a folder")]
+)
+def test_a_backbone_path_that_is_no_folder_is_named(
+    tmp_path, tiny_spec, state, data_file, capsys, name, message
+):
+    save_selector(tmp_path / "fedbis", tiny_spec, state, {})
+    (tmp_path / "file").write_text("not a model\n")
+
+    code, _ = _eval(tmp_path, tmp_path / "fedbis", data_file, "--backbone", str(tmp_path / name))
+
+    assert code == 2
+    assert f"--backbone {tmp_path / name}: {message}" in capsys.readouterr().err
