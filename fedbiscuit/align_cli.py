@@ -14,6 +14,11 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from fedbiscuit.backbone_option import (
+    add_backbone_option,
+    checked_backbone_option,
+    missing_backbone_hint,
+)
 from protos.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -47,6 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also judge by the synthetic benchmark's people: 'iid' (one population) or "
         "'three-groups' (the heterogeneous benchmark); needs the benchmark's prompts",
     )
+    add_backbone_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -60,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     config = AlignConfig() if args.config is None else load_model_file(args.config, AlignConfig)
     if args.out.exists() and not args.out.is_dir():
         raise InvalidInput(f"--out {args.out}: not a folder")
+    backbone = checked_backbone_option(args.backbone)
     console = Console()
     with Progress(
         TextColumn("DPO"),
@@ -69,18 +76,20 @@ def run(args: argparse.Namespace) -> int:
         console=console,
     ) as progress:
         bar = progress.add_task("dpo", total=config.dpo.steps, loss=float("nan"), accuracy=0.0)
-        report = run_alignment(
-            args.selectors,
-            args.policy,
-            args.prompts,
-            config,
-            args.out,
-            oracle=_oracle(args.oracle),
-            on_stage=console.print,
-            on_step=lambda step: progress.update(
-                bar, completed=step.step, loss=step.loss, accuracy=step.reward_accuracy
-            ),
-        )
+        with missing_backbone_hint():
+            report = run_alignment(
+                args.selectors,
+                args.policy,
+                args.prompts,
+                config,
+                args.out,
+                oracle=_oracle(args.oracle),
+                on_stage=console.print,
+                on_step=lambda step: progress.update(
+                    bar, completed=step.step, loss=step.loss, accuracy=step.reward_accuracy
+                ),
+                backbone_path=backbone,
+            )
         progress.update(bar, completed=config.dpo.steps)
     print_table(report, console, title=f"{args.policy} tuned vs base")
     console.print(f"report written to {args.out / 'report.json'}")

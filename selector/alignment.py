@@ -77,17 +77,19 @@ def run_alignment(
     oracle: OracleJudge | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_step: Callable[[StepReport], None] | None = None,
+    backbone_path: Path | None = None,
 ) -> AlignmentReport:
-    """Run (or resume) every stage in `out` and write `out/report.json`."""
+    """Run (or resume) every stage in `out` and write `out/report.json`. `backbone_path`:
+    this machine's copy of the selectors' 'local' backbone (`load_selector_set`)."""
     started = time.monotonic()
     say = on_stage or (lambda _: None)
     if not selectors_dir.is_dir():
         raise InvalidInput(f"--selectors {selectors_dir}: no such folder")
     prompts = read_prompts(prompts_path)
     try:
-        selectors, spec, _, _ = load_selector_set(selectors_dir)
-    except InvalidInput as exc:
-        raise InvalidInput(f"--selectors {selectors_dir}: {exc}") from None
+        selectors, spec, _, _ = load_selector_set(selectors_dir, backbone_path)
+    except InvalidInput as exc:  # its subclass kept: the CLI hints at a missing backbone
+        raise type(exc)(f"--selectors {selectors_dir}: {exc}") from None
     device = pick_device(config.device)
     policy, tokenizer = load_policy(policy_dir, device)
     for selector in selectors:

@@ -12,6 +12,7 @@ from fedbiscuit.cli import main
 from selector.benchmark_policy import benchmark_prompts, make_benchmark_policy
 from selector.checkpoint import save_selector
 from selector.model import adapter_state, build_selector
+from tests.backbone_folders import pinned_backbone, save_backbone
 
 CONFIG_YAML = """\
 seed: 1
@@ -59,6 +60,26 @@ def test_align_tunes_the_policy_and_prints_and_writes_its_win_rates(inputs, tmp_
     assert 0 <= report["by_oracle"]["win_rate"] <= 1
     out = capsys.readouterr().out
     assert "selectors (vote of 1)" in out and "oracle: population" in out and "95% CI" in out
+
+
+def test_align_labels_the_same_pairs_from_a_local_backbone_copy_given_by_backbone(
+    inputs, tmp_path, tiny_spec
+):
+    operator_folder = save_backbone("tiny", tmp_path / "operator-backbone")
+    spec = tiny_spec.model_copy(update={"backbone": pinned_backbone(operator_folder)})
+    selector = tmp_path / "selector"
+    save_selector(selector, spec, adapter_state(build_selector(tiny_spec, 3)), {})
+    copy = shutil.copytree(operator_folder, tmp_path / "partner" / "encoder")
+    moved = operator_folder.rename(tmp_path / "moved-away")
+
+    code = _align(tmp_path / "copy", **{**inputs, "selectors": selector, "backbone": copy})
+
+    assert code == 0
+    # Run after, not before: a process keeps a backbone it has loaded from a path.
+    moved.rename(operator_folder)
+    assert _align(tmp_path / "operator", **{**inputs, "selectors": selector}) == 0
+    pairs = [(tmp_path / run / "out" / "pairs.json").read_text() for run in ("copy", "operator")]
+    assert pairs[0] == pairs[1]
 
 
 def test_a_missing_model_folder_is_named(inputs, tmp_path, capsys):
