@@ -128,8 +128,8 @@ def _verified(path: str, sha256: str) -> Path:
     actual = folder_digest(folder)
     if actual != sha256:
         raise FailedPrecondition(
-            f"backbone folder {folder} has digest {actual}, but the plan pins {sha256}: "
-            "its files differ from the operator's; copy the exact folder the plan names"
+            f"backbone folder {folder} has digest {actual}, but {sha256} is pinned (by the plan or "
+            "the export): its files differ from the operator's; copy the operator's exact folder"
         )
     return folder
 

@@ -85,7 +85,7 @@ def test_a_mapped_folder_with_other_weights_is_refused_by_its_digest(
     other = save_backbone("tiny", tmp_path / "other", seed=4)
     config = silo_config("silo-1", 1, local_backbones={digest: other})
 
-    with pytest.raises(FailedPrecondition, match=f"{other}.* but the plan pins {digest}"):
+    with pytest.raises(FailedPrecondition, match=f"{other}.* but {digest} is pinned"):
         build_training(config, plan)
 
 
