@@ -50,5 +50,6 @@ def test_the_cli_says_what_is_wrong_with_the_backbone_without_a_traceback(tmp_pa
         check=False,
     )
     assert result.returncode != 0
+    assert "--backbone: backbone folder" in result.stderr + result.stdout
     assert "has no config.json: not a model folder" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
