@@ -34,8 +34,16 @@ from protos.plan import Plan
 from selector.benchmark import THREE_GROUPS, make_federated_dataset
 from selector.model import Selector, build_encoder, build_selector, load_adapter_state
 from selector.set_evaluation import SetAgreement, set_agreement
+from selector.vote import selector_logits
 
-__all__ = ["QualityOptions", "Row", "format_table", "run_quality", "target_verdict"]
+__all__ = [
+    "QualityOptions",
+    "Row",
+    "format_table",
+    "mean_probability_agreement",
+    "run_quality",
+    "target_verdict",
+]
 
 EPSILON = 8.0
 WORST_SILO_GAIN_POINTS = 10.0
@@ -121,15 +129,26 @@ def run_quality(options: QualityOptions, log: Callable[[str], None] = print) -> 
             torch.manual_seed(options.seed)
             epsilon = options.epsilon if dp else None
             outcome = METHODS[name](plan, encoder, dataset, epsilon, options.seed)
-            result = set_agreement(_models(plan, outcome), encoder, test, outcome.clusters)
+            models = _models(plan, outcome)
+            result = set_agreement(models, encoder, test, outcome.clusters)
             seconds = time.monotonic() - started
             rows.append(Row(name, dp, result, outcome.epsilon, seconds, outcome))
             label = f"{name} {'DP' if dp else 'no DP'}"
             worst = min(result.per_silo, key=result.per_silo.__getitem__)
             log(f"  {label}: worst silo {worst} ({groups[worst]}), {seconds:.0f} s")
+            if len(models) > 1:
+                soft = mean_probability_agreement(selector_logits(models, encoder, test))
+                log(f"    population by mean probability (not the table's vote): {soft:.3f}")
             for index, grouping in enumerate(outcome.groupings):
                 log(f"    grouping {index + 1}: {_clusters_by_group(grouping, groups)}")
     return rows
+
+
+def mean_probability_agreement(logits: torch.Tensor) -> float:
+    """Agreement when the K selectors' mean probability decides ([K, B] logits, chosen side
+    first; a tie scores 1/2): a diagnostic beside the majority vote the issue specifies."""
+    lean = torch.sigmoid(logits.double()).mean(dim=0) - 0.5
+    return float(((lean > 0).double() + 0.5 * (lean == 0).double()).mean())
 
 
 def _clusters_by_group(grouping: dict[str, int], groups: dict[str, str | None]) -> str:

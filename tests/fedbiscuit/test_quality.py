@@ -5,10 +5,18 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
-from fedbiscuit.quality import QualityOptions, format_table, run_quality, target_verdict
+from fedbiscuit.quality import (
+    QualityOptions,
+    format_table,
+    mean_probability_agreement,
+    run_quality,
+    target_verdict,
+)
 from fedbiscuit.quality_methods import METHODS
 from protos.errors import InvalidInput
+from selector.vote import majority_vote
 
 OPTIONS = QualityOptions(
     backbone="tiny", silos=3, clusters=2, rounds=3, local_steps=1, train_pairs=16, test_pairs=8
@@ -63,3 +71,11 @@ def test_the_table_has_a_line_per_run_and_the_targets_verdict(rows):
 def test_an_unknown_method_is_named():
     with pytest.raises(InvalidInput, match="unknown method 'FedProx'"):
         run_quality(QualityOptions(backbone="tiny", methods=("FedProx",)), log=lambda line: None)
+
+
+def test_the_mean_probability_diagnostic_can_overrule_a_confident_minority():
+    # Pair 1: two selectors lean weakly to the chosen side, one strongly against: the vote
+    # says chosen, the mean probability says rejected. Pair 2: mirrored logits tie (1/2).
+    logits = torch.tensor([[0.1, 2.0], [0.1, -2.0], [-5.0, 0.0]])
+    assert mean_probability_agreement(logits) == pytest.approx((0.0 + 0.5) / 2)
+    assert float(majority_vote(logits).mean()) == pytest.approx((1.0 + 0.5) / 2)
