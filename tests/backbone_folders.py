@@ -18,6 +18,7 @@ def save_backbone(kind: str, folder: Path, seed: int = 3) -> Path:
     return folder
 
 
-def pinned_backbone(folder: Path) -> BackboneSpec:
-    """A 'local' backbone naming `folder` and pinning its files' digest, as a plan does."""
-    return BackboneSpec(kind="local", path=str(folder), sha256=folder_digest(folder))
+def pinned_backbone(folder: Path, sha256: str | None = None) -> BackboneSpec:
+    """A 'local' backbone naming `folder` and pinning its files' digest, as a plan does; or
+    pinning `sha256`, for a path the plan names but this machine does not hold."""
+    return BackboneSpec(kind="local", path=str(folder), sha256=sha256 or folder_digest(folder))

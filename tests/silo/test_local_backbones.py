@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from protos.errors import FailedPrecondition
-from protos.plan import BackboneSpec, HeSpec, Plan, SelectorSpec
+from protos.plan import BackboneSpec, HeSpec, Plan
 from selector.local_backbone import folder_digest
 from selector.model import adapter_state
 from silo.he_exchange import HeExchange
 from silo.local_backbones import silo_backbone
 from silo.training_setup import build_training
-from tests.backbone_folders import save_backbone
+from tests.backbone_folders import pinned_backbone, save_backbone
 from tests.silo.conftest import SiloConfigFactory
 
 
@@ -24,23 +24,24 @@ def encoder_folder(tmp_path_factory) -> Path:
     return save_backbone("tiny", tmp_path_factory.mktemp("encoder"))
 
 
-def _pinned(path: Path, sha256: str) -> BackboneSpec:
-    return BackboneSpec(kind="local", path=str(path), sha256=sha256)
+@pytest.fixture(scope="module")
+def digest(encoder_folder: Path) -> str:
+    return folder_digest(encoder_folder)
 
 
-def _plan_on(plan: Plan, spec: SelectorSpec, backbone: BackboneSpec) -> Plan:
-    return plan.model_copy(update={"selector": spec.model_copy(update={"backbone": backbone})})
+def _plan_on(plan: Plan, backbone: BackboneSpec) -> Plan:
+    selector = plan.selector.model_copy(update={"backbone": backbone})
+    return plan.model_copy(update={"selector": selector})
 
 
 def test_a_silo_trains_from_the_folder_it_maps_to_the_plans_digest(
     encoder_folder: Path,
+    digest: str,
     tiny_plan: Plan,
-    tiny_spec: SelectorSpec,
     silo_config: SiloConfigFactory,
     tmp_path: Path,
 ) -> None:
-    digest = folder_digest(encoder_folder)
-    plan = _plan_on(tiny_plan, tiny_spec, _pinned(tmp_path / "operator" / "encoder", digest))
+    plan = _plan_on(tiny_plan, pinned_backbone(tmp_path / "operator" / "encoder", digest))
     relocated = shutil.copytree(encoder_folder, tmp_path / "hospital-models" / "encoder")
     config = silo_config("silo-1", 1, local_backbones={digest: relocated})
 
@@ -54,13 +55,12 @@ def test_a_silo_trains_from_the_folder_it_maps_to_the_plans_digest(
 
 def test_he_initial_globals_are_built_from_the_mapped_folder(
     encoder_folder: Path,
+    digest: str,
     tiny_plan: Plan,
-    tiny_spec: SelectorSpec,
     silo_config: SiloConfigFactory,
     tmp_path: Path,
 ) -> None:
-    digest = folder_digest(encoder_folder)
-    fields = _plan_on(tiny_plan, tiny_spec, _pinned(tmp_path / "operator", digest)).model_dump()
+    fields = _plan_on(tiny_plan, pinned_backbone(tmp_path / "operator", digest)).model_dump()
     fields.update(
         protection="he", he=HeSpec(key_custodian="silo-1"), silos_per_round=3, min_silos=3
     )
@@ -75,13 +75,12 @@ def test_he_initial_globals_are_built_from_the_mapped_folder(
 
 def test_a_mapped_folder_with_other_weights_is_refused_by_its_digest(
     encoder_folder: Path,
+    digest: str,
     tiny_plan: Plan,
-    tiny_spec: SelectorSpec,
     silo_config: SiloConfigFactory,
     tmp_path: Path,
 ) -> None:
-    digest = folder_digest(encoder_folder)
-    plan = _plan_on(tiny_plan, tiny_spec, _pinned(encoder_folder, digest))
+    plan = _plan_on(tiny_plan, pinned_backbone(encoder_folder, digest))
     other = save_backbone("tiny", tmp_path / "other", seed=4)
     config = silo_config("silo-1", 1, local_backbones={digest: other})
 
@@ -90,9 +89,9 @@ def test_a_mapped_folder_with_other_weights_is_refused_by_its_digest(
 
 
 def test_without_a_mapping_the_silo_loads_the_plans_own_path(
-    encoder_folder: Path, silo_config: SiloConfigFactory
+    encoder_folder: Path, digest: str, silo_config: SiloConfigFactory
 ) -> None:
-    plan_backbone = _pinned(encoder_folder, folder_digest(encoder_folder))
+    plan_backbone = pinned_backbone(encoder_folder, digest)
 
     assert silo_backbone(silo_config("silo-1", 1), plan_backbone) == plan_backbone
 
@@ -104,20 +103,19 @@ def test_a_folder_neither_mapped_nor_at_the_plans_path_names_digest_path_and_fie
     digest = "ab" * 32
 
     with pytest.raises(FailedPrecondition) as caught:
-        silo_backbone(silo_config("silo-1", 1), _pinned(missing, digest))
+        silo_backbone(silo_config("silo-1", 1), pinned_backbone(missing, digest))
 
     message = str(caught.value)
     assert digest in message and str(missing) in message and "local_backbones" in message
 
 
 def test_a_mapped_folder_that_is_missing_is_not_replaced_by_the_plans_path(
-    encoder_folder: Path, silo_config: SiloConfigFactory, tmp_path: Path
+    encoder_folder: Path, digest: str, silo_config: SiloConfigFactory, tmp_path: Path
 ) -> None:
-    digest = folder_digest(encoder_folder)
     config = silo_config("silo-1", 1, local_backbones={digest: tmp_path / "moved"})
 
     with pytest.raises(FailedPrecondition, match=f"local_backbones maps .*{digest}"):
-        silo_backbone(config, _pinned(encoder_folder, digest))
+        silo_backbone(config, pinned_backbone(encoder_folder, digest))
 
 
 def test_built_in_backbones_pass_through_unchanged(silo_config: SiloConfigFactory) -> None:
