@@ -1,5 +1,5 @@
 """`--backbone PATH` of `fedbiscuit eval` and `fedbiscuit align`: this machine's copy of an
-export's 'local' backbone.
+export's 'local' backbone (and the check `fedbiscuit demo --backbone` shares).
 
 An export records the operator's path to a 'local' backbone folder; a partner or an auditor
 keeps its copy elsewhere. Only the path changes (`selector.checkpoint.load_selector_set`):
@@ -28,13 +28,20 @@ def add_backbone_option(parser: argparse.ArgumentParser) -> None:
 
 
 def checked_backbone_option(path: Path | None) -> Path | None:
-    """`path` if it is a folder; checked before any loading so the error names the flag."""
+    """`path` if it is a model folder we can load; checked before any loading or process
+    start so the error names the flag (eval, align and demo)."""
+    from selector.local_backbone import check_model_folder
+
     if path is None:
         return None
     if not path.exists():
         raise InvalidInput(f"--backbone {path}: no such folder")
     if not path.is_dir():
         raise InvalidInput(f"--backbone {path}: not a folder (give the model folder)")
+    try:
+        check_model_folder(path)
+    except InvalidInput as exc:
+        raise InvalidInput(f"--backbone: {exc}") from None
     return path
 
 

@@ -5,20 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fedbiscuit.backbone_option import checked_backbone_option
 from protos.errors import InvalidInput
 
 MAX_DEMO_SILOS = 16  # each silo is a training process on this one machine
 FEDBISCUIT_ROUNDS_AFTER_WARMUP = 9  # five groupings at the demo plan's regroup_every = 2
-
-
-def _check_backbone_flag(folder: Path) -> None:
-    """A wrong --backbone is named as the flag, before any process starts."""
-    from selector.local_backbone import check_model_folder
-
-    try:
-        check_model_folder(folder)
-    except InvalidInput as exc:
-        raise InvalidInput(f"--backbone: {exc}") from None
 
 
 def _silo_count(text: str) -> int:
@@ -139,8 +130,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.tiny and args.backbone is not None:
         raise InvalidInput("--tiny and --backbone both choose the backbone: give one of them")
-    if args.backbone is not None:
-        _check_backbone_flag(args.backbone)
+    checked_backbone_option(args.backbone)
     if (args.data is None) != (args.test is None):
         raise InvalidInput("--data and --test go together: training pairs and held-out pairs")
     silos = args.silos
