@@ -33,7 +33,7 @@ from protos.errors import InvalidInput
 from protos.plan import Plan
 from selector.benchmark import THREE_GROUPS, make_federated_dataset
 from selector.model import Selector, build_encoder, build_selector, load_adapter_state
-from selector.set_evaluation import SetAgreement, set_agreement
+from selector.set_evaluation import SetAgreement, logits_agreement
 from selector.vote import selector_logits
 
 __all__ = [
@@ -129,15 +129,15 @@ def run_quality(options: QualityOptions, log: Callable[[str], None] = print) -> 
             torch.manual_seed(options.seed)
             epsilon = options.epsilon if dp else None
             outcome = METHODS[name](plan, encoder, dataset, epsilon, options.seed)
-            models = _models(plan, outcome)
-            result = set_agreement(models, encoder, test, outcome.clusters)
+            logits = selector_logits(_models(plan, outcome), encoder, test)
+            result = logits_agreement(logits, test, outcome.clusters)
             seconds = time.monotonic() - started
             rows.append(Row(name, dp, result, outcome.epsilon, seconds, outcome))
             label = f"{name} {'DP' if dp else 'no DP'}"
             worst = min(result.per_silo, key=result.per_silo.__getitem__)
             log(f"  {label}: worst silo {worst} ({groups[worst]}), {seconds:.0f} s")
-            if len(models) > 1:
-                soft = mean_probability_agreement(selector_logits(models, encoder, test))
+            if logits.shape[0] > 1:
+                soft = mean_probability_agreement(logits)
                 log(f"    population by mean probability (not the table's vote): {soft:.3f}")
             for index, grouping in enumerate(outcome.groupings):
                 log(f"    grouping {index + 1}: {_clusters_by_group(grouping, groups)}")

@@ -21,7 +21,7 @@ from selector.data import PairEncoder, PreferencePair
 from selector.model import PairwiseSelector
 from selector.vote import majority_vote, selector_logits
 
-__all__ = ["SetAgreement", "set_agreement"]
+__all__ = ["SetAgreement", "logits_agreement", "set_agreement"]
 
 
 @dataclass(frozen=True)
@@ -59,21 +59,20 @@ def set_agreement(
     """Agreement of `models` (K ≥ 1) with `pairs` (chosen answer first), overall and per silo.
 
     Pairs must either all name a silo or none: a mix would score an unnamed remainder
-    against nobody's selector, so it is refused.
+    against nobody's selector, so it is refused (before any selector runs).
     """
-    clusters = dict(clusters or {})
-    for silo, index in clusters.items():
-        if not 0 <= index < len(models):
-            raise InvalidInput(
-                f"silo {silo!r} is in cluster {index}, but there are {len(models)} selectors"
-            )
-    named = sum(pair.silo is not None for pair in pairs)
-    if 0 < named < len(pairs):
-        raise InvalidInput(
-            f"{named} of {len(pairs)} pairs name a silo and the rest do not: "
-            "give every pair a 'silo' field, or none"
-        )
-    logits = selector_logits(models, encoder, pairs, batch_size)
+    clusters = _checked(len(models), pairs, clusters)
+    return logits_agreement(selector_logits(models, encoder, pairs, batch_size), pairs, clusters)
+
+
+def logits_agreement(
+    logits: torch.Tensor,
+    pairs: Sequence[PreferencePair],
+    clusters: Mapping[str, int] | None = None,
+) -> SetAgreement:
+    """`set_agreement` from the selectors' [K, B] logits on `pairs`, for a caller that also
+    reads those logits another way (the quality benchmark's diagnostics)."""
+    clusters = _checked(logits.shape[0], pairs, clusters)
     vote = majority_vote(logits)
     by_silo: dict[str, list[int]] = {}
     for index, pair in enumerate(pairs):
@@ -93,3 +92,23 @@ def set_agreement(
         per_silo=per_silo,
         pairs=len(pairs),
     )
+
+
+def _checked(
+    selectors: int, pairs: Sequence[PreferencePair], clusters: Mapping[str, int] | None
+) -> dict[str, int]:
+    """`clusters` as a dict, once every index names one of the `selectors` and the pairs
+    either all name a silo or none."""
+    clusters = dict(clusters or {})
+    for silo, index in clusters.items():
+        if not 0 <= index < selectors:
+            raise InvalidInput(
+                f"silo {silo!r} is in cluster {index}, but there are {selectors} selectors"
+            )
+    named = sum(pair.silo is not None for pair in pairs)
+    if 0 < named < len(pairs):
+        raise InvalidInput(
+            f"{named} of {len(pairs)} pairs name a silo and the rest do not: "
+            "give every pair a 'silo' field, or none"
+        )
+    return clusters
