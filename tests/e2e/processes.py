@@ -43,6 +43,16 @@ def kill(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def wait_finished(
+    aggregator: subprocess.Popen, aggregator_log: Path, silos: Iterable[subprocess.Popen]
+) -> None:
+    """The federation ran to its end: the aggregator exits 0 (else its log's tail is shown),
+    then every silo agent exits 0."""
+    assert aggregator.wait(timeout=DEADLINE_S) == 0, aggregator_log.read_text()[-3000:]
+    for silo in silos:
+        assert silo.wait(timeout=60) == 0
+
+
 def stop_all(processes: Iterable[subprocess.Popen]) -> None:
     for process in processes:
         if process.poll() is None:

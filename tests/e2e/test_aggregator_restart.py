@@ -11,7 +11,7 @@ from aggregator.status import read_status
 from fedbiscuit.demo_setup import DemoOptions, lay_out
 from privacy.ledger import Ledger
 
-from .processes import DEADLINE_S, kill, start, status_or_none, stop_all, wait_for
+from .processes import kill, start, status_or_none, stop_all, wait_finished, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -37,9 +37,7 @@ def test_aggregator_killed_mid_federation_resumes_and_finishes(tmp_path):
         assert not killed_at.finished, "killed too late to test a resume"
 
         aggregator = start(aggregator_args, log)
-        assert aggregator.wait(timeout=DEADLINE_S) == 0, log.read_text()[-3000:]
-        for silo in silos:
-            assert silo.wait(timeout=60) == 0
+        wait_finished(aggregator, log, silos)
     finally:
         stop_all([aggregator, *silos])
 

@@ -28,7 +28,15 @@ from privacy.ledger import Ledger
 from protos.config_files import load_model_file, save_model_file
 from protos.plan import Plan
 
-from .processes import DEADLINE_S, audit, kill, start, status_or_none, stop_all, wait_for
+from .processes import (
+    audit,
+    kill,
+    start,
+    status_or_none,
+    stop_all,
+    wait_finished,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -96,9 +104,7 @@ def test_aggregator_sigkilled_at_random_points_resumes_without_loss_or_duplicate
             assert not killed_at.finished, f"finished before kill {kill_number + 1} of {KILLS}"
             aggregator = start(aggregator_args, aggregator_log)
 
-        assert aggregator.wait(timeout=DEADLINE_S) == 0, aggregator_log.read_text()[-3000:]
-        for silo in silos:
-            assert silo.wait(timeout=60) == 0
+        wait_finished(aggregator, aggregator_log, silos)
     finally:
         stop_all([aggregator, *silos])
 

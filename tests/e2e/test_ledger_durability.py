@@ -13,13 +13,13 @@ from fedbiscuit.demo_setup import FEDERATION_ID, DemoOptions, lay_out
 from privacy.ledger import Ledger
 
 from .processes import (
-    DEADLINE_S,
     audit,
     kill,
     ledger_lines,
     start,
     stop_all,
     stored_entries,
+    wait_finished,
     wait_for,
 )
 
@@ -63,9 +63,7 @@ def test_ledger_entries_survive_sigkill_of_silo_and_aggregator(tmp_path):
         assert not read_status(state).finished, "killed too late to test a restart"
         aggregator = start(aggregator_args, aggregator_log)
 
-        assert aggregator.wait(timeout=DEADLINE_S) == 0, aggregator_log.read_text()[-3000:]
-        for silo in silos.values():
-            assert silo.wait(timeout=60) == 0
+        wait_finished(aggregator, aggregator_log, silos.values())
     finally:
         stop_all([aggregator, *silos.values()])
 
