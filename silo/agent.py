@@ -1,4 +1,4 @@
-"""The silo agent as a program: config → privacy state → client → task loop.
+"""The silo agent as a program: config → identity → privacy state → client → task loop.
 
 `run_silo` is what `fedbiscuit silo run` calls (and what tests call in threads); `silo_status`
 is the read-only view `fedbiscuit silo status` prints. Neither writes anything secret.
@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from privacy.accounting import PrivacyAccountant
-from privacy.ledger import EntrySigner, Ledger
+from privacy.ledger import Ledger
 from protos.errors import FailedPrecondition
 from silo.client import SiloClient
 from silo.config import SiloConfig
+from silo.identity import SiloIdentity
 from silo.privacy_state import ACCOUNTANT_FILE, LEDGER_FILE, PrivacyState
 from silo.task_loop import TaskLoop
 
@@ -31,14 +32,16 @@ def run_silo(
 
     Returns the exit status: 0 when the federation is done, 1 when stopped before that
     (restart it with the same state_dir to resume). Errors an operator can act on are
-    raised as our own exception types, for the CLI to print.
+    raised as our own exception types, for the CLI to print. The silo's PKI files are read
+    here, once, and `clock` is the one every part of the agent asks.
     """
-    signer = EntrySigner.from_files(config.pki.key, config.pki.cert)
+    identity = SiloIdentity.load(config, clock=clock)
     privacy = PrivacyState.restore(
-        config.state_dir, config.federation_id, config.silo_id, clock, signer
+        config.state_dir, config.federation_id, config.silo_id, identity.clock, identity.signer
     )
-    with SiloClient(config) as client:
-        outcome = TaskLoop(config, client, privacy, stop=stop, wait_ms=wait_ms).run()
+    with SiloClient(config, identity) as client:
+        loop = TaskLoop(config, identity, client, privacy, stop=stop, wait_ms=wait_ms)
+        outcome = loop.run()
     return 0 if outcome.finished else 1
 
 

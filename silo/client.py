@@ -19,19 +19,13 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
-from privacy.pki import channel_credentials
 from protos import codec
-from protos.errors import (
-    FailedPrecondition,
-    FedbiscuitError,
-    InvalidInput,
-    NotAuthenticated,
-    PermissionDenied,
-    ResourceExhausted,
-)
+from protos.errors import InvalidInput
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc
 from silo.config import SiloConfig
+from silo.identity import SiloIdentity
+from silo.rpc_errors import RETRYABLE, AggregatorUnavailable, from_rpc_error, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +36,8 @@ T = TypeVar("T")
 AGENT_VERSION = "fedbiscuit-silo/v1"
 # Control messages are tiny and payloads stream in 1 MiB chunks; anything bigger is hostile.
 MAX_MESSAGE_BYTES = 2 << 20
-_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-_ERRORS: dict[grpc.StatusCode, type[FedbiscuitError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
-    grpc.StatusCode.UNAUTHENTICATED: NotAuthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-}
 
-
-class AggregatorUnavailable(FedbiscuitError):
-    """The aggregator could not be reached even after retrying."""
-
-    status = grpc.StatusCode.UNAVAILABLE
+__all__ = ["AggregatorUnavailable", "RetryPolicy", "RpcTimeouts", "SiloClient"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +69,7 @@ class SiloClient:
     def __init__(
         self,
         config: SiloConfig,
+        identity: SiloIdentity,
         *,
         retry: RetryPolicy = RetryPolicy(),
         timeouts: RpcTimeouts = RpcTimeouts(),
@@ -105,7 +88,7 @@ class SiloClient:
         ]
         if config.aggregator_server_name:
             options.append(("grpc.ssl_target_name_override", config.aggregator_server_name))
-        credentials = channel_credentials(config.pki.ca_cert, config.pki.cert, config.pki.key)
+        credentials = identity.channel_credentials()
         self._channel = grpc.secure_channel(self._address, credentials, options=options)
         self._stub = pb_grpc.FederationStub(self._channel)
 
@@ -122,7 +105,9 @@ class SiloClient:
         """Register with the aggregator; the reply's plan is NOT yet verified (the caller does)."""
         request = pb.JoinRequest(federation_id=self._federation_id, agent_version=AGENT_VERSION)
         return self._call(
-            "Join", lambda: self._stub.Join(request, timeout=self._timeouts.control_s)
+            "Join",
+            lambda: self._stub.Join(request, timeout=self._timeouts.control_s),
+            task_scoped=False,
         )
 
     def pull_task(self, plan_sha256: str, wait_ms: int) -> pb.Task:
@@ -131,7 +116,9 @@ class SiloClient:
             federation_id=self._federation_id, plan_sha256=plan_sha256, wait_ms=wait_ms
         )
         timeout = self._timeouts.control_s + wait_ms / 1000
-        return self._call("PullTask", lambda: self._stub.PullTask(request, timeout=timeout))
+        return self._call(
+            "PullTask", lambda: self._stub.PullTask(request, timeout=timeout), task_scoped=False
+        )
 
     def download_globals(
         self, task: pb.Task, max_bytes: int, adapter_index: int | None = None
@@ -259,7 +246,9 @@ class SiloClient:
         caller checks both); the custodian also gets the silos still waiting for a key."""
         request = pb.HeKeysRequest(federation_id=self._federation_id, key_epoch=key_epoch)
         return self._call(
-            "HeKeys", lambda: self._stub.HeKeys(request, timeout=self._timeouts.control_s)
+            "HeKeys",
+            lambda: self._stub.HeKeys(request, timeout=self._timeouts.control_s),
+            task_scoped=False,
         )
 
     def he_provide_keys(
@@ -275,6 +264,7 @@ class SiloClient:
         return self._call(
             "HeProvideKeys",
             lambda: self._stub.HeProvideKeys(request, timeout=self._timeouts.transfer_s),
+            task_scoped=False,
         )
 
     def download_encrypted_globals(
@@ -301,7 +291,7 @@ class SiloClient:
                 data.append(chunk.data)
             return first.he, data
 
-        return self._call("DownloadGlobals", download)
+        return self._call("DownloadGlobals", download, task_scoped=task is not None)
 
     def upload_encrypted(
         self,
@@ -351,25 +341,24 @@ class SiloClient:
         return self._call(
             "HeSpotCheck",
             lambda: self._stub.HeSpotCheck(request, timeout=self._timeouts.transfer_s),
+            task_scoped=task is not None,
         )
 
-    def _call(self, rpc: str, attempt_once: Callable[[], T]) -> T:
-        """Run one RPC, retrying transient failures; translate the rest into our errors."""
+    def _call(self, rpc: str, attempt_once: Callable[[], T], *, task_scoped: bool = True) -> T:
+        """Run one RPC, retrying transient failures; translate the rest into our errors
+        (`task_scoped`: the call is about one task, see silo.rpc_errors)."""
         for attempt in range(self._retry.max_attempts):
             try:
                 return attempt_once()
             except grpc.RpcError as exc:
                 code, details = exc.code(), exc.details() or ""
-                if code not in _RETRYABLE:
-                    error = _ERRORS.get(code, FedbiscuitError)
-                    raise error(
-                        f"aggregator {self._address} refused {rpc}: {details} ({code.name})"
+                if code not in RETRYABLE:
+                    raise from_rpc_error(
+                        rpc, self._address, code, details, task_scoped=task_scoped
                     ) from None
                 if attempt + 1 == self._retry.max_attempts:
-                    raise AggregatorUnavailable(
-                        f"aggregator {self._address} unreachable for {rpc} after "
-                        f"{self._retry.max_attempts} attempts: {details} ({code.name})"
-                    ) from None
+                    attempts = self._retry.max_attempts
+                    raise unreachable(rpc, self._address, attempts, code, details) from None
                 delay = self._retry.delay_s(attempt, self._rng)
                 log.warning(
                     "rpc=%s status=%s attempt=%d retry_in_s=%.2f",

@@ -19,9 +19,11 @@ from protos.errors import FailedPrecondition
 from selector.checkpoint import save_federation_export
 from silo.client import SiloClient
 from silo.config import SiloConfig
-from silo.he_exchange import HeExchange
-from silo.he_keys import HeKeyring
+from silo.identity import SiloIdentity
 from silo.joining import accept_plan
+from silo.upload.he import HeUploader
+from silo.upload.he_exchange import HeExchange
+from silo.upload.he_keys import HeKeyring
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +45,17 @@ def export_selectors(config: SiloConfig, out_dir: Path) -> ExportResult:
         raise FailedPrecondition(
             f"--out {out_dir} is not an empty folder; choose a new one so nothing is overwritten"
         )
-    with SiloClient(config) as client:
+    identity = SiloIdentity.load(config)
+    with SiloClient(config, identity) as client:
         plan = accept_plan(config, client.join())
-        if plan.he is None:
+        if plan.protection != HeUploader.protection:
             raise FailedPrecondition(
                 f"federation {plan.federation_id!r} uses protection {plan.protection!r}: its "
                 "aggregator exports the selectors itself (the export_dir setting of its config); "
                 "`fedbiscuit silo export` is for protection 'he' only"
             )
-        keyring = HeKeyring(config, client, plan, create_key=False)
-        exchange = HeExchange(config, client, plan, keyring)
+        keyring = HeKeyring(config, identity, client, plan, create_key=False)
+        exchange = HeExchange(config, identity, client, plan, keyring)
         finals, clusters = [], {}
         for adapter in range(plan.adapters):
             layout, vector, header = exchange.globals_for(None, adapter, None)

@@ -3,21 +3,18 @@
 Silos do not trust the aggregator with their privacy: the plan arrives over the wire and is
 checked here against the silo operator's own limits before any data is touched. Each
 refusal names the plan field and the policy (or budget) field that disagree, so the two
-operators can settle it without reading code.
+operators can settle it without reading code. Whether the silo agrees to the plan's
+protection mode is each mode's own check (`silo.upload.admit`), run before this one.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from privacy.he import preset_for_plan
-from protos.errors import InvalidInput, PolicyViolation
+from protos.errors import PolicyViolation
 from protos.plan import Plan
-
-log = logging.getLogger(__name__)
 
 
 class PrivacyBudget(BaseModel):
@@ -68,22 +65,8 @@ class SiloPolicy(BaseModel):
 
 
 def check_plan(policy: SiloPolicy, plan: Plan, budget: PrivacyBudget) -> None:
-    """Raise PolicyViolation if the silo must not train under `plan` at all."""
-    if plan.protection == "insecure_plaintext" and not policy.allow_insecure_plaintext:
-        raise PolicyViolation(
-            "plan.protection is 'insecure_plaintext' but policy.allow_insecure_plaintext is "
-            "false: the aggregator would see this silo's individual updates"
-        )
-    required = policy.required_protection
-    if required is not None and plan.protection != required:
-        raise PolicyViolation(
-            f"plan.protection is {plan.protection!r} but policy.required_protection is {required!r}"
-        )
-    if plan.he is not None:
-        try:
-            preset_for_plan(plan)
-        except InvalidInput as exc:
-            raise PolicyViolation(str(exc)) from None
+    """Raise PolicyViolation if the silo must not train under `plan` at all (its protection
+    mode aside: see silo.upload.admit)."""
     if plan.delta > budget.delta:
         raise PolicyViolation(f"plan.delta is {plan.delta:g} but budget.delta is {budget.delta:g}")
     kind = plan.selector.backbone.kind
@@ -99,7 +82,6 @@ def check_plan(policy: SiloPolicy, plan: Plan, budget: PrivacyBudget) -> None:
     check_local_steps(policy, plan.training.local_steps, "plan.training.local_steps")
     if plan.dp.noise_multiplier is not None:
         check_noise_multiplier(policy, plan.dp.noise_multiplier, "plan.dp.noise_multiplier")
-    warn_if_plaintext(plan)
 
 
 def check_local_steps(policy: SiloPolicy, steps: int, source: str) -> None:
@@ -127,16 +109,4 @@ def check_round_epsilon(policy: SiloPolicy, epsilon_before: float, epsilon_after
         raise PolicyViolation(
             f"this round would cost epsilon {epsilon_after - epsilon_before:.4g} but "
             f"policy.max_epsilon_per_round is {limit:g}"
-        )
-
-
-def warn_if_plaintext(plan: Plan, round_index: int | None = None) -> None:
-    """Say loudly, every time, that the aggregator sees this silo's individual updates."""
-    if plan.protection == "insecure_plaintext":
-        where = f" round={round_index}" if round_index is not None else ""
-        log.warning(
-            "INSECURE federation=%s%s protection=insecure_plaintext: the aggregator sees this "
-            "silo's individual DP updates unmasked (policy.allow_insecure_plaintext is true)",
-            plan.federation_id,
-            where,
         )

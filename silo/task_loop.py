@@ -25,17 +25,15 @@ from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
 from silo.client import SiloClient
 from silo.config import SiloConfig
-from silo.he_exchange import HeExchange
-from silo.he_keys import HeKeyring
+from silo.identity import SiloIdentity
 from silo.joining import accept_plan
-from silo.masked_upload import MaskedUpload
-from silo.policy import check_local_steps, check_plan, check_round_epsilon, warn_if_plaintext
+from silo.policy import check_local_steps, check_plan, check_round_epsilon
 from silo.privacy_state import PrivacyState
+from silo.rpc_errors import SupersededByAggregator
 from silo.training_setup import TrainingSetup, build_training
+from silo.upload import UploadContext, Uploader, admit
 
 log = logging.getLogger(__name__)
-
-_MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -44,8 +42,10 @@ class LoopOutcome:
 
     `tasks` counts TRAIN and EVALUATE tasks by what became of them: "uploaded", "reported"
     (a grouping loss report sent), "declined" (refused before any release), "aborted" (its
-    secure aggregation round aborted; any spend stays spent) or "stale" (the aggregator had
-    moved on; any spend stays spent).
+    secure aggregation round aborted; any spend stays spent), "stale" (the aggregator had
+    moved on; any spend stays spent) or "refused" (this silo refused what the aggregator
+    sent for the task, e.g. a masked task naming no secure aggregation round; any spend
+    stays spent).
     """
 
     finished: bool
@@ -58,6 +58,7 @@ class TaskLoop:
     def __init__(
         self,
         config: SiloConfig,
+        identity: SiloIdentity,
         client: SiloClient,
         privacy: PrivacyState,
         *,
@@ -65,6 +66,7 @@ class TaskLoop:
         wait_ms: int = 10_000,
     ):
         self._config = config
+        self._identity = identity
         self._client = client
         self._privacy = privacy
         self._stop = stop or threading.Event()
@@ -76,18 +78,19 @@ class TaskLoop:
 
     def run(self) -> LoopOutcome:
         plan, plan_sha256 = self._join()
+        mode = admit(self._config.policy, plan)
         check_plan(self._config.policy, plan, self._config.budget)
-        self._plan_sha256 = plan_sha256
         training = build_training(self._config, plan)
         self._log("setup", plan_sha256=plan_sha256[:12], noise_multiplier=training.sigma)
-        keyring = None
-        if plan.he is not None:
-            keyring = HeKeyring(self._config, self._client, plan)
-            self._he = HeExchange(self._config, self._client, plan, keyring)
+        self._uploader: Uploader = mode(
+            UploadContext(
+                self._config, self._identity, self._client, plan, plan_sha256, self._stop,
+                self._wait_ms, training.num_examples,
+            )
+        )  # fmt: skip
         tasks: Counter[str] = Counter()
         while not self._stop.is_set():
-            if keyring is not None:
-                keyring.serve()  # the custodian seals the key to silos that joined since
+            self._uploader.serve()
             task = self._client.pull_task(plan_sha256, self._wait_ms)
             if task.kind == pb.TASK_KIND_WAIT:
                 self._stop.wait(task.retry_after_ms / 1000)
@@ -103,10 +106,14 @@ class TaskLoop:
                     # Nothing this silo sent can be unmasked alone; the round is re-run.
                     self._log("aborted", task.round, message=repr(str(exc)))
                     tasks["aborted"] += 1
-                except FailedPrecondition as exc:
+                except SupersededByAggregator as exc:
                     # The round closed or was re-run meanwhile; what was spent stays spent.
                     self._log("stale", task.round, message=repr(str(exc)))
                     tasks["stale"] += 1
+                except FailedPrecondition as exc:
+                    # This silo refused what the aggregator sent for the task.
+                    self._log("refused", task.round, message=repr(str(exc)))
+                    tasks["refused"] += 1
             else:
                 raise InvalidInput(f"aggregator sent a task of unknown kind {task.kind}")
         self._log("stopped", **tasks)
@@ -138,21 +145,15 @@ class TaskLoop:
 
     def _train(self, plan: Plan, training: TrainingSetup, task: pb.Task) -> str:
         """Handle one validated TRAIN task: "uploaded", or "declined" (nothing released)."""
-        warn_if_plaintext(plan, task.round)
         privacy, budget = self._privacy, self._config.budget
         event = training.trainer.dp_event(task.local_steps)
         after = self._afford_or_decline(plan, task, event)
         if after is None:
             return "declined"
-        masked = None
-        if plan.protection == "masking":
-            # Keys first: a round too small to hide this silo aborts before anything is spent.
-            masked = MaskedUpload(
-                self._config, self._client, plan, self._plan_sha256, task, self._stop,
-                wait_ms=self._wait_ms,
-            )  # fmt: skip
-            masked.join()
-        manifest, vector = self._globals(plan, task)
+        upload = self._uploader.begin(task)
+        # E.g. SecAgg+ keys: a round too small to hide this silo aborts before anything is spent.
+        upload.before_training()
+        manifest, vector = self._uploader.globals_for(task)
         entry = privacy.record(
             task.round,
             event,
@@ -166,42 +167,11 @@ class TaskLoop:
             codec.unflatten(manifest, vector), task.local_steps
         )
         update_manifest, update = codec.flatten(delta_state)
-        entries = privacy.undelivered()
-        if plan.protection == "he":
-            ack = self._he.contribute(task, update, entries)
-        elif masked is not None:
-            ack = masked.upload(update_manifest, update, entries)
-        else:
-            num_examples = training.num_examples if plan.weighting == "num_examples" else None
-            ack = self._client.upload_update(
-                task,
-                update_manifest,
-                update,
-                protection=plan.protection,
-                ledger_entries=entries,
-                num_examples=num_examples,
-            )
+        ack = upload.send(update_manifest, update, privacy.undelivered())
         privacy.delivered(ack.ledger_next_seq)
-        if masked is not None:
-            masked.finish()
+        upload.after_send()
         self._log("uploaded", task.round, accepted=ack.accepted, protection=plan.protection)
         return "uploaded"
-
-    def _globals(
-        self, plan: Plan, task: pb.Task, adapter_index: int | None = None
-    ) -> tuple[codec.Manifest, np.ndarray]:
-        """Globals for `task` (`adapter_index` None: a TRAIN task's own adapter; k: adapter k
-        of an EVALUATE task): downloaded and hash-checked, or under HE checked (statement,
-        signatures, spot checks) and decrypted; always before any spend."""
-        if plan.protection != "he":
-            max_bytes = int(plan.max_update_mib * _MIB)
-            return self._client.download_globals(task, max_bytes, adapter_index)
-        if adapter_index is None:
-            adapter, expected = task.adapter_index, task.globals_sha256
-        else:
-            adapter, expected = adapter_index, task.adapter_sha256[adapter_index]
-        manifest, vector, _ = self._he.globals_for(task, adapter, expected)
-        return manifest, vector
 
     def _evaluate(self, plan: Plan, training: TrainingSetup, task: pb.Task) -> str:
         """Handle one EVALUATE task (a FedBiscuit grouping): "reported" or "declined".
@@ -219,7 +189,7 @@ class TaskLoop:
             return "declined"
         losses = []
         for k in range(plan.adapters):
-            manifest, vector = self._globals(plan, task, k)
+            manifest, vector = self._uploader.globals_for(task, k)
             state = codec.unflatten(manifest, vector)
             losses.append(training.trainer.example_losses(state, training.evaluation_rows))
         entry = privacy.record(

@@ -20,7 +20,9 @@ from protos.plan import Plan
 from selector.benchmark import SiloData
 from selector.data import write_jsonl
 from silo.agent import run_silo
+from silo.client import SiloClient
 from silo.config import SiloConfig
+from silo.identity import SiloIdentity
 from silo.policy import PrivacyBudget, SiloPolicy
 from silo.trainer import LocalTrainer
 
@@ -106,6 +108,11 @@ def aggregator(tmp_path: Path, pki: FederationPaths) -> AggregatorFactory:
         return AggregatorServer(config, clock=clock)
 
     return make
+
+
+def connect(config: SiloConfig, **options: object) -> SiloClient:
+    """A client for `config`'s silo, its PKI loaded the way `silo run` loads it."""
+    return SiloClient(config, SiloIdentity.load(config), **options)  # type: ignore[arg-type]
 
 
 def run_silos(

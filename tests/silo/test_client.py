@@ -12,8 +12,9 @@ from privacy.pki import FederationPaths, revoke
 from protos.errors import FailedPrecondition, InvalidInput, NotAuthenticated
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
-from silo.client import AggregatorUnavailable, RetryPolicy, SiloClient
-from tests.silo.conftest import AggregatorFactory, SiloConfigFactory
+from silo.client import RetryPolicy
+from silo.rpc_errors import AggregatorUnavailable
+from tests.silo.conftest import AggregatorFactory, SiloConfigFactory, connect
 
 SOLO = {"silos_per_round": 1, "min_silos": 1}
 
@@ -32,7 +33,7 @@ def test_unreachable_aggregator_is_retried_with_growing_backoff_then_reported(
     retry = RetryPolicy(max_attempts=4, initial_backoff_s=1.0, max_backoff_s=3.0)
 
     with (
-        SiloClient(config, retry=retry, rng=random.Random(0), sleep=delays.append) as client,
+        connect(config, retry=retry, rng=random.Random(0), sleep=delays.append) as client,
         pytest.raises(AggregatorUnavailable, match=r"unreachable for Join after 4 attempts"),
     ):
         client.join()
@@ -46,7 +47,7 @@ def test_unreachable_aggregator_is_retried_with_growing_backoff_then_reported(
 def test_join_returns_the_plan_and_the_identity_from_the_certificate(
     tiny_plan: Plan, aggregator: AggregatorFactory, silo_config: SiloConfigFactory
 ) -> None:
-    with aggregator(tiny_plan) as server, SiloClient(silo_config("silo-2", server.port)) as client:
+    with aggregator(tiny_plan) as server, connect(silo_config("silo-2", server.port)) as client:
         reply = client.join()
 
     assert reply.silo_id == "silo-2"
@@ -58,7 +59,7 @@ def test_globals_are_downloaded_and_checked_against_the_task(
     tiny_plan: Plan, aggregator: AggregatorFactory, silo_config: SiloConfigFactory
 ) -> None:
     plan = tiny_plan.model_copy(update=SOLO)
-    with aggregator(plan) as server, SiloClient(silo_config("silo-1", server.port)) as client:
+    with aggregator(plan) as server, connect(silo_config("silo-1", server.port)) as client:
         client.join()
         task = client.pull_task(plan.sha256(), wait_ms=2_000)
         manifest, vector = client.download_globals(task, max_bytes=1 << 20)
@@ -80,7 +81,7 @@ def test_refusals_carry_the_aggregators_message_and_are_not_retried(
     with aggregator(tiny_plan) as server:
         config = silo_config("silo-1", server.port).model_copy(update={"federation_id": "other"})
         with (
-            SiloClient(config, sleep=delays.append) as client,
+            connect(config, sleep=delays.append) as client,
             pytest.raises(FailedPrecondition, match="serves federation 'test-fed', not 'other'"),
         ):
             client.join()
@@ -98,7 +99,7 @@ def test_revoked_silo_is_told_it_is_not_authenticated(
     delays: list[float] = []
     with (
         aggregator(tiny_plan) as server,
-        SiloClient(silo_config("silo-1", server.port), sleep=delays.append) as client,
+        connect(silo_config("silo-1", server.port), sleep=delays.append) as client,
         pytest.raises(NotAuthenticated, match="refused Join"),
     ):
         client.join()

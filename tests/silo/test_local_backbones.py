@@ -12,9 +12,9 @@ from protos.errors import FailedPrecondition
 from protos.plan import BackboneSpec, HeSpec, Plan
 from selector.local_backbone import folder_digest
 from selector.model import adapter_state
-from silo.he_exchange import HeExchange
 from silo.local_backbones import silo_backbone
 from silo.training_setup import build_training
+from silo.upload.he_exchange import HeExchange
 from tests.backbone_folders import pinned_backbone, save_backbone
 from tests.silo.conftest import SiloConfigFactory
 
@@ -68,7 +68,7 @@ def test_he_initial_globals_are_built_from_the_mapped_folder(
     config = silo_config("silo-1", 1, local_backbones={digest: encoder_folder})
 
     # Building the public initial globals needs neither the aggregator nor the HE key.
-    _, initial = HeExchange(config, None, plan, None).initial(0)
+    _, initial = HeExchange(config, None, None, plan, None).initial(0)
 
     assert initial.size > 0
 

@@ -1,13 +1,13 @@
-"""A silo refuses plans its operator did not agree to, naming both sides of the disagreement."""
+"""A silo refuses plans its operator did not agree to, naming both sides of the disagreement.
+
+Whether it agrees to the plan's protection mode: tests/silo/upload/test_admission.py."""
 
 from __future__ import annotations
-
-import logging
 
 import pytest
 
 from protos.errors import PolicyViolation
-from protos.plan import BackboneSpec, DpSpec, HeSpec, Plan, SelectorSpec, TrainingSpec
+from protos.plan import BackboneSpec, DpSpec, Plan, SelectorSpec, TrainingSpec
 from silo.policy import (
     PrivacyBudget,
     SiloPolicy,
@@ -22,38 +22,6 @@ PERMISSIVE = SiloPolicy(allow_insecure_plaintext=True)
 
 def _plan(**changes: object) -> Plan:
     return Plan(federation_id="fed-a", **{"protection": "insecure_plaintext", **changes})
-
-
-def test_default_policy_accepts_masked_updates() -> None:
-    check_plan(SiloPolicy(), _plan(protection="masking"), BUDGET)
-
-
-def test_a_policy_requiring_masking_refuses_plaintext_even_when_allowed() -> None:
-    policy = SiloPolicy(allow_insecure_plaintext=True, required_protection="masking")
-    with pytest.raises(PolicyViolation, match="policy.required_protection is 'masking'"):
-        check_plan(policy, _plan(), BUDGET)
-    check_plan(policy, _plan(protection="masking"), BUDGET)
-
-
-def test_default_policy_refuses_plaintext_updates() -> None:
-    with pytest.raises(PolicyViolation) as caught:
-        check_plan(SiloPolicy(), _plan(), BUDGET)
-
-    message = str(caught.value)
-    assert "plan.protection is 'insecure_plaintext'" in message
-    assert "policy.allow_insecure_plaintext is false" in message
-
-
-def test_allowed_plaintext_is_accepted_with_a_loud_warning(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    with caplog.at_level(logging.WARNING):
-        check_plan(PERMISSIVE, _plan(), BUDGET)
-
-    assert any(
-        r.levelno == logging.WARNING and "INSECURE" in r.getMessage() and "fed-a" in r.getMessage()
-        for r in caplog.records
-    )
 
 
 def test_plan_delta_above_the_budget_delta_is_refused() -> None:
@@ -112,14 +80,3 @@ def test_round_costing_more_than_the_per_round_cap_is_refused() -> None:
     check_round_epsilon(policy, 1.0, 1.4)
     with pytest.raises(PolicyViolation, match=r"policy\.max_epsilon_per_round is 0\.5"):
         check_round_epsilon(policy, 1.0, 1.6)
-
-
-def test_a_policy_requiring_he_refuses_masking_and_unknown_presets() -> None:
-    policy = SiloPolicy(required_protection="he")
-    with pytest.raises(PolicyViolation, match="policy.required_protection is 'he'"):
-        check_plan(policy, _plan(protection="masking"), BUDGET)
-    he = {"protection": "he", "he": HeSpec(key_custodian="silo-1")}
-    check_plan(policy, _plan(**he), BUDGET)
-    unknown = {"protection": "he", "he": HeSpec(key_custodian="silo-1", preset="ckks-fast")}
-    with pytest.raises(PolicyViolation, match="plan he.preset: unknown CKKS preset 'ckks-fast'"):
-        check_plan(policy, _plan(**unknown), BUDGET)

@@ -8,6 +8,7 @@ round deadline that passes while the silo trains).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,15 +17,17 @@ import pytest
 from aggregator.round_machine import Phase
 from aggregator.status import read_status
 from privacy.ledger import EntrySigner, Ledger
-from protos.errors import PolicyViolation
+from protos.errors import FailedPrecondition, PolicyViolation
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
 from selector.benchmark import SiloData
 from silo.agent import run_silo
-from silo.client import AggregatorUnavailable, SiloClient
+from silo.client import SiloClient
 from silo.config import SiloConfig
+from silo.identity import SiloIdentity
 from silo.policy import SiloPolicy
 from silo.privacy_state import LEDGER_FILE, PrivacyState
+from silo.rpc_errors import AggregatorUnavailable
 from silo.task_loop import TaskLoop
 from tests.silo.conftest import FEDERATION, AggregatorFactory, SiloConfigFactory
 
@@ -122,14 +125,15 @@ def test_spend_is_ledgered_before_upload_and_stays_spent_when_upload_fails(
     plan = tiny_plan.model_copy(update={"silos_per_round": 1, "min_silos": 1})
     with aggregator(plan) as server:
         config = silo_config("silo-1", server.port)
+        identity = SiloIdentity.load(config)
         privacy = PrivacyState.restore(
-            config.state_dir, FEDERATION, "silo-1", lambda: 0.0, _signer(config)
+            config.state_dir, FEDERATION, "silo-1", lambda: 0.0, identity.signer
         )
         with (
-            _UploadNeverLeaves(config) as client,
+            _UploadNeverLeaves(config, identity) as client,
             pytest.raises(AggregatorUnavailable, match="injected fault"),
         ):
-            TaskLoop(config, client, privacy, wait_ms=2_000).run()
+            TaskLoop(config, identity, client, privacy, wait_ms=2_000).run()
 
     (entry,) = _ledger(config).entries
     assert entry.round == 0
@@ -147,7 +151,7 @@ class _DeadlinePassesWhileTraining(SiloClient):
     before the first upload, so that upload arrives for a round attempt already closed."""
 
     def __init__(self, config: SiloConfig, clock: list[float], jump_s: float) -> None:
-        super().__init__(config)
+        super().__init__(config, SiloIdentity.load(config))
         self._clock, self._jump_s = clock, jump_s
 
     def upload_update(self, *args: object, **kwargs: object) -> pb.Ack:  # type: ignore[override]
@@ -169,10 +173,45 @@ def test_late_upload_is_rejected_but_stays_spent_and_the_silo_carries_on(
         )
         client = _DeadlinePassesWhileTraining(config, now, plan.round_deadline_s + 1)
         with client:
-            outcome = TaskLoop(config, client, privacy, wait_ms=2_000).run()
+            identity = SiloIdentity.load(config)
+            outcome = TaskLoop(config, identity, client, privacy, wait_ms=2_000).run()
 
     assert outcome.finished
     assert outcome.tasks == {"stale": 1, "uploaded": plan.rounds}
     assert [(e.seq, e.round) for e in _ledger(config).entries] == [(0, 0), (1, 0), (2, 1)]
     (silo,) = read_status(server.config.state_dir).silos
     assert silo.rounds_participated == plan.rounds
+
+
+class _RefusesFirstGlobals(SiloClient):
+    """Injected fault: this silo refuses the first globals it is sent (as it refuses a masked
+    task naming no secure aggregation round), a local refusal before anything is spent."""
+
+    refused = False
+
+    def download_globals(self, *args: object, **kwargs: object):  # type: ignore[override]
+        if not self.refused:
+            self.refused = True
+            raise FailedPrecondition("injected fault: this silo refuses these globals")
+        return super().download_globals(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_local_refusal_is_reported_as_refused_not_as_the_aggregator_moving_on(
+    tiny_plan: Plan,
+    aggregator: AggregatorFactory,
+    silo_config: SiloConfigFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plan = tiny_plan.model_copy(update={"silos_per_round": 1, "min_silos": 1})
+    with aggregator(plan) as server:
+        config = silo_config("silo-1", server.port)
+        identity = SiloIdentity.load(config)
+        privacy = PrivacyState.restore(
+            config.state_dir, FEDERATION, "silo-1", lambda: 0.0, identity.signer
+        )
+        with _RefusesFirstGlobals(config, identity) as client, caplog.at_level(logging.INFO):
+            outcome = TaskLoop(config, identity, client, privacy, wait_ms=2_000).run()
+
+    assert outcome.finished
+    assert outcome.tasks == {"refused": 1, "uploaded": plan.rounds}
+    assert any("phase=refused round=0" in r.getMessage() for r in caplog.records)

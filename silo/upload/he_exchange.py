@@ -15,7 +15,6 @@ commitment signed with the certificate key to the ciphertexts and the base they 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
 
 import numpy as np
 
@@ -40,25 +39,31 @@ from protos.v1 import federation_pb2 as pb
 from selector.model import adapter_state, build_selector
 from silo.client import SiloClient
 from silo.config import SiloConfig
-from silo.he_keys import HeKeyring
+from silo.identity import SiloIdentity
 from silo.local_backbones import silo_selector
-from silo.signing_key import signing_key
+from silo.upload.he_keys import HeKeyring
 
 
 class HeExchange:
     """Downloads, checks and decrypts globals; encrypts, signs and uploads contributions."""
 
     def __init__(
-        self, config: SiloConfig, client: SiloClient, plan: Plan, keyring: HeKeyring
+        self,
+        config: SiloConfig,
+        identity: SiloIdentity,
+        client: SiloClient,
+        plan: Plan,
+        keyring: HeKeyring,
     ) -> None:
-        assert plan.he is not None
+        if plan.he is None:
+            raise FailedPrecondition(f"federation {plan.federation_id!r} has no HE section")
         self._config = config
+        self._identity = identity
         self._client = client
         self._plan = plan
         self._spec = plan.he
         self._selector = silo_selector(config, plan.selector)
         self._keyring = keyring
-        self._key = signing_key(config)
         self._initial: dict[int, tuple[codec.Manifest, np.ndarray]] = {}
         # This silo's own signed contributions, by (round, adapter): its aggregate must hold them.
         self._own: dict[tuple[int, int], SignedCommitment] = {}
@@ -112,8 +117,8 @@ class HeExchange:
             expected_contributors=[s.commitment.silo_id for s in statement.contributions],
             min_contributors=self._spec.min_contributors,
             certs=dict(header.certificates),
-            ca_cert_pem=self._config.pki.ca_cert.read_bytes(),
-            now=datetime.now(UTC),
+            ca_cert_pem=self._identity.ca_cert_pem,
+            now=self._identity.now(),
             own_contribution=self._own.get((statement.round, adapter)),
             expected_previous_digest=statement.previous_digest,
         )
@@ -168,7 +173,7 @@ class HeExchange:
             self._keyring.secret(), update, weight=weight, max_silos=max_terms(self._plan)
         )
         signed = commit_contribution(
-            self._key,
+            self._identity.key,
             encrypted.manifest,
             federation_id=self._plan.federation_id,
             round=task.round,

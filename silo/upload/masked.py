@@ -12,67 +12,63 @@ any failure aborts this silo's part for good (:class:`~privacy.secagg.SecAggAbor
 from __future__ import annotations
 
 import os
-import threading
-from datetime import UTC, datetime
 
 import numpy as np
-from cryptography import x509
 
 from privacy.secagg import SecAggAborted, SecAggClient, ShareDelivery, for_plan
 from privacy.secagg import wire as secagg_wire
 from protos import codec
 from protos.errors import FailedPrecondition
-from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
-from silo.client import SiloClient
-from silo.config import SiloConfig
-from silo.signing_key import signing_key
+from silo.upload.base import TrainUpload, UploadContext, Uploader
 
 
-class MaskedUpload:
-    """One silo's SecAgg+ round for one TRAIN task: `join`, then `upload`, then `finish`."""
+class MaskedUploader(Uploader):
+    """Plan protection "masking": every TRAIN task is one SecAgg+ round."""
 
-    def __init__(
-        self,
-        config: SiloConfig,
-        client: SiloClient,
-        plan: Plan,
-        plan_sha256: str,
-        task: pb.Task,
-        stop: threading.Event,
-        *,
-        wait_ms: int = 10_000,
-    ):
+    protection = "masking"
+
+    def begin(self, task: pb.Task) -> TrainUpload:
+        return MaskedUpload(self._context, task)
+
+
+class MaskedUpload(TrainUpload):
+    """One silo's SecAgg+ round for one TRAIN task: keys are shared before training, the
+    masked update is sent, then the survivors are signed and the unmasking answered."""
+
+    def __init__(self, ctx: UploadContext, task: pb.Task) -> None:
+        """Raises FailedPrecondition (a local refusal) for a task whose secure aggregation
+        round is missing or names another federation, round or plan."""
         if not task.HasField("secagg"):
             raise FailedPrecondition(
                 f"task {task.task_id!r} of a masking plan names no secure aggregation round"
             )
         context = secagg_wire.context_from_proto(task.secagg)
-        expected = (config.federation_id, task.round, plan_sha256)
+        expected = (ctx.config.federation_id, task.round, ctx.plan_sha256)
         if (context.federation_id, context.round, context.plan_hash) != expected:
             raise FailedPrecondition(
                 f"task {task.task_id!r}: its secure aggregation round names federation "
                 f"{context.federation_id!r} round {context.round}, not this task's"
             )
-        self._client = client
+        identity = ctx.identity
+        self._client = ctx.client
         self._task = task
-        self._stop = stop
-        self._wait_ms = wait_ms
+        self._stop = ctx.stop
+        self._wait_ms = ctx.wait_ms
         self._context = context
-        self._layout: tuple[codec.TensorSpec, ...] = ()
         self._delivery: ShareDelivery | None = None
         self._secagg = SecAggClient(
-            for_plan(plan),
+            for_plan(ctx.plan),
             context,
-            config.silo_id,
-            config.pki.cert.read_bytes(),
-            signing_key(config),
-            x509.load_pem_x509_certificate(config.pki.ca_cert.read_bytes()),
-            datetime.now(UTC),
+            identity.silo_id,
+            identity.cert_pem,
+            identity.key,
+            identity.ca_cert,
+            identity.now(),
             random_bytes=os.urandom,
         )
 
-    def join(self) -> None:
+    def before_training(self) -> None:
         """Advertise keys, check the roster, share key shares, receive neighbours' shares."""
         advert = self._secagg.advertise()
         self._client.secagg_submit(
@@ -88,7 +84,7 @@ class MaskedUpload:
             delivery, self._context, self._secagg.silo_id
         )
 
-    def upload(
+    def send(
         self, manifest: codec.Manifest, update: np.ndarray, ledger_entries: list[bytes]
     ) -> pb.Ack:
         """Mask `update` (laid out as `manifest`) and stream it with the ledger entries."""
@@ -100,12 +96,12 @@ class MaskedUpload:
             self._task,
             codec.ring_manifest(manifest.layout(), words),
             words,
-            protection="masking",
+            protection=MaskedUploader.protection,
             ledger_entries=ledger_entries,
             num_examples=None,
         )
 
-    def finish(self) -> None:
+    def after_send(self) -> None:
         """Sign the survivors this silo was shown, then reveal the shares unmasking needs."""
         consistency = self._fetch(pb.SEC_AGG_STAGE_SURVIVORS).consistency
         signature = self._secagg.sign_survivors(

@@ -21,8 +21,8 @@ from protos.errors import FailedPrecondition
 from protos.plan import FedBiscuitSpec, LossReportSpec, Plan, SecAggSpec
 from selector.benchmark import SiloData, make_federated_dataset
 from silo.client import SiloClient
-from silo.masked_upload import MaskedUpload
 from silo.privacy_state import LEDGER_FILE
+from silo.upload.masked import MaskedUpload
 from tests.silo.conftest import (
     FEDERATION,
     AggregatorFactory,
@@ -179,14 +179,14 @@ def test_a_silo_that_crashes_after_sharing_keys_is_unmasked_out_of_the_sum(
     plan = Plan.model_validate(
         {**masked_plan.model_dump(), "rounds": 1, "silos_per_round": 4, "round_deadline_s": 8.0}
     )
-    upload = MaskedUpload.upload
+    send = MaskedUpload.send
 
     def crash_silo_4(self: MaskedUpload, *args, **kwargs):  # a fault injected on purpose
         if self._secagg.silo_id == "silo-4":
             raise RuntimeError("silo-4 lost power after sharing its keys")
-        return upload(self, *args, **kwargs)
+        return send(self, *args, **kwargs)
 
-    monkeypatch.setattr(MaskedUpload, "upload", crash_silo_4)
+    monkeypatch.setattr(MaskedUpload, "send", crash_silo_4)
     with aggregator(plan) as server:
         outcomes = run_silos(
             [silo_config(silo_id, server.port) for silo_id in silos], timeout_s=TIMEOUT_S

@@ -32,12 +32,14 @@ from selector.model import adapter_state
 from silo.client import SiloClient
 from silo.config import SiloConfig
 from silo.export import export_selectors
-from silo.he_keys import HeKeyring
+from silo.identity import SiloIdentity
 from silo.policy import SiloPolicy
+from silo.upload.he_keys import HeKeyring
 from tests.silo.conftest import (
     FEDERATION,
     AggregatorFactory,
     SiloConfigFactory,
+    connect,
     run_silos,
     stored_windows,
 )
@@ -124,11 +126,13 @@ def test_a_revoked_silo_gets_no_key_and_cannot_decrypt_the_globals(
     issue_silo(pki.root, "silo-4")
     with aggregator(he_plan) as server:
         configs = {s: silo_config(s, server.port, policy=HE_ONLY) for s in (*SILOS, "silo-4")}
-        clients = {s: SiloClient(c) for s, c in configs.items()}
+        clients = {s: connect(c) for s, c in configs.items()}
         for client in clients.values():
             client.join()
         revoke(pki.root, "silo-4")  # revoked after joining
-        HeKeyring(configs["silo-1"], clients["silo-1"], he_plan).serve()
+        custodian = configs["silo-1"]
+        identity = SiloIdentity.load(custodian)
+        HeKeyring(custodian, identity, clients["silo-1"], he_plan).serve()
         vault: HeVault = server.machine._he
         assert vault.keyed_silos() == {"silo-1", "silo-2", "silo-3"}
         with pytest.raises(NotAuthenticated, match="revoked"):

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from privacy.he import (
     SecretContext,
@@ -29,7 +26,7 @@ from protos.errors import FailedPrecondition, NotAuthenticated
 from protos.plan import Plan
 from silo.client import SiloClient
 from silo.config import SiloConfig
-from silo.signing_key import signing_key
+from silo.identity import SiloIdentity
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +35,24 @@ class HeKeyring:
     """This silo's secret context for the plan's key epoch (loaded once, kept in memory)."""
 
     def __init__(
-        self, config: SiloConfig, client: SiloClient, plan: Plan, *, create_key: bool = True
+        self,
+        config: SiloConfig,
+        identity: SiloIdentity,
+        client: SiloClient,
+        plan: Plan,
+        *,
+        create_key: bool = True,
     ) -> None:
         """`create_key=False` (export): a custodian that lost its key raises instead of
         making a new one, which could not decrypt anything of this epoch."""
-        assert plan.he is not None
+        if plan.he is None:
+            raise FailedPrecondition(f"federation {plan.federation_id!r} has no HE key epoch")
         self._create_key = create_key
         self._config = config
+        self._identity = identity
         self._client = client
         self._spec = plan.he
         self._federation_id = plan.federation_id
-        self._key: ec.EllipticCurvePrivateKey = signing_key(config)
         self._secret: SecretContext | None = None
 
     @property
@@ -88,10 +92,10 @@ class HeKeyring:
                 sealed[silo_id] = seal_secret_context_for(
                     cert_pem,
                     secret,
-                    ca_cert_pem=self._config.pki.ca_cert.read_bytes(),
+                    ca_cert_pem=self._identity.ca_cert_pem,
                     federation_id=self._federation_id,
                     key_epoch=self.key_epoch,
-                    now=datetime.now(UTC),
+                    now=self._identity.now(),
                     revoked_serials=revoked,
                 )
             except NotAuthenticated as exc:
@@ -123,12 +127,12 @@ class HeKeyring:
             )
         secret = generate_secret_context(self._spec.preset)
         sealed = seal_secret_context_for(
-            self._config.pki.cert.read_bytes(),
+            self._identity.cert_pem,
             secret,
-            ca_cert_pem=self._config.pki.ca_cert.read_bytes(),
+            ca_cert_pem=self._identity.ca_cert_pem,
             federation_id=self._federation_id,
             key_epoch=self.key_epoch,
-            now=datetime.now(UTC),
+            now=self._identity.now(),
         )
         _write_private(path, sealed)
         return secret
@@ -144,7 +148,7 @@ class HeKeyring:
 
     def _open(self, sealed: bytes, silo_id: str) -> SecretContext:
         return open_sealed_context(
-            self._key,
+            self._identity.key,
             sealed,
             federation_id=self._federation_id,
             silo_id=silo_id,

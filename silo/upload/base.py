@@ -1,0 +1,99 @@
+"""The one interface the task loop uploads through, whatever the plan's protection mode.
+
+A mode (plaintext, SecAgg+ masking, CKKS encryption, …) is one :class:`Uploader` subclass in
+its own module of `silo/upload/`, registered once in `silo/upload/__init__.py`. The task
+loop asks the uploader for the globals a task starts from and for a :class:`TrainUpload`
+per TRAIN task, and calls its three steps in the privacy contract's order (DESIGN.md §7):
+``before_training`` (before any budget is spent: a round too small to hide this silo
+aborts here), then ``send`` (after the ledger entry is on disk), then ``after_send``.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from protos import codec
+from protos.errors import PolicyViolation
+from protos.plan import Plan
+from protos.v1 import federation_pb2 as pb
+from silo.client import SiloClient
+from silo.config import SiloConfig
+from silo.identity import SiloIdentity
+from silo.policy import SiloPolicy
+
+_MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class UploadContext:
+    """What an uploader may use, fixed for one run of the task loop.
+
+    `num_examples` is the silo's training-set size; a mode sends it only where the plan
+    weights by example count (it reveals the silo's size).
+    """
+
+    config: SiloConfig
+    identity: SiloIdentity
+    client: SiloClient
+    plan: Plan
+    plan_sha256: str
+    stop: threading.Event
+    wait_ms: int
+    num_examples: int
+
+
+class TrainUpload(ABC):
+    """One TRAIN task's upload, driven by the task loop in this order."""
+
+    def before_training(self) -> None:  # noqa: B027 (optional step)
+        """Work that must succeed before this silo spends budget on the task."""
+
+    @abstractmethod
+    def send(
+        self, manifest: codec.Manifest, update: np.ndarray, ledger_entries: list[bytes]
+    ) -> pb.Ack:
+        """Protect `update` (laid out as `manifest`) and upload it with the ledger entries
+        the aggregator lacks (the last one records this release)."""
+
+    def after_send(self) -> None:  # noqa: B027 (optional step)
+        """Work after the aggregator acknowledged the upload."""
+
+
+class Uploader(ABC):
+    """A protection mode on the silo: how globals arrive and how updates leave."""
+
+    protection: ClassVar[str]
+
+    def __init__(self, context: UploadContext) -> None:
+        self._context = context
+
+    @classmethod
+    def admit(cls, policy: SiloPolicy, plan: Plan) -> None:
+        """Raise PolicyViolation if the silo's operator did not agree to this mode."""
+        required = policy.required_protection
+        if required is not None and cls.protection != required:
+            raise PolicyViolation(
+                f"plan.protection is {plan.protection!r} but policy.required_protection is "
+                f"{required!r}"
+            )
+
+    def serve(self) -> None:  # noqa: B027 (optional duty)
+        """Called before every task pull: a mode's standing duties (none by default)."""
+
+    def globals_for(
+        self, task: pb.Task, adapter_index: int | None = None
+    ) -> tuple[codec.Manifest, np.ndarray]:
+        """Globals for `task` (`adapter_index` None: a TRAIN task's own adapter; k: adapter
+        k of an EVALUATE task), checked before any spend. By default downloaded in the
+        clear and checked against the plan's size limit and the task's hash."""
+        max_bytes = int(self._context.plan.max_update_mib * _MIB)
+        return self._context.client.download_globals(task, max_bytes, adapter_index)
+
+    @abstractmethod
+    def begin(self, task: pb.Task) -> TrainUpload:
+        """The upload of one validated TRAIN task this silo can afford."""
