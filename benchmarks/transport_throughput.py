@@ -57,6 +57,7 @@ from protos.v1 import federation_pb2 as pb
 from selector.data import PreferencePair, write_jsonl
 from silo.client import SiloClient
 from silo.config import SiloConfig
+from silo.identity import SiloIdentity
 from silo.policy import PrivacyBudget, SiloPolicy
 from silo.privacy_state import PrivacyState
 
@@ -265,10 +266,14 @@ def real_upload_arm(
             policy=SiloPolicy(allow_insecure_plaintext=True),
         )
 
+    def connect(silo_id: str, port: int) -> SiloClient:
+        config = silo_config(silo_id, port)
+        return SiloClient(config, SiloIdentity.load(config))
+
     with (
         AggregatorServer(config) as server,
-        SiloClient(silo_config(SILOS[0], server.port)) as client,
-        SiloClient(silo_config(SILOS[1], server.port)) as other,
+        connect(SILOS[0], server.port) as client,
+        connect(SILOS[1], server.port) as other,
     ):
         client.join()
         other.join()
