@@ -28,8 +28,8 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
-from protos.config_files import load_model_file, read_mapping_file, where_in_file
 from protos.errors import InvalidInput
+from protos.operator_formats.config_files import load_model_file, read_mapping_file, where_in_file
 from protos.plan import Plan
 
 ENV_PREFIX = "FEDBISCUIT_AGGREGATOR__"

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator
 
-from protos.config_files import load_model_file
+from protos.operator_formats.config_files import load_model_file
 from silo.policy import PrivacyBudget, SiloPolicy
 
 _ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
