@@ -11,19 +11,18 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from privacy.he import preset_for_plan
 from protos.errors import InvalidInput, PolicyViolation
 from protos.plan import Plan
+from protos.strict_model import StrictModel
 
 log = logging.getLogger(__name__)
 
 
-class PrivacyBudget(BaseModel):
+class PrivacyBudget(StrictModel):
     """The silo's total (epsilon, delta) for this federation, across every release it makes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     epsilon: float = Field(gt=0, description="Largest total epsilon the silo will ever spend.")
     delta: float = Field(
@@ -31,10 +30,8 @@ class PrivacyBudget(BaseModel):
     )
 
 
-class SiloPolicy(BaseModel):
+class SiloPolicy(StrictModel):
     """Limits the silo's operator sets on any plan the silo will train under."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     allow_insecure_plaintext: bool = Field(
         False,

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from protos.strict_model import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SamplingSpec(_Strict):
+class SamplingSpec(StrictModel):
     """How completions are drawn from the base policy (and, at evaluation, from both)."""
 
     temperature: float = Field(1.0, gt=0, le=10, description="Softmax temperature.")
@@ -26,7 +24,7 @@ class SamplingSpec(_Strict):
     )
 
 
-class LabellingSpec(_Strict):
+class LabellingSpec(StrictModel):
     ties: Literal["drop", "half"] = Field(
         "drop",
         description="Pairs the selectors' vote leaves level: 'drop' them, or keep them with "
@@ -36,7 +34,7 @@ class LabellingSpec(_Strict):
     batch_size: int = Field(64, ge=1, le=4096, description="Pairs per selector forward pass.")
 
 
-class LoraAdapterSpec(_Strict):
+class LoraAdapterSpec(StrictModel):
     rank: int = Field(8, ge=1, le=256, description="LoRA rank r.")
     alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
     target_modules: tuple[str, ...] = Field(
@@ -44,7 +42,7 @@ class LoraAdapterSpec(_Strict):
     )
 
 
-class DpoSpec(_Strict):
+class DpoSpec(StrictModel):
     """DPO (Rafailov et al. 2023) on the labelled pairs, reference = the frozen base policy."""
 
     beta: float = Field(0.1, gt=0, le=100, description="KL strength β of the DPO objective.")
@@ -55,7 +53,7 @@ class DpoSpec(_Strict):
     lora: LoraAdapterSpec = LoraAdapterSpec()
 
 
-class EvaluationSpec(_Strict):
+class EvaluationSpec(StrictModel):
     samples_per_prompt: int = Field(
         1, ge=1, le=64, description="Tuned-vs-base answer pairs judged per prompt."
     )
@@ -64,7 +62,7 @@ class EvaluationSpec(_Strict):
     )
 
 
-class AlignConfig(_Strict):
+class AlignConfig(StrictModel):
     seed: int = Field(0, ge=0, description="Seed of sampling, LoRA init, batch order, bootstrap.")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="'auto': the GPU when there is one, else the CPU."
