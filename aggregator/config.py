@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -28,17 +28,14 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
-from protos.config_files import load_model_file, read_mapping_file, where_in_file
 from protos.errors import InvalidInput
+from protos.operator_formats.config_files import load_model_file, read_mapping_file, where_in_file
 from protos.plan import Plan
+from protos.strict_model import StrictModel as _Strict
 
 ENV_PREFIX = "FEDBISCUIT_AGGREGATOR__"
 ENV_DELIMITER = "__"
 _ADDRESS = r"^\S+:\d{1,5}$"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class AggregatorPki(_Strict):

@@ -34,7 +34,7 @@ from aggregator.rpc_metrics import RpcMetricsInterceptor
 from aggregator.store import FederationStore
 from privacy.pki import hosting_credentials
 from protos.errors import InvalidInput
-from protos.log_format import configure_logging
+from protos.operator_formats.log_format import configure_logging
 from protos.plan import Plan
 
 log = logging.getLogger(__name__)

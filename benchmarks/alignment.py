@@ -1,13 +1,13 @@
 """Alignment with federated selectors: does DPO on their labels make answers people prefer?
 
-On the three-group benchmark (`selector.benchmark.THREE_GROUPS`, 6/4/2 of 12 silos) FedBis
+On the three-group benchmark (`selector.benchmark.generator.THREE_GROUPS`, 6/4/2 of 12 silos) FedBis
 (one selector) and FedBiscuit (K = 3) are trained in-process under DP (ε = 8, δ = 1e-5 per
-silo) exactly as `benchmarks/quality.py` trains them (`fedbiscuit.quality_methods`). Each
+silo) exactly as `benchmarks/quality.py` trains them (`fedbiscuit.quality.methods`). Each
 selector set then labels pairs of completions of the benchmark's base policy
-(`selector.benchmark_policy`: a tiny causal LM over the benchmark's words), DPO tunes a
+(`selector.benchmark.tiny_lm`: a tiny causal LM over the benchmark's words), DPO tunes a
 LoRA adapter on the policy, and the tuned policy is judged against the base: by the
 selectors that labelled its data, and by the benchmark's own people
-(`selector.benchmark_oracle`: the share of the population, groups weighted by share,
+(`selector.benchmark.oracle`: the share of the population, groups weighted by share,
 preferring the tuned answer; and each group's share). Intervals are seeded 95% bootstrap
 intervals over the judged comparisons. Run from the repository root:
 
@@ -25,14 +25,14 @@ from pathlib import Path
 
 import torch
 
-from fedbiscuit.demo_setup import DemoOptions, demo_plan
-from fedbiscuit.quality_methods import run_fedbis, run_fedbiscuit
-from selector.alignment import AlignmentReport, RateReport, run_alignment
-from selector.alignment_config import benchmark_align_config
+from fedbiscuit.demo.layout import DemoOptions, demo_plan
+from fedbiscuit.quality.methods import run_fedbis, run_fedbiscuit
+from selector.alignment.config import benchmark_align_config
+from selector.alignment.pipeline import AlignmentReport, RateReport, run_alignment
 from selector.backbone import load_tokenizer
-from selector.benchmark import THREE_GROUPS, make_federated_dataset
-from selector.benchmark_oracle import OracleJudge
-from selector.benchmark_policy import benchmark_prompts, make_benchmark_policy
+from selector.benchmark.generator import THREE_GROUPS, make_federated_dataset
+from selector.benchmark.oracle import OracleJudge
+from selector.benchmark.tiny_lm import benchmark_prompts, make_benchmark_policy
 from selector.checkpoint import load_selector_set, save_selector_set
 from selector.data import PairEncoder
 from selector.set_evaluation import set_agreement

@@ -16,7 +16,7 @@ from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 
 from protos.plan import BackboneSpec, SelectorSpec
-from selector.benchmark import make_federated_dataset
+from selector.benchmark.generator import make_federated_dataset
 from selector.data import PairBatch, PreferencePair
 from selector.model import PairwiseSelector, build_encoder, build_selector
 

@@ -1,5 +1,6 @@
 """Selector quality on heterogeneous silos: centralized, local-only, FedBis and FedBiscuit,
-each without DP and with DP (ε = 8, δ = 1e-5 per silo). What is run and why: fedbiscuit/quality.py.
+each without DP and with DP (ε = 8, δ = 1e-5 per silo). What is run and why:
+fedbiscuit/quality/comparison.py.
 
 Run from the repository root (one table per seed, then the targets for every seed):
 
@@ -12,8 +13,8 @@ import argparse
 import dataclasses
 import time
 
-from fedbiscuit.quality import QualityOptions, format_table, run_quality, target_verdict
-from fedbiscuit.quality_methods import METHODS
+from fedbiscuit.quality.comparison import QualityOptions, format_table, run_quality, target_verdict
+from fedbiscuit.quality.methods import METHODS
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ from privacy.pki import (
     server_credentials,
 )
 from protos import codec
-from protos.config_files import save_model_file
+from protos.operator_formats.config_files import save_model_file
 from protos.plan import BackboneSpec, LoraSpec, Plan, SelectorSpec
 from protos.v1 import federation_pb2 as pb
 from selector.data import PreferencePair, write_jsonl

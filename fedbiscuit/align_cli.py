@@ -1,8 +1,8 @@
 """`fedbiscuit align`: DPO fine-tuning of a local causal LM on the selectors' labels.
 
-Runs `selector.alignment.run_alignment` (sample → label → DPO → judge) with a progress bar,
-resumes a run interrupted in the same `--out`, and prints the win-rate table. `--oracle`
-also judges by the synthetic benchmark's people (only for the benchmark's prompts).
+Runs `selector.alignment.pipeline.run_alignment` (sample → label → DPO → judge) with a
+progress bar, resumes a run interrupted in the same `--out`, and prints the win-rate table.
+`--oracle` also judges by the synthetic benchmark's people (only for the benchmark's prompts).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from fedbiscuit.backbone_option import (
 from protos.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from selector.alignment import AlignmentReport
-    from selector.benchmark_oracle import OracleJudge
+    from selector.alignment.pipeline import AlignmentReport
+    from selector.benchmark.oracle import OracleJudge
 
 ORACLES = ("iid", "three-groups")
 
@@ -59,9 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from protos.config_files import load_model_file
-    from selector.alignment import run_alignment
-    from selector.alignment_config import AlignConfig
+    from protos.operator_formats.config_files import load_model_file
+    from selector.alignment.config import AlignConfig
+    from selector.alignment.pipeline import run_alignment
 
     config = AlignConfig() if args.config is None else load_model_file(args.config, AlignConfig)
     if args.out.exists() and not args.out.is_dir():
@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
 def _oracle(name: str | None) -> OracleJudge | None:
     if name is None:
         return None
-    from selector.benchmark import DEFAULT_PREFERENCES, THREE_GROUPS, PreferenceGroup
-    from selector.benchmark_oracle import OracleJudge
+    from selector.benchmark.generator import DEFAULT_PREFERENCES, THREE_GROUPS, PreferenceGroup
+    from selector.benchmark.oracle import OracleJudge
 
     groups = (
         THREE_GROUPS if name == "three-groups" else (PreferenceGroup("all", DEFAULT_PREFERENCES),)

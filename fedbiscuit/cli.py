@@ -19,7 +19,7 @@ _SUBCOMMANDS = {
     "pki": "fedbiscuit.pki_cli",
     "aggregator": "fedbiscuit.aggregator_cli",
     "silo": "fedbiscuit.silo_cli",
-    "demo": "fedbiscuit.demo_cli",
+    "demo": "fedbiscuit.demo.cli",
     "audit": "fedbiscuit.audit_cli",
     "eval": "fedbiscuit.eval_cli",
     "align": "fedbiscuit.align_cli",

@@ -47,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from protos.log_format import configure_logging
+    from protos.operator_formats.log_format import configure_logging
     from silo.agent import run_silo
     from silo.config import load_silo_config
 

@@ -27,21 +27,18 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from privacy.accounting import DpEvent, PrivacyAccountant
 from protos.errors import FailedPrecondition, InvalidInput
+from protos.strict_model import StrictModel
 
 LEDGER_VERSION = 2
 GENESIS_HASH = "0" * 64
 _HASH_PATTERN = r"^[0-9a-f]{64}$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ReleaseParams(_Strict):
+class ReleaseParams(StrictModel):
     """Everything an independent accountant needs to recompute a release's epsilon."""
 
     noise_multiplier: float = Field(gt=0)
@@ -52,7 +49,7 @@ class ReleaseParams(_Strict):
     accountant: Literal["rdp"] = "rdp"
 
 
-class LedgerEntry(_Strict):
+class LedgerEntry(StrictModel):
     """One release as the silo accounted it.
 
     `entry_hash` covers every field but itself and `signature`; `signature` (base64 DER

@@ -13,22 +13,18 @@ from pathlib import PurePosixPath
 from typing import Literal, NamedTuple
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
     model_serializer,
     model_validator,
 )
 
+from protos.strict_model import StrictModel
+
 PLAN_VERSION = 1
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BackboneSpec(_Strict):
+class BackboneSpec(StrictModel):
     """Which frozen encoder every silo loads; silos resolve it locally, nothing is downloaded.
 
     A 'local' backbone is a folder every party already holds; the plan names it by the
@@ -77,7 +73,7 @@ class BackboneSpec(_Strict):
         return data
 
 
-class LoraSpec(_Strict):
+class LoraSpec(StrictModel):
     rank: int = Field(8, ge=1, le=256, description="LoRA rank r.")
     alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
     target_modules: tuple[str, ...] = Field(
@@ -95,7 +91,7 @@ CAUSAL_LM_LORA_TARGETS = ("q_proj", "v_proj")
 """LoRA targets a causal_lm selector gets when its spec sets no `lora.target_modules`."""
 
 
-class SelectorSpec(_Strict):
+class SelectorSpec(StrictModel):
     kind: Literal["pair_encoder", "causal_lm"] = Field(
         "pair_encoder",
         description="'pair_encoder': an encoder scores each (prompt, answer) with a linear head "
@@ -134,7 +130,7 @@ class SelectorSpec(_Strict):
         return self
 
 
-class DpSpec(_Strict):
+class DpSpec(StrictModel):
     """DP-SGD parameters common to all silos; the noise multiplier may be derived per silo."""
 
     clip_norm: float = Field(1.0, gt=0, description="Per-example gradient L2 clipping bound C.")
@@ -161,13 +157,13 @@ class DpSpec(_Strict):
     )
 
 
-class TrainingSpec(_Strict):
+class TrainingSpec(StrictModel):
     local_steps: int = Field(5, ge=1, le=10_000, description="DP-SGD steps per round per silo.")
     learning_rate: float = Field(1e-3, gt=0, le=10.0)
     optimizer: Literal["adam", "sgd"] = "adam"
 
 
-class LossReportSpec(_Strict):
+class LossReportSpec(StrictModel):
     """The DP loss report a silo sends at each grouping (DESIGN.md §3, §7).
 
     Per-example losses are clipped to [0, clip], averaged over exactly `sample_size` examples
@@ -184,7 +180,7 @@ class LossReportSpec(_Strict):
     )
 
 
-class FedBiscuitSpec(_Strict):
+class FedBiscuitSpec(StrictModel):
     """FedBiscuit's schedule: sequential warm-up, then grouping every `regroup_every` rounds."""
 
     clusters: int = Field(3, ge=2, le=64, description="K: adapters, and clusters of silos.")
@@ -227,7 +223,7 @@ SECAGG_LIMITS: dict[str, SecAggLimits] = {
 its parameter sets from these, so the plan can be checked where it is loaded."""
 
 
-class SecAggSpec(_Strict):
+class SecAggSpec(StrictModel):
     """Secure aggregation settings (DESIGN.md §5): what the plan hash commits every silo to.
 
     `preset` names a validated parameter set of `privacy.secagg.presets` (ring, clipping and
@@ -249,7 +245,7 @@ class SecAggSpec(_Strict):
     )
 
 
-class HeSpec(_Strict):
+class HeSpec(StrictModel):
     """Homomorphic mode settings (DESIGN.md §6): what the plan hash commits every silo to.
 
     `preset` names a CKKS parameter set of `privacy.he` (checked for 128-bit security and
@@ -292,7 +288,7 @@ class HeSpec(_Strict):
 PROTECTIONS = ("masking", "he", "insecure_plaintext")
 
 
-class Plan(_Strict):
+class Plan(StrictModel):
     """One federation, as its operator configured it."""
 
     version: Literal[1] = PLAN_VERSION

@@ -11,17 +11,14 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator
+from pydantic import Field, FilePath, field_validator
 
-from protos.config_files import load_model_file
+from protos.operator_formats.config_files import load_model_file
+from protos.strict_model import StrictModel as _Strict
 from silo.policy import PrivacyBudget, SiloPolicy
 
 _ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SiloPki(_Strict):

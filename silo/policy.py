@@ -11,16 +11,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from protos.errors import PolicyViolation
 from protos.plan import Plan
+from protos.strict_model import StrictModel
 
 
-class PrivacyBudget(BaseModel):
+class PrivacyBudget(StrictModel):
     """The silo's total (epsilon, delta) for this federation, across every release it makes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     epsilon: float = Field(gt=0, description="Largest total epsilon the silo will ever spend.")
     delta: float = Field(
@@ -28,10 +27,8 @@ class PrivacyBudget(BaseModel):
     )
 
 
-class SiloPolicy(BaseModel):
+class SiloPolicy(StrictModel):
     """Limits the silo's operator sets on any plan the silo will train under."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     allow_insecure_plaintext: bool = Field(
         False,

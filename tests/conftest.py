@@ -6,7 +6,7 @@ import pytest
 
 from protos.plan import BackboneSpec, DpSpec, LoraSpec, Plan, SelectorSpec, TrainingSpec
 from selector.backbone import load_backbone
-from selector.benchmark import SiloData, make_federated_dataset
+from selector.benchmark.generator import SiloData, make_federated_dataset
 from selector.data import PairEncoder
 
 

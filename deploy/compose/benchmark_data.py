@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from selector.benchmark import make_federated_dataset
+from selector.benchmark.generator import make_federated_dataset
 from selector.data import write_jsonl
 
 

@@ -23,10 +23,11 @@ from typing import Literal
 
 import numpy as np
 import tenseal as ts
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from privacy.he._context import PublicContext, SecretContext
 from protos.errors import InvalidInput
+from protos.strict_model import StrictTypedModel
 
 MANIFEST_VERSION = 1
 _SHA256 = r"^[0-9a-f]{64}$"
@@ -34,10 +35,8 @@ _SHA256 = r"^[0-9a-f]{64}$"
 _HEADER_ALLOWANCE = 4096
 
 
-class CiphertextManifest(BaseModel):
+class CiphertextManifest(StrictTypedModel):
     """What a run of ciphertexts holds; sent before the ciphertexts themselves."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     version: Literal[1] = MANIFEST_VERSION
     preset: str = Field(min_length=1, description="CKKS preset name the ciphertexts use.")

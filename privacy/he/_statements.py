@@ -33,12 +33,13 @@ from typing import Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from privacy.he._certs import load_ca, verified_silo_key
 from privacy.he._context import PublicContext, SecretContext
 from privacy.he._packing import CiphertextManifest, check_manifest, load_chunk
 from protos.errors import InvalidInput, NotAuthenticated, PermissionDenied
+from protos.strict_model import StrictTypedModel
 
 _SHA256 = r"^[0-9a-f]{64}$"
 _COMMITMENT_TAG = b"fedbiscuit/he/contribution/v1\n"
@@ -48,8 +49,8 @@ class AggregateRejected(PermissionDenied):
     """The aggregate is not the stated sum of the round's contributions: do not decrypt it."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+class _Canonical(StrictTypedModel):
+    """A signed statement: canonical JSON is what the signature covers."""
 
     def canonical(self) -> bytes:
         return json.dumps(
@@ -57,7 +58,7 @@ class _Strict(BaseModel):
         ).encode()
 
 
-class ContributionCommitment(_Strict):
+class ContributionCommitment(_Canonical):
     """What a silo vouches it uploaded in one round."""
 
     version: Literal[1] = 1
@@ -84,12 +85,12 @@ class ContributionCommitment(_Strict):
         return value
 
 
-class SignedCommitment(_Strict):
+class SignedCommitment(_Canonical):
     commitment: ContributionCommitment
     signature: str = Field(pattern=r"^[0-9a-f]+$", description="DER ECDSA signature, hex.")
 
 
-class AggregateStatement(_Strict):
+class AggregateStatement(_Canonical):
     """What the aggregator says an aggregate sums; silos check it before decrypting."""
 
     version: Literal[1] = 1

@@ -14,18 +14,17 @@ import math
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from privacy.secagg.errors import UnsafeParameters
+from protos.strict_model import StrictTypedModel
 
 # Beyond 2**52 float64 no longer represents every integer, so scaling would lose exactness.
 _MAX_EXACT_LEVEL = 2**52
 
 
-class EncodingParams(BaseModel):
+class EncodingParams(StrictTypedModel):
     """Fixed-point encoding of clipped float updates into the ring Z_2^bits."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     bits: Literal[32, 64] = Field(32, description="Ring size in bits (uint32 or uint64 words).")
     clip: float = Field(gt=0, description="Each coordinate is clipped to [-clip, clip].")
@@ -95,10 +94,8 @@ class EncodingParams(BaseModel):
         raise UnsafeParameters("secagg encoding: no safe scale exists for these parameters")
 
 
-class SecAggParams(BaseModel):
+class SecAggParams(StrictTypedModel):
     """One plan's secure-aggregation settings (what the plan hash commits to)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     encoding: EncodingParams
     degree: int | None = Field(

@@ -5,7 +5,7 @@ and the two differ only in the last Assistant turn. The prompt is everything bef
 last "\\n\\nAssistant:" (the dialogue so far, whitespace-trimmed), the answers are what
 follows it. A line whose two transcripts do not share that prompt is refused: it is not a
 comparison of two answers to one conversation. The format has no partition key, so
-`silo` is left unset (partition with `selector.partition.partition_iid`).
+`silo` is left unset (partition with `selector.benchmark.partition.partition_iid`).
 """
 
 from __future__ import annotations

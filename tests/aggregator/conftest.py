@@ -17,7 +17,7 @@ from aggregator.server import AggregatorServer
 from privacy.ledger import GENESIS_HASH, EntrySigner, LedgerEntry
 from privacy.pki import FederationPaths, channel_credentials, init_ca, issue_aggregator, issue_silo
 from protos import codec
-from protos.config_files import save_model_file
+from protos.operator_formats.config_files import save_model_file
 from protos.plan import BackboneSpec, Plan, SelectorSpec
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc

@@ -9,7 +9,7 @@ import pytest
 
 from fedbiscuit.cli import main
 from privacy.pki import FederationPaths, init_ca, issue_aggregator
-from protos.config_files import save_model_file
+from protos.operator_formats.config_files import save_model_file
 
 from .conftest import Federation
 

@@ -28,8 +28,8 @@ from privacy.pki import (
 )
 from privacy.pki.ca import _issue
 from privacy.pki.identity import silo_uri
-from protos.config_files import save_model_file
 from protos.errors import InvalidInput
+from protos.operator_formats.config_files import save_model_file
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc
 from tests.ledger_entries import signer_for

@@ -15,7 +15,7 @@ import yaml
 
 from aggregator.config import AggregatorConfig, load_config
 from privacy.pki import init_ca, issue_silo
-from protos.config_files import load_model_file
+from protos.operator_formats.config_files import load_model_file
 from protos.plan import Plan
 from silo.config import load_silo_config
 

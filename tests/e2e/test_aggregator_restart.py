@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from aggregator.status import read_status
-from fedbiscuit.demo_setup import DemoOptions, lay_out
+from fedbiscuit.demo.layout import DemoOptions, lay_out
 from privacy.ledger import Ledger
 
 from .processes import kill, start, status_or_none, stop_all, wait_finished, wait_for

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aggregator.status import read_status
-from fedbiscuit.demo_setup import DemoOptions, lay_out
+from fedbiscuit.demo.layout import DemoOptions, lay_out
 
 from . import processes
 

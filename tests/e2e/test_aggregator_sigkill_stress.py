@@ -23,9 +23,9 @@ import pytest
 
 from aggregator.status import FederationStatus, read_status
 from aggregator.store import SqliteStore
-from fedbiscuit.demo_setup import FEDERATION_ID, DemoOptions, lay_out
+from fedbiscuit.demo.layout import FEDERATION_ID, DemoOptions, lay_out
 from privacy.ledger import Ledger
-from protos.config_files import load_model_file, save_model_file
+from protos.operator_formats.config_files import load_model_file, save_model_file
 from protos.plan import Plan
 
 from .processes import (

@@ -9,12 +9,12 @@ import pytest
 
 from aggregator.budget_schedule import next_round_epsilon
 from aggregator.status import read_status
-from fedbiscuit.demo_setup import DemoOptions, lay_out
+from fedbiscuit.demo.layout import DemoOptions, lay_out
 from privacy.accounting import DpEvent, PrivacyAccountant
 from privacy.budget_guard import BudgetGuard
 from privacy.ledger import Ledger
-from protos.config_files import load_model_file, save_model_file
 from protos.errors import BudgetExceeded
+from protos.operator_formats.config_files import load_model_file, save_model_file
 from protos.plan import Plan
 from silo.config import SiloConfig
 from silo.policy import PrivacyBudget

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from privacy.ledger import Ledger
-from selector.benchmark import make_federated_dataset
+from selector.benchmark.generator import make_federated_dataset
 from selector.data import write_jsonl
 
 pytestmark = pytest.mark.slow

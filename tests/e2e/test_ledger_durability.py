@@ -9,7 +9,7 @@ import pytest
 
 from aggregator.status import read_status
 from aggregator.store import SqliteStore
-from fedbiscuit.demo_setup import FEDERATION_ID, DemoOptions, lay_out
+from fedbiscuit.demo.layout import FEDERATION_ID, DemoOptions, lay_out
 from privacy.ledger import Ledger
 
 from .processes import (

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from aggregator.status import read_status
-from fedbiscuit.demo_setup import DemoOptions, lay_out
+from fedbiscuit.demo.layout import DemoOptions, lay_out
 from privacy import pki
-from protos.config_files import save_model_file
+from protos.operator_formats.config_files import save_model_file
 from silo.config import load_silo_config
 
 from . import processes

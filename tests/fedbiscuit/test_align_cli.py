@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fedbiscuit.cli import main
-from selector.benchmark_policy import benchmark_prompts, make_benchmark_policy
+from selector.benchmark.tiny_lm import benchmark_prompts, make_benchmark_policy
 from selector.checkpoint import save_selector
 from selector.model import adapter_state, build_selector
 from tests.backbone_folders import pinned_backbone, save_backbone
@@ -157,7 +157,7 @@ def test_the_demo_refuses_to_align_on_a_partners_own_files(tmp_path, capsys):
 
 
 def test_the_demo_report_carries_the_alignment_summary():
-    from fedbiscuit.demo_report import AlignmentSummary, DemoReport
+    from fedbiscuit.demo.report import AlignmentSummary, DemoReport
 
     fields = DemoReport.model_fields["alignment"]
     summary = AlignmentSummary(

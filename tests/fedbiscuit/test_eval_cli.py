@@ -11,7 +11,7 @@ import pytest
 
 from fedbiscuit.cli import main
 from protos.plan import BackboneSpec, SelectorSpec
-from selector.benchmark import make_federated_dataset
+from selector.benchmark.generator import make_federated_dataset
 from selector.checkpoint import save_selector, save_selector_set
 from selector.data import read_jsonl, write_jsonl
 from selector.evaluation import agreement

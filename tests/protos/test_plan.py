@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from protos.config_files import load_model_file, save_model_file
 from protos.errors import InvalidInput
+from protos.operator_formats.config_files import load_model_file, save_model_file
 from protos.plan import (
     BackboneSpec,
     FedBiscuitSpec,

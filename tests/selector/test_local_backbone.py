@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import BackboneSpec, LoraSpec, Plan, SelectorSpec
-from selector.benchmark import make_federated_dataset
+from selector.benchmark.generator import make_federated_dataset
 from selector.local_backbone import folder_digest, local_model_kind
 from selector.model import build_encoder, build_selector
 from selector.vote import selector_logits

@@ -15,9 +15,9 @@ from aggregator.config import AggregatorConfig
 from aggregator.server import AggregatorServer
 from privacy.pki import FederationPaths, init_ca, issue_aggregator, issue_silo
 from protos import codec
-from protos.config_files import save_model_file
+from protos.operator_formats.config_files import save_model_file
 from protos.plan import Plan
-from selector.benchmark import SiloData
+from selector.benchmark.generator import SiloData
 from selector.data import write_jsonl
 from silo.agent import run_silo
 from silo.client import SiloClient

@@ -10,8 +10,8 @@ from fedbiscuit.cli import main
 from privacy.accounting import DpEvent
 from privacy.ledger import EntrySigner
 from privacy.pki import FederationPaths
-from protos.config_files import save_model_file
 from protos.errors import FailedPrecondition
+from protos.operator_formats.config_files import save_model_file
 from protos.plan import Plan
 from silo.privacy_state import ACCOUNTANT_FILE, LEDGER_FILE, PrivacyState
 from tests.ledger_entries import signer_for

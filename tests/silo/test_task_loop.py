@@ -20,7 +20,7 @@ from privacy.ledger import EntrySigner, Ledger
 from protos.errors import FailedPrecondition, PolicyViolation
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
-from selector.benchmark import SiloData
+from selector.benchmark.generator import SiloData
 from silo.agent import run_silo
 from silo.client import SiloClient
 from silo.config import SiloConfig

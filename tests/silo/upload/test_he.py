@@ -23,10 +23,10 @@ from privacy.he import AggregateRejected, decrypt_update, open_sealed_context
 from privacy.he import sum_encrypted as he_sum
 from privacy.pki import FederationPaths, issue_silo, revoke
 from protos import codec
-from protos.config_files import save_model_file
 from protos.errors import FailedPrecondition, InvalidInput, NotAuthenticated
+from protos.operator_formats.config_files import save_model_file
 from protos.plan import HeSpec, Plan
-from selector.benchmark import SiloData, make_federated_dataset
+from selector.benchmark.generator import SiloData, make_federated_dataset
 from selector.checkpoint import load_selector
 from selector.model import adapter_state
 from silo.client import SiloClient

@@ -19,7 +19,7 @@ from privacy.pki import FederationPaths, issue_silo
 from protos import codec
 from protos.errors import FailedPrecondition
 from protos.plan import FedBiscuitSpec, LossReportSpec, Plan, SecAggSpec
-from selector.benchmark import SiloData, make_federated_dataset
+from selector.benchmark.generator import SiloData, make_federated_dataset
 from silo.client import SiloClient
 from silo.privacy_state import LEDGER_FILE
 from silo.upload.masked import MaskedUpload

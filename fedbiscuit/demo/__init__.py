@@ -1,0 +1,1 @@
+"""`fedbiscuit demo`: a whole federation on localhost, each party its own process."""

@@ -1,0 +1,322 @@
+"""Lay out a throw-away federation in a folder: PKI, data per silo, plan and configs.
+
+Everything the demo's processes need is written as the same files an operator would write
+by hand (PKI folder, plan YAML, aggregator and silo YAML configs), so a `--workdir` is a
+worked example of a deployment, and the processes are started exactly as in production.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from aggregator.config import AggregatorConfig
+from fedbiscuit.demo.data import partner_dataset
+from privacy import pki
+from protos.errors import InvalidInput
+from protos.operator_formats.config_files import save_model_file
+from protos.plan import (
+    SECAGG_LIMITS,
+    BackboneSpec,
+    DpSpec,
+    FedBiscuitSpec,
+    HeSpec,
+    LossReportSpec,
+    Plan,
+    SelectorSpec,
+    TrainingSpec,
+)
+from selector.benchmark.generator import THREE_GROUPS, SiloData, make_federated_dataset
+from selector.data import PreferencePair, write_jsonl
+from selector.local_backbone import check_model_folder, folder_digest, local_model_kind
+from silo.config import SiloConfig
+
+FEDERATION_ID = "demo"
+MASKING_MIN_SILOS = SECAGG_LIMITS["small"].min_silos
+HE_MIN_CONTRIBUTORS = HeSpec.model_fields["min_contributors"].default
+# Under 'he' the aggregator keeps serving this long after DONE so that a silo can export the
+# selectors (the demo stops it as soon as its export is written).
+HE_EXPORT_WINDOW_S = 600.0
+
+
+def _min_per_sum(protection: str) -> int:
+    """Fewest silos one adapter's sum may hold: SecAgg+'s or HE's floor, else 1."""
+    return {"masking": MASKING_MIN_SILOS, "he": HE_MIN_CONTRIBUTORS}.get(protection, 1)
+
+
+def check_silo_count(options: DemoOptions, where: str) -> None:
+    """Masking and HE hide each silo only in a sum of at least 3 (per cluster for
+    FedBiscuit)."""
+    least = _min_per_sum(options.protection)
+    needed = least * (options.clusters if options.algorithm == "fedbiscuit" else 1)
+    if options.silos < needed:
+        per = " per cluster" if options.algorithm == "fedbiscuit" else ""
+        raise InvalidInput(
+            f"{where}: {options.silos} silo(s), but {options.protection} needs at least {least} "
+            f"silos{per} ({needed} in all) so no sum reveals one silo; add silos, or use "
+            "--protection insecure_plaintext (development only)"
+        )
+
+
+def _silo_policy(protection: str) -> dict:
+    """The demo's silos insist on masking or HE, or opt in to plaintext only when asked to."""
+    if protection in ("masking", "he"):
+        return {"required_protection": protection}
+    return {"allow_insecure_plaintext": True}
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """The demo's knobs, with the embedded defaults `fedbiscuit demo` runs."""
+
+    silos: int = 4
+    rounds: int = 3
+    algorithm: str = "fedbis"
+    protection: str = "masking"
+    clusters: int = 3
+    regroup_every: int = 2
+    epsilon: float = 8.0
+    delta: float = 1e-5
+    seed: int = 0
+    tiny: bool = False
+    backbone_path: Path | None = None
+    """A local model folder (`demo --backbone PATH`) instead of MiniLM or the tiny one."""
+    train_pairs_per_silo: int = 256
+    test_pairs_per_silo: int = 128
+    local_steps: int = 6
+    expected_batch_size: int = 16
+    # Plain SGD after DP-SGD's clipping and averaging; tuned on the benchmark (see README).
+    learning_rate_minilm: float = 0.5
+    learning_rate_tiny: float = 1.0
+    round_deadline_s: float = 300.0
+    train_data: Path | None = None
+    """A partner's own training pairs (`demo --data`) instead of the benchmark."""
+    test_data: Path | None = None
+    data_format: str = "jsonl"
+    max_silos: int = 16
+    align: bool = False
+    """After training, DPO-align the benchmark's base policy with the selectors (align.py)."""
+
+
+@dataclass(frozen=True)
+class DemoLayout:
+    """Where everything of one demo run lives."""
+
+    workdir: Path
+    pki_dir: Path
+    aggregator_config: Path
+    aggregator_state: Path
+    selectors_dir: Path
+    """Where the final selectors are written: by the aggregator, or under 'he' by the
+    last silo's `fedbiscuit silo export`."""
+    silo_configs: dict[str, Path]
+    test_sets: dict[str, Path]
+    logs_dir: Path
+    plan: Plan
+
+
+def free_loopback_port() -> int:
+    """A port the kernel just considered free on 127.0.0.1 (the aggregator binds it next)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def demo_plan(options: DemoOptions, key_custodian: str = "silo-1") -> Plan:
+    """The demo's plan: every silo trains every round, under DP-SGD. FedBiscuit: one warm-up
+    round per adapter, then a grouping every `regroup_every` rounds; each loss report averages
+    over all of a silo's training pairs (clip 2: the tiny and MiniLM selectors' pair losses
+    stay well under it), so its noise std is 8 · 2 / m. Under 'he', `key_custodian` makes the
+    CKKS keys."""
+    fedbiscuit = None
+    masking = options.protection == "masking"
+    least = _min_per_sum(options.protection)
+    if options.algorithm == "fedbiscuit":
+        fedbiscuit = FedBiscuitSpec(
+            clusters=options.clusters,
+            warmup_rounds_per_adapter=1,
+            regroup_every=options.regroup_every,
+            assignment="optimal",
+            loss_report=LossReportSpec(
+                clip=2.0, sample_size=options.train_pairs_per_silo, noise_multiplier=8.0
+            ),
+            # Each cluster's adapter is a secure sum over its own silos: at least 3 of them.
+            min_cluster_silos=least,
+        )
+    return Plan(
+        federation_id=FEDERATION_ID,
+        algorithm=options.algorithm,
+        fedbiscuit=fedbiscuit,
+        rounds=options.rounds,
+        silos_per_round=options.silos,
+        min_silos=max(least, (options.silos + 1) // 2),
+        round_deadline_s=options.round_deadline_s,
+        protection=options.protection,
+        he=HeSpec(key_custodian=key_custodian) if options.protection == "he" else None,
+        delta=options.delta,
+        seed=options.seed,
+        selector=_selector(options),
+        dp=DpSpec(
+            expected_batch_size=options.expected_batch_size,
+            clip_norm=1.0,
+            # Masked rounds lost to a restart are re-run and paid again: budget one spare.
+            planned_participations=options.rounds + 1 if masking else None,
+        ),
+        training=TrainingSpec(
+            local_steps=options.local_steps,
+            learning_rate=options.learning_rate_tiny
+            if options.tiny
+            else options.learning_rate_minilm,
+            optimizer="sgd",
+        ),
+    )
+
+
+def _selector(options: DemoOptions) -> SelectorSpec:
+    """MiniLM, the tiny backbone, or a local folder pinned by its digest; a folder holding a
+    causal LM gets the causal-LM selector, any other model the pair encoder."""
+    if options.backbone_path is None:
+        kind = "tiny" if options.tiny else "minilm"
+        return SelectorSpec(
+            backbone=BackboneSpec(kind=kind, seed=options.seed), max_tokens_per_answer=32
+        )
+    folder = check_model_folder(options.backbone_path)
+    return SelectorSpec(
+        kind=local_model_kind(folder),
+        backbone=BackboneSpec(kind="local", path=str(folder), sha256=folder_digest(folder)),
+        max_tokens_per_answer=32,
+    )
+
+
+def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
+    """Create the PKI, data, plan and configs of a demo federation under `workdir`."""
+    workdir = workdir.resolve()
+    if options.train_data is None:
+        check_silo_count(options, "silos")
+    dataset = _dataset(options)
+    if options.train_data is not None:
+        # The files decide the silo count; a loss report averages over the smallest silo.
+        options = dataclasses.replace(
+            options,
+            silos=len(dataset),
+            train_pairs_per_silo=min(len(data.train) for data in dataset.values()),
+        )
+        check_silo_count(options, f"--data {options.train_data}")
+        if options.algorithm == "fedbiscuit" and not 2 <= options.clusters <= options.silos:
+            raise InvalidInput(
+                f"--clusters must be between 2 and the {options.silos} silo(s) of "
+                f"{options.train_data}, got {options.clusters}"
+            )
+    pki_dir = workdir / "pki"
+    pki.init_ca(pki_dir, FEDERATION_ID)
+    agg_cert, agg_key = pki.issue_aggregator(pki_dir, ["localhost"], ["127.0.0.1"])
+    paths = pki.FederationPaths(pki_dir)
+
+    plan = demo_plan(options, key_custodian=min(dataset))
+    aggregator_dir = workdir / "aggregator"
+    aggregator_dir.mkdir(parents=True)
+    plan_path = aggregator_dir / "plan.yaml"
+    save_model_file(plan_path, plan)
+    address = f"127.0.0.1:{free_loopback_port()}"
+    aggregator_config = AggregatorConfig.model_validate(
+        {
+            "listen_address": address,
+            "pki": {
+                "ca_cert": str(paths.ca_cert),
+                "server_cert": str(agg_cert),
+                "server_key": str(agg_key),
+                "revocation_list": str(paths.revocation_list),
+            },
+            "state_dir": str(aggregator_dir / "state"),
+            "plan_path": str(plan_path),
+            **_export_settings(options.protection, workdir / "selectors"),
+        }
+    )
+    aggregator_config_path = aggregator_dir / "aggregator.yaml"
+    save_model_file(aggregator_config_path, aggregator_config)
+
+    silo_configs, test_sets = {}, {}
+    for index, (silo_id, data) in enumerate(sorted(dataset.items())):
+        silo_dir = workdir / "silos" / silo_id
+        silo_dir.mkdir(parents=True)
+        cert, key = pki.issue_silo(pki_dir, silo_id)
+        train_path = silo_dir / "train.jsonl"
+        write_jsonl(train_path, data.train)
+        if data.test:
+            test_sets[silo_id] = _write_test_set(workdir / "test", silo_id, data.test)
+        config = SiloConfig.model_validate(
+            {
+                "silo_id": silo_id,
+                "federation_id": FEDERATION_ID,
+                "aggregator_address": address,
+                "aggregator_server_name": "localhost",
+                "pki": {"ca_cert": str(paths.ca_cert), "cert": str(cert), "key": str(key)},
+                "data": {"train_path": str(train_path)},
+                "state_dir": str(silo_dir / "state"),
+                "budget": {"epsilon": options.epsilon, "delta": options.delta},
+                "device": "auto",
+                "seed": options.seed * 1000 + index,
+                # Each silo consents to exactly the plan's backbone (a local folder included).
+                "policy": {
+                    **_silo_policy(options.protection),
+                    "allowed_backbones": [plan.selector.backbone.kind],
+                },
+            }
+        )
+        silo_configs[silo_id] = silo_dir / "silo.yaml"
+        save_model_file(silo_configs[silo_id], config)
+
+    logs_dir = workdir / "logs"
+    logs_dir.mkdir()
+    return DemoLayout(
+        workdir=workdir,
+        pki_dir=pki_dir,
+        aggregator_config=aggregator_config_path,
+        aggregator_state=aggregator_dir / "state",
+        selectors_dir=workdir / "selectors",
+        silo_configs=silo_configs,
+        test_sets=test_sets,
+        logs_dir=logs_dir,
+        plan=plan,
+    )
+
+
+def _export_settings(protection: str, selectors_dir: Path) -> dict:
+    """The aggregator exports the selectors, except under 'he' where it has no key: it then
+    keeps serving the final encrypted globals for a silo to export them."""
+    if protection == "he":
+        return {"finish_linger_s": HE_EXPORT_WINDOW_S}
+    return {"export_dir": str(selectors_dir)}
+
+
+def _dataset(options: DemoOptions) -> dict[str, SiloData]:
+    """The partner's files split into silos (`demo --data`), or the synthetic benchmark."""
+    if options.train_data is not None:
+        if options.test_data is None:
+            raise InvalidInput("--data needs --test: held-out pairs to report agreement on")
+        return partner_dataset(
+            options.train_data,
+            options.test_data,
+            silos=options.silos,
+            seed=options.seed,
+            max_silos=options.max_silos,
+            format=options.data_format,
+        )
+    return make_federated_dataset(
+        num_silos=options.silos,
+        train_pairs=options.train_pairs_per_silo,
+        test_pairs=options.test_pairs_per_silo,
+        seed=options.seed,
+        # FedBiscuit is for silos that disagree: latent preference groups of unequal size.
+        groups=THREE_GROUPS if options.algorithm == "fedbiscuit" else None,
+    )
+
+
+def _write_test_set(folder: Path, silo_id: str, pairs: list[PreferencePair]) -> Path:
+    """Held-out pairs stay with the demo (the 'evaluator'), never sent to any process."""
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{silo_id}.jsonl"
+    write_jsonl(path, pairs)
+    return path

@@ -1,0 +1,1 @@
+"""The selector-quality comparison `benchmarks/quality.py` runs (and a shrunk test runs)."""

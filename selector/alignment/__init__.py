@@ -1,0 +1,1 @@
+"""Alignment after training: sample a base LLM, label pairs by the selectors, DPO-tune, judge."""

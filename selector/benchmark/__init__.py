@@ -1,0 +1,1 @@
+"""The synthetic federated benchmark: data generator, oracle judge, tiny base LM, partitions."""
