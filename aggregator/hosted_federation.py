@@ -11,18 +11,18 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from aggregator.auth import FederationTrust
 from aggregator.config import FederationConfig
-from aggregator.coordinator import RoundMachine
-from aggregator.he_rpcs import HeRpcs
-from aggregator.he_vault import HeVault
-from aggregator.ledger_intake import LedgerIntake
-from aggregator.masked_round import MaskingTrust
-from aggregator.metrics import AggregatorMetrics
-from aggregator.metrics_collector import FederationCollector
-from aggregator.phase_observer import PhaseObservingStore
-from aggregator.round_machine import Phase
-from aggregator.servicer import FederationServicer
+from aggregator.ops.metrics import AggregatorMetrics
+from aggregator.ops.metrics_collector import FederationCollector
+from aggregator.ops.phase_observer import PhaseObservingStore
+from aggregator.protection.he_rpcs import HeRpcs
+from aggregator.protection.he_vault import HeVault
+from aggregator.protection.masked_session import MaskingTrust
+from aggregator.rounds.ledger_intake import LedgerIntake
+from aggregator.rounds.round_machine import RoundMachine
+from aggregator.rounds.round_table import Phase
+from aggregator.rpc.auth import FederationTrust
+from aggregator.rpc.servicer import FederationServicer
 from aggregator.store import FederationStore
 from privacy.pki import RevocationList
 from protos import codec

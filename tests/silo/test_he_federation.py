@@ -16,8 +16,8 @@ import pytest
 import tenseal as ts
 from cryptography.hazmat.primitives import serialization
 
-from aggregator.he_vault import HeVault
-from aggregator.round_machine import Phase
+from aggregator.protection.he_vault import HeVault
+from aggregator.rounds.round_table import Phase
 from fedbiscuit.cli import main as fedbiscuit_main
 from privacy.he import AggregateRejected, decrypt_update, open_sealed_context
 from privacy.he import sum_encrypted as he_sum

@@ -6,7 +6,7 @@ binding (the certificate's SAN URI names a hosted federation, and that federatio
 issued it, so one federation's CA cannot mint silos of another), and that federation's
 revocation list (reloaded when ``revoked.json`` changes). It is
 default-deny: only the methods in :data:`SILO_METHODS` are served (plus the read-only health
-check, :data:`aggregator.health.HEALTH_METHODS`); anything else is UNIMPLEMENTED before a
+check, :data:`aggregator.rpc.health.HEALTH_METHODS`); anything else is UNIMPLEMENTED before a
 handler runs. Servicer methods get the caller with
 :func:`authenticated_silo` (and its federation with :func:`authenticated_federation`), never
 from a message field, metadata or the peer address.
@@ -27,8 +27,8 @@ import grpc
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from aggregator.health import HEALTH_METHODS
-from aggregator.method_handlers import rewrap
+from aggregator.rpc.health import HEALTH_METHODS
+from aggregator.rpc.method_handlers import rewrap
 from privacy.pki import RevocationList, silo_id_from_cert, validate_id
 from protos.errors import InvalidInput, NotAuthenticated
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aggregator.round_machine import Phase
-from aggregator.server import AggregatorServer
-from aggregator.status import read_status
+from aggregator.ops.status import read_status
+from aggregator.rounds.round_table import Phase
+from aggregator.rpc.server import AggregatorServer
 from protos import codec
 from protos.errors import FailedPrecondition
 from protos.v1 import federation_pb2 as pb
 from selector.checkpoint import load_selector
 from selector.model import adapter_state
 
-from .conftest import SILOS, tiny_plan
+from ..conftest import SILOS, tiny_plan
 
 
 def _finish_round(silos, value: float) -> np.ndarray:

@@ -11,8 +11,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from aggregator.budget_schedule import records_afford_next_round
-from aggregator.round_machine import Phase, RoundState
+from aggregator.rounds.budget_schedule import records_afford_next_round
+from aggregator.rounds.round_table import Phase, RoundState
 from aggregator.store import SqliteStore
 
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import grpc
 
-from aggregator.auth import SILO_METHODS
-from aggregator.health import HEALTH_METHODS
-from aggregator.method_handlers import rewrap
-from aggregator.metrics import AggregatorMetrics
+from aggregator.ops.metrics import AggregatorMetrics
+from aggregator.rpc.auth import SILO_METHODS
+from aggregator.rpc.health import HEALTH_METHODS
+from aggregator.rpc.method_handlers import rewrap
 
 _KNOWN = SILO_METHODS | HEALTH_METHODS
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from aggregator.budget_schedule import records_afford_next_round
-from aggregator.round_machine import Phase, RoundState
+from aggregator.rounds.budget_schedule import records_afford_next_round
+from aggregator.rounds.round_table import Phase, RoundState
 from aggregator.store import FederationStore
 
 

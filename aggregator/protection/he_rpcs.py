@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from aggregator.coordinator import RoundMachine
+from aggregator.rounds.round_machine import RoundMachine
 from aggregator.store import TaskRecord
 from privacy.he import (
     CiphertextManifest,

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from aggregator.metrics import AggregatorMetrics
-from aggregator.round_machine import Phase, RoundState
+from aggregator.ops.metrics import AggregatorMetrics
+from aggregator.rounds.round_table import Phase, RoundState
 from aggregator.store import ClosedAttempt, SqliteStore
 
 

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from privacy.pki import FederationPaths
 from protos.v1 import federation_pb2 as pb
 
-from .conftest import SILOS, TIMEOUT_S, Federation, Silo
+from ..conftest import SILOS, TIMEOUT_S, Federation, Silo
 
 FED = {"federation": "fed-test"}
 UPLOAD = "/fedbiscuit.v1.Federation/UploadUpdate"

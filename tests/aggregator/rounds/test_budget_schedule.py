@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aggregator.budget_schedule import can_afford_next_round, next_round_epsilon
-from aggregator.coordinator import RoundMachine
-from aggregator.status import read_status
+from aggregator.ops.status import read_status
+from aggregator.rounds.budget_schedule import can_afford_next_round, next_round_epsilon
+from aggregator.rounds.round_machine import RoundMachine
 from aggregator.store import LedgerEntryRecord, SqliteStore
 from privacy.accounting import DpEvent, PrivacyAccountant
 from privacy.budget_guard import BudgetGuard
@@ -17,7 +17,7 @@ from privacy.pki import FederationPaths
 from protos.errors import BudgetExceeded
 from tests.ledger_entries import signed_entry, signer_for
 
-from .conftest import FEDERATION_ID, FakeClock, tiny_plan
+from ..conftest import FEDERATION_ID, FakeClock, tiny_plan
 
 PLAN = tiny_plan(rounds=6, silos_per_round=2, min_silos=2)
 SIGMA, RATE, STEPS = 1.0, 0.1, PLAN.training.local_steps

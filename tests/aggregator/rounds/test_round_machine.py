@@ -3,8 +3,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from aggregator.coordinator import RoundMachine
-from aggregator.round_machine import (
+from aggregator.rounds.round_machine import RoundMachine
+from aggregator.rounds.round_table import (
     Facts,
     Phase,
     RoundState,
@@ -16,7 +16,7 @@ from aggregator.store import SqliteStore
 from protos.errors import FailedPrecondition
 from protos.plan import FedBiscuitSpec, Plan
 
-from .conftest import FakeClock
+from ..conftest import FakeClock
 
 PLAN = Plan(
     federation_id="fed-test",

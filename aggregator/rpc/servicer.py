@@ -15,12 +15,12 @@ from typing import Any
 
 import grpc
 
-from aggregator.auth import authenticated_cert, authenticated_silo
-from aggregator.coordinator import RoundMachine
-from aggregator.he_rpcs import HeRpcs, cert_pem, parse_manifest
-from aggregator.ledger_intake import LedgerIntake
-from aggregator.masked_round import MaskedSession, Stage
-from aggregator.round_machine import Phase
+from aggregator.protection.he_rpcs import HeRpcs, cert_pem, parse_manifest
+from aggregator.protection.masked_session import MaskedSession, Stage
+from aggregator.rounds.ledger_intake import LedgerIntake
+from aggregator.rounds.round_machine import RoundMachine
+from aggregator.rounds.round_table import Phase
+from aggregator.rpc.auth import authenticated_cert, authenticated_silo
 from aggregator.store import TaskRecord
 from privacy.ledger import LedgerEntry
 from privacy.secagg import for_plan

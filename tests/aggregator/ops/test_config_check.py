@@ -11,7 +11,7 @@ from fedbiscuit.cli import main
 from privacy.pki import FederationPaths, init_ca, issue_aggregator
 from protos.config_files import save_model_file
 
-from .conftest import Federation
+from ..conftest import Federation
 
 
 def check(capsys: pytest.CaptureFixture[str], config: Path) -> tuple[int, str, str]:

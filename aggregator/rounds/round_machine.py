@@ -1,6 +1,6 @@
 """The round machine's driver: applies the phase table through the store, thread-safe.
 
-`aggregator.round_machine` says *what* happens (the table, pure); this module does it: it
+`aggregator.rounds.round_table` says *what* happens (the table, pure); this module does it: it
 reads the facts from the store, fires rows, aggregates, persists every state it enters before
 returning, and answers the servicer's questions (what a pulling silo should do, whether an
 upload or decline may proceed). Handlers ask it; they keep no flags of their own.
@@ -16,11 +16,17 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from aggregator.budget_schedule import BudgetSchedule
-from aggregator.fedavg import add_summed_deltas, aggregate_on_model, fedavg
-from aggregator.he_vault import EncryptedGlobal, HeVault
-from aggregator.masked_round import MaskedAttempt, MaskedSession, MaskingTrust, Stage, open_sessions
-from aggregator.round_machine import (
+from aggregator.protection.he_vault import EncryptedGlobal, HeVault
+from aggregator.protection.masked_session import (
+    MaskedAttempt,
+    MaskedSession,
+    MaskingTrust,
+    Stage,
+    open_sessions,
+)
+from aggregator.rounds.budget_schedule import BudgetSchedule
+from aggregator.rounds.fedavg import add_summed_deltas, aggregate_on_model, fedavg
+from aggregator.rounds.round_table import (
     Action,
     Facts,
     Phase,

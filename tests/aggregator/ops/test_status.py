@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.round_machine import Phase, RoundState
+from aggregator.rounds.round_table import Phase, RoundState
 from aggregator.store import Decline, SqliteStore
 from fedbiscuit.cli import main
 from protos.plan import FedBiscuitSpec, LossReportSpec
 
-from .conftest import SILOS, tiny_plan
+from ..conftest import SILOS, tiny_plan
 
 NOW_S = 1_700_000_000.0
 

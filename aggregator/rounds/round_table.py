@@ -8,7 +8,7 @@ grouping, only assigned silos are sampled and each trains its cluster's adapter.
 
 Read `TRANSITIONS` top to bottom: in a phase, the first row whose guard holds fires. Everything
 here is pure (state, facts and plan in, a row out), so the table can be read and tested on its
-own; `aggregator.coordinator.RoundMachine` applies it through the store, persisting every
+own; `aggregator.rounds.round_machine.RoundMachine` applies it through the store, persisting every
 state it enters before anything is acknowledged, so a restarted aggregator re-reads the state
 and re-evaluates the same table (aggregation is deterministic, re-running it after a crash
 gives the same globals).

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from aggregator.config import AggregatorConfig, FederationConfig
-from aggregator.round_machine import RoundState
+from aggregator.rounds.round_table import RoundState
 from aggregator.store import SqliteStore
 from aggregator.store.sqlite import DB_NAME
 from privacy.pki import RevocationList, federation_id_of_ca, hosting_credentials

@@ -18,8 +18,8 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-from aggregator.auth import authenticated_federation, authenticated_silo
-from aggregator.method_handlers import HANDLER_MAKERS
+from aggregator.rpc.auth import authenticated_federation, authenticated_silo
+from aggregator.rpc.method_handlers import HANDLER_MAKERS
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from aggregator.auth import (
+from aggregator.rpc.auth import (
     SILO_METHODS,
     FederationTrust,
     SiloAuthInterceptor,

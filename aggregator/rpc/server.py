@@ -22,15 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from aggregator.auth import SiloAuthInterceptor
 from aggregator.config import AggregatorConfig
-from aggregator.coordinator import RoundMachine
-from aggregator.health import Health
 from aggregator.hosted_federation import HostedFederation
-from aggregator.metrics import AggregatorMetrics
-from aggregator.round_machine import Phase
-from aggregator.router import FederationRouter
-from aggregator.rpc_metrics import RpcMetricsInterceptor
+from aggregator.ops.metrics import AggregatorMetrics
+from aggregator.rounds.round_machine import RoundMachine
+from aggregator.rounds.round_table import Phase
+from aggregator.rpc.auth import SiloAuthInterceptor
+from aggregator.rpc.health import Health
+from aggregator.rpc.router import FederationRouter
+from aggregator.rpc.rpc_metrics import RpcMetricsInterceptor
 from aggregator.store import FederationStore
 from privacy.pki import hosting_credentials
 from protos.errors import InvalidInput

@@ -8,12 +8,12 @@ import grpc
 import numpy as np
 import pytest
 
-from aggregator.status import read_status
+from aggregator.ops.status import read_status
 from protos import codec
 from protos.plan import DpSpec
 from protos.v1 import federation_pb2 as pb
 
-from .conftest import SILOS, Federation, tiny_plan
+from ..conftest import SILOS, Federation, tiny_plan
 
 
 def _train_tasks(silos):

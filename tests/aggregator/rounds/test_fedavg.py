@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aggregator.fedavg import aggregate_on_model, fedavg
+from aggregator.rounds.fedavg import aggregate_on_model, fedavg
 from protos.errors import InvalidInput
 
 

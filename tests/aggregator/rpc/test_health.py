@@ -8,12 +8,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from aggregator.health import FEDERATION_SERVICE
+from aggregator.rpc.health import FEDERATION_SERVICE
 from fedbiscuit.cli import main
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc
 
-from .conftest import TIMEOUT_S, Federation
+from ..conftest import TIMEOUT_S, Federation
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -15,7 +15,7 @@ from privacy.secagg import RoundContext, SecAggClient, for_plan
 from privacy.secagg import wire as secagg_wire
 from protos.v1 import federation_pb2 as pb
 
-from .conftest import SILOS, Federation, Silo, tiny_plan
+from ..conftest import SILOS, Federation, Silo, tiny_plan
 
 PHASE_TIMEOUT_S = 30.0
 

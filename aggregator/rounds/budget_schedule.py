@@ -2,7 +2,7 @@
 
 Why (DESIGN.md §7): the aggregator stops scheduling a silo whose next release would exceed
 its budget, whether or not the silo's own guard works; either side alone suffices. The
-silo's signed, verified ledger entries (stored by `aggregator.ledger_intake`) record every
+silo's signed, verified ledger entries (stored by `aggregator.rounds.ledger_intake`) record every
 release's parameters and the budget. Replaying them through the accountant the silo uses
 (`privacy.accounting`, in the same order, so the floats agree exactly) and adding one more
 round's DP-SGD release — the noise multiplier and sample rate of the silo's last DP-SGD
