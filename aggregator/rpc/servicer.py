@@ -21,12 +21,13 @@ from aggregator.rounds.ledger_intake import LedgerIntake
 from aggregator.rounds.round_machine import RoundMachine
 from aggregator.rounds.round_table import Phase
 from aggregator.rpc.auth import authenticated_cert, authenticated_silo
+from aggregator.rpc.error_status import abort_with
 from aggregator.store import TaskRecord
 from privacy.ledger import LedgerEntry
 from privacy.secagg import for_plan
 from privacy.secagg import wire as secagg_wire
 from protos import codec
-from protos.errors import BudgetExceeded, FailedPrecondition, FedbiscuitError, InvalidInput
+from protos.errors import BudgetExceeded, FailedPrecondition, InvalidInput
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc
@@ -39,20 +40,13 @@ MAX_DECLINE_MESSAGE_CHARS = 500
 _MIB = 1 << 20
 
 
-def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
-    if isinstance(exc, FedbiscuitError):
-        context.abort(exc.status, str(exc))
-    log.error("internal error in %s", method, exc_info=exc)
-    context.abort(grpc.StatusCode.INTERNAL, "internal error")
-
-
 def _unary(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def handler(self: FederationServicer, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
         except Exception as exc:
-            _abort(context, method.__name__, exc)
+            abort_with(context, method.__name__, exc)
 
     return handler
 
@@ -65,7 +59,7 @@ def _streaming(method: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[A
         try:
             yield from method(self, request, context)
         except Exception as exc:
-            _abort(context, method.__name__, exc)
+            abort_with(context, method.__name__, exc)
 
     return handler
 
