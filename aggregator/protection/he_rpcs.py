@@ -1,6 +1,6 @@
-"""The gRPC edge of homomorphic mode: reads and checks what silos send, asks the round machine.
+"""The wire side of homomorphic mode: reads and checks what silos send, asks the round machine.
 
-Why apart from the servicer: these handlers deal in ciphertexts, sealed keys and signed
+Why apart from the round side (`he.py`): these handlers deal in ciphertexts, sealed keys and signed
 statements, never in plaintext tensors. Every ciphertext chunk is checked against the
 manifest (size, then SHA-256) before TenSEAL parses it, and a contribution is accepted only
 with a commitment signed by the uploading silo's certificate key for exactly that upload.
@@ -8,13 +8,19 @@ with a commitment signed by the uploading silo's certificate key for exactly tha
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from aggregator.federation_trust import FederationTrust
+from aggregator.protection.base import ProtectionEdge
+from aggregator.protection.he import HePayload, HeProtection
+from aggregator.protection.he_vault import EncryptedGlobal
 from aggregator.rounds.round_machine import RoundMachine
 from aggregator.store import TaskRecord
 from privacy.he import (
@@ -28,6 +34,8 @@ from privacy.he import (
 from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
+
+log = logging.getLogger(__name__)
 
 _MAX_JSON_BYTES = 1 << 20
 
@@ -54,31 +62,34 @@ def parse_manifest(data: bytes, where: str) -> CiphertextManifest:
         raise InvalidInput(f"{where}: {exc}") from None
 
 
-class HeRpcs:
-    """Handlers for 'he' plans; the servicer delegates to them."""
+class HeEdge(ProtectionEdge):
+    """The wire side of 'he' plans; the servicer delegates to it."""
 
     def __init__(
         self,
         machine: RoundMachine,
         plan: Plan,
-        ca_cert_pem: bytes,
-        revoked_serials: Callable[[], frozenset[int]],
+        protection: HeProtection,
+        trust: FederationTrust,
         clock: Callable[[], float] = time.time,
     ) -> None:
         assert plan.he is not None
-        self._machine = machine
-        self._plan = plan
-        self._ca = ca_cert_pem
-        self._revoked = revoked_serials
+        super().__init__(machine, plan)
+        self._vault = protection.vault
+        self._trust = trust
         self._clock = clock
 
-    def task_context(self, denominator: int) -> pb.HeTaskContext:
-        return pb.HeTaskContext(key_epoch=self._plan.he.key_epoch, weight_denominator=denominator)
+    def joined(self, silo_id: str, cert: x509.Certificate) -> None:
+        self._machine.under_lock(lambda: self._vault.remember_certificate(silo_id, cert_pem(cert)))
 
-    def keys(self, silo_id: str, request: pb.HeKeysRequest) -> pb.HeKeysReply:
+    def task_fields(self, carries: object | None) -> dict[str, Any]:
+        context = pb.HeTaskContext(key_epoch=self._plan.he.key_epoch, weight_denominator=carries)
+        return {"he": context}
+
+    def he_keys(self, silo_id: str, request: pb.HeKeysRequest) -> pb.HeKeysReply:
         self._check_epoch(request.key_epoch)
-        public, sealed, waiting = self._machine.he_keys(silo_id)
-        revoked = self._revoked()
+        public, sealed, waiting = self._machine.under_lock(lambda: self._keys(silo_id))
+        revoked = self._trust.revoked_serials()
         return pb.HeKeysReply(
             key_epoch=self._plan.he.key_epoch,
             public_context=public or b"",
@@ -91,16 +102,34 @@ class HeRpcs:
             revoked_serials=[str(serial) for serial in sorted(revoked)],
         )
 
-    def provide_keys(self, silo_id: str, request: pb.HeKeyUpload) -> pb.Ack:
+    def _keys(self, silo_id: str) -> tuple[bytes | None, bytes | None, dict[str, bytes]]:
+        """(public context, the caller's sealed context, and for the custodian the joined silos
+        still without a key with their certificates)."""
+        vault, waiting = self._vault, {}
+        if silo_id == self._plan.he.key_custodian:
+            joined = self._machine.joined_silos()
+            waiting = vault.certificates(joined - vault.keyed_silos() - {silo_id})
+        return vault.public_bytes(), vault.sealed_for(silo_id), waiting
+
+    def he_provide_keys(self, silo_id: str, request: pb.HeKeyUpload) -> pb.Ack:
         self._check_epoch(request.key_epoch)
-        self._machine.he_provide_keys(
-            silo_id, request.public_context, dict(request.sealed_contexts)
-        )
+        sealed = dict(request.sealed_contexts)
+
+        def provide() -> None:
+            joined = self._machine.joined_silos()
+            self._vault.provide_keys(silo_id, request.public_context, sealed, joined)
+            log.info(
+                "federation=%s key_epoch=%d keys provided for silos=%s",
+                self._plan.federation_id,
+                self._vault.key_epoch,
+                ",".join(sorted(sealed)),
+            )
+
+        self._machine.under_lock(provide, advance=True)
         return pb.Ack(accepted=True, message=f"keys of epoch {request.key_epoch} stored")
 
-    def globals_stream(self, silo_id: str, request: pb.DownloadRequest) -> Iterator[pb.TensorChunk]:
-        task_id = _task_or_final(request.task_id, request.final)
-        round_, found, sources = self._machine.he_globals(silo_id, task_id, request.adapter_index)
+    def download(self, silo_id: str, request: pb.DownloadRequest) -> Iterator[pb.TensorChunk]:
+        round_, found, sources = self._globals(silo_id, request)
         statement = found.statement
         listed = (
             set() if statement is None else {s.commitment.silo_id for s in statement.contributions}
@@ -108,7 +137,7 @@ class HeRpcs:
         header = pb.HeGlobalsHeader(
             manifest_json=found.vector.manifest.to_bytes(),
             statement_json=b"" if statement is None else statement.model_dump_json().encode(),
-            certificates=self._machine.he_certificates(listed | set(sources)),
+            certificates=self._vault.certificates(listed | set(sources)),
             round=round_,
         )
         if request.final:
@@ -117,9 +146,8 @@ class HeRpcs:
         for ciphertext in found.vector.ciphertexts:
             yield pb.TensorChunk(data=ciphertext)
 
-    def spot_check(self, silo_id: str, request: pb.HeSpotCheckRequest) -> pb.HeSpotCheckReply:
-        task_id = _task_or_final(request.task_id, request.final)
-        _, found, sources = self._machine.he_globals(silo_id, task_id, request.adapter_index)
+    def he_spot_check(self, silo_id: str, request: pb.HeSpotCheckRequest) -> pb.HeSpotCheckReply:
+        _, found, sources = self._globals(silo_id, request)
         if found.statement is None:
             raise FailedPrecondition("these globals sum no contribution: nothing to re-add")
         index = request.chunk_index
@@ -127,43 +155,66 @@ class HeRpcs:
             raise InvalidInput(
                 f"chunk_index {index} is outside 0..{found.vector.manifest.count - 1}"
             )
-        previous = self._machine.he_globals_at(found.statement.round, request.adapter_index)
+        previous = self._vault.globals(found.statement.round, request.adapter_index)
         reply = pb.HeSpotCheckReply(
             aggregate=_chunk(found.vector, index), previous=_chunk(previous.vector, index)
         )
         for silo, task_id in sources.items():
-            vector, _ = self._machine.he_contribution(task_id)
+            vector, _ = self._vault.contribution(task_id)
             reply.contributions[silo].CopyFrom(_chunk(vector, index))
         return reply
 
-    def upload(
+    def _globals(
+        self, silo_id: str, request: pb.DownloadRequest | pb.HeSpotCheckRequest
+    ) -> tuple[int, EncryptedGlobal, dict[str, str]]:
+        """(round, the encrypted globals, silo -> task id of what they sum) that the caller's
+        current task starts from, or with no task, the final ones of a finished federation."""
+        task_id = _task_or_final(request.task_id, request.final)
+        adapter = request.adapter_index
+
+        def find() -> tuple[int, EncryptedGlobal, dict[str, str]]:
+            round_ = self._machine.download_round(silo_id, task_id, adapter)
+            return (
+                round_,
+                self._vault.globals(round_, adapter),
+                self._vault.sources(round_, adapter),
+            )
+
+        return self._machine.under_lock(find)
+
+    def upload_digest(self, header: pb.UpdateHeader) -> str:
+        return parse_manifest(header.he_manifest_json, "upload header").digest()
+
+    def read_upload(
         self,
         silo_id: str,
         cert: x509.Certificate,
         header: pb.UpdateHeader,
         task: TaskRecord,
-        ledger_seq: int,
         parts: Iterator[pb.UploadPart],
-    ) -> bool:
-        """Check and accept one encrypted contribution: the commitment (signed by the
-        caller, for this federation, epoch, upload), then every chunk before parsing it."""
+    ) -> HePayload:
+        """Check one encrypted contribution: the commitment (signed by the caller, for this
+        federation, epoch, upload), then every chunk before parsing it."""
         where = f"upload of task {task.task_id!r}"
         manifest = parse_manifest(header.he_manifest_json, where)
         signed = parse_commitment(header.he_commitment_json, where)
         commitment = verify_commitment(
             signed,
             cert_pem(cert),
-            ca_cert_pem=self._ca,
+            ca_cert_pem=self._trust.ca_pem,
             federation_id=self._plan.federation_id,
             now=datetime.fromtimestamp(self._clock(), UTC),
-            revoked_serials=self._revoked(),
+            revoked_serials=self._trust.revoked_serials(),
         )
         if commitment.silo_id != silo_id or commitment.key_epoch != self._plan.he.key_epoch:
             raise FailedPrecondition(f"{where}: the commitment is for another silo or key epoch")
         if commitment.manifest_digest != manifest.digest():
             raise InvalidInput(f"{where}: the commitment does not sign this manifest")
-        ctx = self._machine.he_public_context()
-        check_manifest(ctx, manifest, length=self._machine.he_length(task.adapter_index))
+        ctx = self._vault.public_context()
+        if ctx is None:
+            raise FailedPrecondition("the key custodian has not provided the CKKS keys yet")
+        length = self._vault.globals(0, task.adapter_index).vector.manifest.length
+        check_manifest(ctx, manifest, length=length)
         chunks: list[bytes] = []
         for part in parts:
             if part.WhichOneof("part") != "data":
@@ -180,10 +231,7 @@ class HeRpcs:
                 f"{where}: {len(chunks)} ciphertext chunks of the {manifest.count} its manifest "
                 "lists (truncated)"
             )
-        encrypted = EncryptedVector(manifest, tuple(chunks))
-        return self._machine.accept_encrypted_upload(
-            silo_id, task.task_id, encrypted, signed, ledger_seq
-        )
+        return EncryptedVector(manifest, tuple(chunks)), signed
 
     def _check_epoch(self, key_epoch: int) -> None:
         if key_epoch != self._plan.he.key_epoch:

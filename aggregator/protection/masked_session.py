@@ -18,11 +18,9 @@ import enum
 import logging
 import os
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cryptography import x509
-
+from aggregator.federation_trust import FederationTrust
 from privacy.secagg import (
     AggregateResult,
     RoundContext,
@@ -60,15 +58,6 @@ _PRODUCES = {
 }
 
 
-@dataclass(frozen=True)
-class MaskingTrust:
-    """What the aggregator checks silos' advertised keys against: the federation CA and the
-    serials revoked when the session opens."""
-
-    ca_certificate: x509.Certificate
-    revoked_serials: Collection[int] = frozenset()
-
-
 class MaskedSession:
     """One secure sum: the silos sampled to train one adapter in one attempt."""
 
@@ -78,7 +67,7 @@ class MaskedSession:
         context: RoundContext,
         members: tuple[str, ...],
         vector_length: int,
-        trust: MaskingTrust,
+        trust: FederationTrust,
         *,
         now_s: float,
         phase_timeout_s: float,
@@ -90,9 +79,9 @@ class MaskedSession:
             params,
             context,
             vector_length,
-            trust.ca_certificate,
+            trust.ca_certs[0],
             datetime.fromtimestamp(now_s, UTC),
-            revoked_serials=trust.revoked_serials,
+            revoked_serials=trust.revoked_serials(),
         )
         self._phase_timeout_s = phase_timeout_s
         self._masked_deadline_s = masked_deadline_s
@@ -200,7 +189,7 @@ def open_sessions(
     plan_sha256: str,
     members_by_adapter: Mapping[int, tuple[str, ...]],
     vector_length: Mapping[int, int],
-    trust: MaskingTrust,
+    trust: FederationTrust,
     *,
     now_s: float,
     phase_timeout_s: float,

@@ -3,7 +3,9 @@
 `aggregator.rounds.round_table` says *what* happens (the table, pure); this module does it: it
 reads the facts from the store, fires rows, aggregates, persists every state it enters before
 returning, and answers the servicer's questions (what a pulling silo should do, whether an
-upload or decline may proceed). Handlers ask it; they keep no flags of their own.
+upload or decline may proceed). Handlers ask it; they keep no flags of their own. What
+differs by protection mode (who survived an attempt, how the next globals are computed, what
+a task carries) it asks its `Protection`; it never asks which mode it runs.
 """
 
 from __future__ import annotations
@@ -13,19 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from aggregator.protection.he_vault import EncryptedGlobal, HeVault
-from aggregator.protection.masked_session import (
-    MaskedAttempt,
-    MaskedSession,
-    MaskingTrust,
-    Stage,
-    open_sessions,
-)
+from aggregator.protection.base import AggregationRule, Protection
+from aggregator.protection.plain import PlainProtection
 from aggregator.rounds.budget_schedule import BudgetSchedule
-from aggregator.rounds.fedavg import add_summed_deltas, aggregate_on_model, fedavg
 from aggregator.rounds.round_table import (
     Action,
     Facts,
@@ -48,14 +44,28 @@ from aggregator.store import (
     TaskRecord,
 )
 from privacy.balanced_assignment import assign_clusters
-from privacy.he import EncryptedVector, PublicContext, SignedCommitment
-from privacy.secagg import MaskedInput, RoundContext, for_plan
 from protos import codec
 from protos.errors import FailedPrecondition, InvalidInput, PermissionDenied
+from protos.plan import Plan
 
 log = logging.getLogger(__name__)
 
 BUDGET_EXHAUSTED = "budget_exhausted"
+T = TypeVar("T")
+
+
+class TransitionListener(Protocol):
+    """Told of every state the machine commits after the first (e.g. to keep metrics)."""
+
+    def committed(
+        self,
+        before: RoundState,
+        after: RoundState,
+        closing: ClosedAttempt | None,
+        elapsed_s: float,
+    ) -> None:
+        """`after` replaced `before` (durably); `closing` is the attempt it closed, if any;
+        `elapsed_s` the wall time the transition took (aggregating, for an aggregation)."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,7 @@ class Assignment:
     deadline_s: float = 0.0
     message: str = ""
     adapter_sha256: tuple[str, ...] = ()
-    secagg: RoundContext | None = None  # masked TRAIN tasks: the secure sum they join
-    he_weight_denominator: int = 0  # HE TRAIN tasks: N, the silo encrypts 1/N times its delta
+    carries: object | None = None  # TRAIN tasks: what the protection mode adds to the task
 
 
 Export = Callable[[list[dict[str, np.ndarray]], Mapping[str, int]], None]
@@ -83,8 +92,9 @@ class RoundMachine:
 
     `clock` drives deadlines (seconds since the epoch); `export` receives the final globals
     (one dict per adapter) and cluster assignment before DONE is persisted, so DONE always
-    means "exported". A masking plan needs `masking` (what silos' keys are checked against);
-    its secure sums live only in memory, so an attempt a restart interrupted is re-run.
+    means "exported". `protection` is the plan's mode, chosen once by
+    `aggregator.protection.choose` (plaintext when omitted); `listener` hears every state the
+    machine commits (metrics).
     """
 
     def __init__(
@@ -92,23 +102,15 @@ class RoundMachine:
         store: FederationStore,
         clock: Callable[[], float],
         export: Export | None = None,
-        masking: MaskingTrust | None = None,
-        he: HeVault | None = None,
+        protection: Protection | None = None,
+        listener: TransitionListener | None = None,
     ):
         self._store = store
         self._plan = store.plan
         self._clock = clock
         self._export = export
-        if self._plan.protection == "masking" and masking is None:
-            raise InvalidInput("a masking plan needs the federation CA to check silos' keys")
-        self._masking = masking
-        if (self._plan.protection == "he") != (he is not None):
-            raise InvalidInput("an 'he' plan needs an HeVault, and only an 'he' plan has one")
-        self._he = he
-        # The secure sums of the attempt in progress, and of the one before it (so silos of an
-        # aborted sum learn why, even after the machine moved on to a fresh attempt).
-        self._masked: MaskedAttempt | None = None
-        self._previous_masked: MaskedAttempt | None = None
+        self._protection = protection if protection is not None else PlainProtection(store)
+        self._listener = listener
         self._schedule = BudgetSchedule(self._plan)
         self._cond = threading.Condition(threading.RLock())
         self._globals_cache: dict[tuple[int, int], tuple[codec.Manifest, np.ndarray]] = {}
@@ -131,6 +133,10 @@ class RoundMachine:
                 state.attempt,
             )
             self._advance()
+
+    @property
+    def plan(self) -> Plan:
+        return self._plan
 
     @property
     def state(self) -> RoundState:
@@ -172,7 +178,7 @@ class RoundMachine:
     def current_task(self, silo_id: str, task_id: str) -> TaskRecord:
         """The caller's task if it belongs to the attempt in progress (replays are refused)."""
         with self._cond:
-            task = self._owned_task(silo_id, task_id)
+            task = self.owned_task(silo_id, task_id)
             self._advance()
             self._require_current(task)
             return task
@@ -204,7 +210,7 @@ class RoundMachine:
 
         `ledger_seq` is the silo's (already stored) ledger entry for this release."""
         with self._cond:
-            task = self._owned_task(silo_id, task_id)
+            task = self.owned_task(silo_id, task_id)
             previous = self._store.loss_report(task_id)
             if previous is not None:
                 if previous.losses != losses:
@@ -240,7 +246,7 @@ class RoundMachine:
         """Check an upload may proceed before its payload is read (a re-upload of the same
         accepted payload may; a different payload for an accepted task may not)."""
         with self._cond:
-            task = self._owned_task(silo_id, task_id)
+            task = self.owned_task(silo_id, task_id)
             accepted = self._store.submission(task_id)
             if accepted is not None:
                 if accepted.sha256 != sha256:
@@ -257,75 +263,33 @@ class RoundMachine:
         self,
         silo_id: str,
         task_id: str,
-        update: np.ndarray,
+        payload: Any,
         num_examples: int,
         ledger_seq: int,
     ) -> bool:
         """Store a verified update durably; False if it was an identical re-upload.
 
-        Under masking `update` is the silo's masked ring words: they go into the secure sum
-        and only the record that the silo uploaded is stored, never the vector.
-        `ledger_seq` is the silo's (already stored) ledger entry for this release: each
-        accepted update needs its own, later than those of the silo's earlier updates."""
-        sha256 = codec.sha256_of(update)
+        What `payload` is and what the store keeps of it is the protection mode's: a float32
+        delta (kept), masked ring words (into the secure sum, only the record is kept) or
+        ciphertexts with a signed commitment (kept as such). `ledger_seq` is the silo's
+        (already stored) ledger entry for this release: each accepted update needs its own,
+        later than those of the silo's earlier updates."""
+        sha256 = self._protection.digest(payload)
         with self._cond:
             task = self.upload_target(silo_id, task_id, sha256)
             if self._store.submission(task_id) is not None:
                 return False
+            self._protection.check(self._state, task, payload)
             self._check_fresh_release(silo_id, ledger_seq)
             now = self._clock()
             submission = Submission(
                 task_id, silo_id, task.round, task.attempt, sha256, num_examples, now,
                 ledger_seq=ledger_seq,
             )  # fmt: skip
-            if self._plan.protection == "masking":
-                session = self._session_of(task)
-                session.masked_input(silo_id, MaskedInput(session.context, silo_id, update))
-                update = None
-            self._store.add_submission(submission, update)
+            kept = self._protection.accept(task, payload)
+            self._store.add_submission(submission, kept)
             log.info(
                 "federation=%s round=%d attempt=%d silo=%s update accepted",
-                self._plan.federation_id,
-                task.round,
-                task.attempt,
-                silo_id,
-            )
-            self._advance()
-            return True
-
-    def accept_encrypted_upload(
-        self,
-        silo_id: str,
-        task_id: str,
-        encrypted: EncryptedVector,
-        signed: SignedCommitment,
-        ledger_seq: int,
-    ) -> bool:
-        """Store a checked HE contribution (ciphertexts and the silo's signed commitment)
-        durably; False if it was an identical re-upload. Only ciphertexts are kept."""
-        digest = encrypted.manifest.digest()
-        with self._cond:
-            task = self.upload_target(silo_id, task_id, digest)
-            if self._store.submission(task_id) is not None:
-                return False
-            c = signed.commitment
-            expected = (task.round, 1.0 / self._he_denominator(task.adapter_index))
-            base = self._globals_digest(task.round, task.adapter_index)
-            if (c.round, c.weight) != expected or c.base_digest != base:
-                raise FailedPrecondition(
-                    f"the commitment of task {task_id!r} is for round {c.round}, weight "
-                    f"{c.weight} on base {str(c.base_digest)[:12]}; the task is round "
-                    f"{task.round}, weight {expected[1]} on base {base[:12]}"
-                )
-            self._check_fresh_release(silo_id, ledger_seq)
-            self._he.add_contribution(task_id, encrypted, signed)
-            submission = Submission(
-                task_id, silo_id, task.round, task.attempt, digest, 0, self._clock(),
-                ledger_seq=ledger_seq,
-            )  # fmt: skip
-            self._store.add_submission(submission, None)
-            log.info(
-                "federation=%s round=%d attempt=%d silo=%s encrypted update accepted",
                 self._plan.federation_id,
                 task.round,
                 task.attempt,
@@ -343,95 +307,12 @@ class RoundMachine:
                 "entry"
             )
 
-    def he_keys(self, silo_id: str) -> tuple[bytes | None, bytes | None, dict[str, bytes]]:
-        """(public context, the caller's sealed context, and for the custodian the joined silos
-        still without a key with their certificates)."""
-        he = self._require_he()
-        with self._cond:
-            waiting: dict[str, bytes] = {}
-            if silo_id == self._plan.he.key_custodian:
-                joined = {r.silo_id for r in self._store.silos()}
-                waiting = he.certificates(joined - he.keyed_silos() - {silo_id})
-            return he.public_bytes(), he.sealed_for(silo_id), waiting
-
-    def he_provide_keys(self, silo_id: str, public: bytes, sealed: Mapping[str, bytes]) -> None:
-        he = self._require_he()
-        with self._cond:
-            joined = {r.silo_id for r in self._store.silos()}
-            he.provide_keys(silo_id, public, sealed, joined)
-            log.info(
-                "federation=%s key_epoch=%d keys provided for silos=%s",
-                self._plan.federation_id,
-                he.key_epoch,
-                ",".join(sorted(sealed)),
-            )
-            self._advance()
-
-    def he_globals(
-        self, silo_id: str, task_id: str | None, adapter: int
-    ) -> tuple[int, EncryptedGlobal, dict[str, str]]:
-        """(round, the encrypted globals, silo -> task id of what they sum) that the caller's
-        current task starts from, or with no task, the final ones of a finished federation."""
-        he = self._require_he()
-        if not 0 <= adapter < self._plan.adapters:
-            raise InvalidInput(
-                f"adapter_index {adapter} does not exist: the plan has {self._plan.adapters}"
-            )
-        with self._cond:
-            if task_id is None:
-                if self._state.phase != Phase.DONE:
-                    raise FailedPrecondition(
-                        f"federation {self._plan.federation_id!r} has not finished "
-                        f"({self._state.phase}); final globals do not exist yet"
-                    )
-                round_ = self._plan.rounds
-            else:
-                task = self.current_task(silo_id, task_id)
-                if task.kind == "train" and adapter != task.adapter_index:
-                    raise InvalidInput(
-                        f"task {task_id!r} trains adapter {task.adapter_index}, not {adapter}"
-                    )
-                round_ = task.round
-            return round_, he.globals(round_, adapter), he.sources(round_, adapter)
-
-    def he_contribution(self, task_id: str) -> tuple[EncryptedVector, SignedCommitment]:
-        return self._require_he().contribution(task_id)
-
-    def he_globals_at(self, round_: int, adapter: int) -> EncryptedGlobal:
-        return self._require_he().globals(round_, adapter)
-
-    def he_certificates(self, silo_ids: set[str]) -> dict[str, bytes]:
-        return self._require_he().certificates(silo_ids)
-
-    def he_public_context(self) -> PublicContext:
-        ctx = self._require_he().public_context()
-        if ctx is None:
-            raise FailedPrecondition("the key custodian has not provided the CKKS keys yet")
-        return ctx
-
-    def he_length(self, adapter: int) -> int:
-        """Values in adapter `adapter`'s flat vector (fixed by the initial globals)."""
-        return self._require_he().globals(0, adapter).vector.manifest.length
-
-    def he_remember_certificate(self, silo_id: str, cert_pem: bytes) -> None:
-        he = self._require_he()
-        with self._cond:
-            he.remember_certificate(silo_id, cert_pem)
-
-    def _require_he(self) -> HeVault:
-        if self._he is None:
-            raise FailedPrecondition(
-                f"federation {self._plan.federation_id!r} does not use homomorphic mode "
-                f"(protection {self._plan.protection!r})"
-            )
-        return self._he
-
     def decline(
         self, silo_id: str, task_id: str, reason_code: str, message: str, epsilon_spent: float
     ) -> None:
         """Record a refusal; `budget_exhausted` takes the silo out of all future samples."""
         with self._cond:
-            task = self._owned_task(silo_id, task_id)
+            task = self.owned_task(silo_id, task_id)
             if self._store.decline(task_id) is not None:
                 return
             self._advance()
@@ -458,66 +339,60 @@ class RoundMachine:
             )
             self._advance()
 
-    def secagg_submit(
-        self, silo_id: str, task_id: str, deliver: Callable[[MaskedSession], None]
-    ) -> None:
-        """Hand one SecAgg+ message of a masked TRAIN task to its session (`deliver` calls
-        the session's method for that message), then close whatever that completes."""
-        with self._cond:
-            task = self.current_task(silo_id, task_id)
-            deliver(self._session_of(task))
-            self._advance()
+    # -- for the protection modes' RPCs (aggregator.protection) --------------------------------
 
-    def secagg_fetch(
-        self, silo_id: str, task_id: str, stage: Stage, wait_s: float
-    ) -> tuple[RoundContext, object | None, str]:
-        """Long-poll up to `wait_s` (real time) for a stage's broadcast to this silo:
-        (context, broadcast or None if not ready, abort reason or "")."""
+    def under_lock(self, action: Callable[[], T], *, advance: bool = False) -> T:
+        """Run `action` under the machine's lock (then fire what it allows, if `advance`)."""
+        with self._cond:
+            result = action()
+            if advance:
+                self._advance()
+            return result
+
+    def with_current_task(self, silo_id: str, task_id: str, action: Callable[[TaskRecord], T]) -> T:
+        """Run `action` on the caller's task of the attempt in progress, then fire whatever
+        that completes."""
+        with self._cond:
+            result = action(self.current_task(silo_id, task_id))
+            self._advance()
+            return result
+
+    def long_poll(self, probe: Callable[[bool], T | None], wait_s: float, slice_s: float) -> T:
+        """Under the lock, call `probe(last)` until it answers, waking on every change (and at
+        least every `slice_s`); `last` is True on the call after `wait_s` (real time)."""
         give_up = time.monotonic() + max(0.0, wait_s)
         with self._cond:
             while True:
-                aborted = self._aborted_session(self._owned_task(silo_id, task_id))
-                if aborted is not None:
-                    return aborted.context, None, aborted.abort_reason
-                task = self.current_task(silo_id, task_id)
-                session = self._session_of(task)
-                if stage in session.broadcasts:
-                    return session.context, self._broadcast_for(session, stage, silo_id), ""
                 remaining = give_up - time.monotonic()
-                if remaining <= 0:
-                    return session.context, None, ""
-                self._cond.wait(min(remaining, 1.0))
+                result = probe(remaining <= 0)
+                if result is not None:
+                    return result
+                self._cond.wait(min(remaining, slice_s))
 
-    def _broadcast_for(self, session: MaskedSession, stage: Stage, silo_id: str) -> object:
-        broadcast = session.broadcasts[stage]
-        if stage is Stage.SHARES:
-            if silo_id not in broadcast:
-                raise FailedPrecondition(
-                    f"silo {silo_id!r} did not share its keys in time for round "
-                    f"{session.context.round}; it takes no further part"
-                )
-            return broadcast[silo_id]
-        return broadcast
+    def joined_silos(self) -> set[str]:
+        return {r.silo_id for r in self._store.silos()}
 
-    def _aborted_session(self, task: TaskRecord) -> MaskedSession | None:
-        for masked in (self._masked, self._previous_masked):
-            if masked is not None and masked.covers(task.round, task.attempt):
-                session = masked.session(task.adapter_index)
-                if session is not None and session.abort_reason:
-                    return session
-        return None
-
-    def _session_of(self, task: TaskRecord) -> MaskedSession:
-        masked = self._masked
-        session = None
-        if masked is not None and masked.covers(task.round, task.attempt):
-            session = masked.session(task.adapter_index)
-        if task.kind != "train" or session is None or task.silo_id not in session.members:
-            raise FailedPrecondition(
-                f"task {task.task_id!r} has no secure aggregation session (not a masked "
-                "training task of the attempt in progress)"
+    def download_round(self, silo_id: str, task_id: str | None, adapter: int) -> int:
+        """The round whose globals of `adapter` the caller's current task starts from, or with
+        no task, the final round of a finished federation."""
+        if not 0 <= adapter < self._plan.adapters:
+            raise InvalidInput(
+                f"adapter_index {adapter} does not exist: the plan has {self._plan.adapters}"
             )
-        return session
+        with self._cond:
+            if task_id is None:
+                if self._state.phase != Phase.DONE:
+                    raise FailedPrecondition(
+                        f"federation {self._plan.federation_id!r} has not finished "
+                        f"({self._state.phase}); final globals do not exist yet"
+                    )
+                return self._plan.rounds
+            task = self.current_task(silo_id, task_id)
+            if task.kind == "train" and adapter != task.adapter_index:
+                raise InvalidInput(
+                    f"task {task_id!r} trains adapter {task.adapter_index}, not {adapter}"
+                )
+            return task.round
 
     def wait_until_finished(self, timeout_s: float | None) -> Phase:
         """Block (real time) until DONE or FAILED or the timeout; returns the phase then."""
@@ -544,7 +419,7 @@ class RoundMachine:
                     return False
                 self._cond.wait(remaining)
 
-    def _owned_task(self, silo_id: str, task_id: str) -> TaskRecord:
+    def owned_task(self, silo_id: str, task_id: str) -> TaskRecord:
         task = self._store.task(task_id)
         if task is None:
             raise FailedPrecondition(f"task {task_id!r} was never issued by this aggregator")
@@ -589,10 +464,9 @@ class RoundMachine:
                 return Assignment(
                     "TRAIN",
                     task,
-                    self._globals_digest(s.round, task.adapter_index),
+                    self._protection.globals_digest(s.round, task.adapter_index),
                     s.started_at_s + self._plan.round_deadline_s,
-                    secagg=self._masked_context(task),
-                    he_weight_denominator=self._he_denominator(task.adapter_index),
+                    carries=self._protection.task_carries(s, task),
                 )
         if s.phase == Phase.GROUPING and silo_id in s.sampled:
             task_id = task_id_for(s.round, s.attempt, silo_id, "evaluate")
@@ -603,7 +477,9 @@ class RoundMachine:
                         task_id, silo_id, s.round, s.attempt, self._clock(), "evaluate"
                     )
                     self._store.add_task(task)
-                hashes = tuple(self._globals_digest(s.round, k) for k in range(self._plan.adapters))
+                hashes = tuple(
+                    self._protection.globals_digest(s.round, k) for k in range(self._plan.adapters)
+                )
                 return Assignment(
                     "EVALUATE",
                     task,
@@ -615,53 +491,16 @@ class RoundMachine:
             return Assignment("WAIT", message="this silo's privacy budget is exhausted")
         return Assignment("WAIT", message=f"{s.phase} round {s.round}: no task for this silo")
 
-    def _globals_digest(self, round_: int, adapter: int) -> str:
-        """What a task names as its starting globals: the SHA-256 of the plaintext vector, or
-        under HE the digest of the ciphertext manifest (which commits to every ciphertext)."""
-        if self._he is not None:
-            return self._he.globals(round_, adapter).vector.manifest.digest()
-        return self._store.globals_record(round_, adapter).sha256
-
-    def _he_denominator(self, adapter: int) -> int:
-        """N for HE aggregate-on-model: the silos sampled for `adapter` (FedBis, warm-up) or
-        its cluster's size; a silo that drops out leaves its 1/N on the previous global."""
-        if self._he is None:
-            return 0
-        s = self._state
-        if self._plan.warmup_adapter(s.round) is not None:
-            return len(s.sampled)
-        return list(s.clusters.values()).count(adapter)
-
-    def _masked_context(self, task: TaskRecord) -> RoundContext | None:
-        if self._plan.protection != "masking":
-            return None
-        return self._session_of(task).context
-
-    def _current_masked(self) -> MaskedAttempt | None:
-        """The secure sums of the attempt in progress; None if a restart lost them."""
-        s, masked = self._state, self._masked
-        if s.phase == Phase.TRAINING and masked is not None and masked.covers(s.round, s.attempt):
-            return masked
-        return None
-
     def _facts(self) -> Facts:
         s = self._state
         uploads = self._store.submissions(round_=s.round, attempt=s.attempt)
         declines = self._store.declines(round_=s.round, attempt=s.attempt)
         reports = self._store.loss_reports(round_=s.round, attempt=s.attempt)
         # A silo whose verified ledger cannot afford another round is out, like an exhausted one.
-        out = self._schedule.unaffordable(self._store)
-        uploaded = frozenset(u.silo_id for u in uploads)
-        if self._he is not None:
-            # A silo without this epoch's key could neither decrypt nor be summed: not sampled.
-            keyed = self._he.keyed_silos()
-            out = out | {r.silo_id for r in self._store.silos() if r.silo_id not in keyed}
-        masked_open = False
-        if self._plan.protection == "masking":
-            # Only silos inside a completed secure sum count; none if a restart lost the sums.
-            masked = self._current_masked()
-            uploaded = masked.survivors if masked is not None else frozenset()
-            masked_open = masked is not None and masked.open
+        out = self._schedule.unaffordable(self._store) | self._protection.excluded()
+        uploaded, protocol_open = self._protection.survivors(
+            s, frozenset(u.silo_id for u in uploads)
+        )
         return Facts(
             self._clock(),
             tuple(
@@ -670,16 +509,11 @@ class RoundMachine:
             uploaded,
             frozenset(d.silo_id for d in declines),
             frozenset(r.silo_id for r in reports),
-            masked_open,
+            protocol_open,
         )
 
     def _advance(self) -> None:
-        changed = False
-        masked = self._current_masked()
-        if masked is not None:
-            s = self._state
-            declined = {d.silo_id for d in self._store.declines(round_=s.round, attempt=s.attempt)}
-            changed = masked.step(self._clock(), declined)
+        changed = self._protection.step(self._state, self._clock())
         while (row := next_transition(self._state, self._facts(), self._plan)) is not None:
             self._apply(row)
             changed = True
@@ -688,6 +522,7 @@ class RoundMachine:
 
     def _apply(self, row: Transition) -> None:
         s, plan, now = self._state, self._plan, self._clock()
+        started = time.perf_counter()
         fields = f"federation={plan.federation_id} round={s.round} attempt={s.attempt}"
         closing = ClosedAttempt(s.round, s.attempt, aggregated=row.action != Action.RETRY)
         # What every later state of this federation carries over: the grouping it is under.
@@ -695,8 +530,14 @@ class RoundMachine:
         if row.action == Action.START_ATTEMPT:
             sample = sample_silos(plan, s.round, s.attempt, trainable(s, self._facts(), plan))
             new, closing = replace(s, phase=row.target, started_at_s=now, sampled=sample), None
-            if plan.protection == "masking":
-                self._previous_masked, self._masked = self._masked, self._open_masked(new)
+            members: dict[int, list[str]] = {}
+            for silo in new.sampled:
+                members.setdefault(adapter_for(new, plan, silo), []).append(silo)
+            self._protection.open_attempt(
+                new,
+                {k: tuple(silos) for k, silos in members.items()},
+                lambda k: self.globals_vector(new.round, k)[1].size,
+            )
             log.info("%s round started silos=%s", fields, ",".join(sample))
         elif row.action == Action.START_GROUPING:
             everyone = self._facts().eligible
@@ -738,7 +579,7 @@ class RoundMachine:
             log.info("%s round aggregated", fields)
         elif row.action == Action.FINISH:
             final = self._aggregate(plan.rounds)
-            if self._export is not None and self._he is None:  # under HE only silos decrypt
+            if self._export is not None and self._protection.holds_plaintext:
                 self._export(final, s.clusters)
             new = RoundState(row.target, plan.rounds, 0, now, **grouping)
             log.info("%s federation done", fields)
@@ -751,27 +592,8 @@ class RoundMachine:
             )
         self._store.save_state(new.to_dict(), closing)
         self._state = new
-
-    def _open_masked(self, state: RoundState) -> MaskedAttempt:
-        """Fresh secure sums for a new attempt: one per adapter its sampled silos train."""
-        members: dict[int, list[str]] = {}
-        for silo in state.sampled:
-            members.setdefault(adapter_for(state, self._plan, silo), []).append(silo)
-        lengths = {k: self.globals_vector(state.round, k)[1].size for k in members}
-        assert self._masking is not None and self._plan.secagg is not None
-        sessions = open_sessions(
-            for_plan(self._plan),
-            self._plan.federation_id,
-            state.round,
-            self._plan.sha256(),
-            {k: tuple(silos) for k, silos in members.items()},
-            lengths,
-            self._masking,
-            now_s=state.started_at_s,
-            phase_timeout_s=self._plan.secagg.phase_timeout_s,
-            masked_deadline_s=state.started_at_s + self._plan.round_deadline_s,
-        )
-        return MaskedAttempt(state.round, state.attempt, sessions)
+        if self._listener is not None:
+            self._listener.committed(s, new, closing, time.perf_counter() - started)
 
     def _assign(self) -> tuple[tuple[str, int], ...]:
         """Balanced clusters from this grouping's loss reports; silos that did not report keep
@@ -796,57 +618,11 @@ class RoundMachine:
         for sub in submissions:
             adapter = self._store.task(sub.task_id).adapter_index
             by_adapter.setdefault(adapter, []).append(sub)
-        warmup = plan.warmup_adapter(s.round) is not None
-        sizes = {k: list(s.clusters.values()).count(k) for k in range(plan.adapters)}
-        min_members = plan.fedbiscuit.min_cluster_silos if plan.fedbiscuit else 1
-        finals = []
-        if self._he is not None:
-            for adapter in range(plan.adapters):
-                subs = sorted(by_adapter.get(adapter, []), key=lambda sub: sub.silo_id)
-                enough = len(subs) >= max(plan.he.min_contributors, 1 if warmup else min_members)
-                tasks = [sub.task_id for sub in subs] if enough else []
-                self._he.aggregate(s.round, adapter, tasks, next_round)
-            return finals
-        for adapter in range(plan.adapters):
-            manifest, globals_vec = self.globals_vector(s.round, adapter)
-            if plan.protection == "masking":
-                vector = self._masked_globals(adapter, globals_vec, warmup, sizes, min_members)
-                tensors = codec.unflatten(manifest, vector)
-                self._store.put_globals(next_round, tensors, adapter)
-                finals.append(tensors)
-                continue
-            subs = by_adapter.get(adapter, [])
-            deltas = [self._store.load_update(sub.task_id) for sub in subs]
-            if not deltas or (not warmup and len(deltas) < min_members):
-                vector = globals_vec
-            elif warmup:
-                if plan.weighting == "num_examples":
-                    weights = [float(sub.num_examples) for sub in subs]
-                else:
-                    weights = [1.0] * len(subs)
-                vector = fedavg(globals_vec, deltas, weights)
-            else:
-                vector = aggregate_on_model(globals_vec, deltas, sizes[adapter])
-            tensors = codec.unflatten(manifest, vector)
-            self._store.put_globals(next_round, tensors, adapter)
-            finals.append(tensors)
-        return finals
-
-    def _masked_globals(
-        self,
-        adapter: int,
-        globals_vec: np.ndarray,
-        warmup: bool,
-        sizes: Mapping[int, int],
-        min_members: int,
-    ) -> np.ndarray:
-        """The next globals of `adapter` from its secure sum alone (uniform FedAvg in warm-up
-        and FedBis, aggregate-on-model afterwards); unchanged if it has none."""
-        masked = self._current_masked()
-        session = masked.session(adapter) if masked is not None else None
-        result = session.result if session is not None else None
-        count = 0 if result is None else len(result.silos)
-        if count == 0 or (not warmup and count < min_members):
-            return globals_vec
-        divisor = count if warmup else max(sizes[adapter], count)
-        return add_summed_deltas(globals_vec, result.total, divisor)
+        rule = AggregationRule(
+            warmup=plan.warmup_adapter(s.round) is not None,
+            cluster_sizes={k: list(s.clusters.values()).count(k) for k in range(plan.adapters)},
+            min_members=plan.fedbiscuit.min_cluster_silos if plan.fedbiscuit else 1,
+        )
+        return self._protection.next_globals(
+            s, by_adapter, rule, lambda k: self.globals_vector(s.round, k), next_round
+        )

@@ -4,7 +4,7 @@ The TLS handshake (``require_client_auth=True``) already proved the chain to one
 hosted federations' CAs. This interceptor adds what gRPC Python cannot: the federation
 binding (the certificate's SAN URI names a hosted federation, and that federation's own CA
 issued it, so one federation's CA cannot mint silos of another), and that federation's
-revocation list (reloaded when ``revoked.json`` changes). It is
+revocation list (its one :class:`~aggregator.federation_trust.RevocationView`). It is
 default-deny: only the methods in :data:`SILO_METHODS` are served (plus the read-only health
 check, :data:`aggregator.rpc.health.HEALTH_METHODS`); anything else is UNIMPLEMENTED before a
 handler runs. Servicer methods get the caller with
@@ -15,21 +15,19 @@ from a message field, metadata or the peer address.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 
+from aggregator.federation_trust import FederationTrust
 from aggregator.rpc.health import HEALTH_METHODS
 from aggregator.rpc.method_handlers import rewrap
-from privacy.pki import RevocationList, silo_id_from_cert, validate_id
+from privacy.pki import silo_id_from_cert, validate_id
 from protos.errors import InvalidInput, NotAuthenticated
 
 logger = logging.getLogger(__name__)
@@ -95,56 +93,6 @@ def _proved(context: grpc.ServicerContext) -> Caller:
     return proved
 
 
-class _RevocationCache:
-    """The revocation list, re-read whenever the file's inode, size or mtime changes."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._signature: tuple[int, int, int] | None = None
-        self._list = RevocationList()
-        self.is_revoked(0)  # load now: a missing or malformed list stops the server's start
-
-    def is_revoked(self, serial: int) -> bool:
-        with self._lock:
-            try:
-                st = os.stat(self._path)
-            except FileNotFoundError:
-                raise InvalidInput(f"revocation list {self._path} not found") from None
-            signature = (st.st_ino, st.st_size, st.st_mtime_ns)
-            if signature != self._signature:
-                self._list = RevocationList.load(self._path)
-                self._signature = signature
-            return self._list.is_revoked(serial)
-
-
-@dataclass(frozen=True)
-class FederationTrust:
-    """What a silo certificate of one federation is checked against: its CA certificates
-    (several while the CA is rotated: a trust bundle) and its revocation list."""
-
-    ca_certs: tuple[x509.Certificate, ...]
-    revocation_list: Path
-
-    @classmethod
-    def from_files(cls, ca_cert: Path | str, revocation_list: Path | str) -> FederationTrust:
-        try:
-            cas = tuple(x509.load_pem_x509_certificates(Path(ca_cert).read_bytes()))
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(f"{ca_cert}: cannot load the CA certificate: {exc}") from None
-        return cls(cas, Path(revocation_list))
-
-    def issued(self, cert: x509.Certificate) -> bool:
-        """Whether one of this federation's CAs signed `cert`."""
-        for ca in self.ca_certs:
-            try:
-                cert.verify_directly_issued_by(ca)
-            except (InvalidSignature, ValueError, TypeError):
-                continue
-            return True
-        return False
-
-
 class SiloAuthInterceptor(grpc.ServerInterceptor):
     """Rejects calls without a live certificate of a silo of one of ``federations`` (by
     federation id), and binds each call to that one federation."""
@@ -153,9 +101,6 @@ class SiloAuthInterceptor(grpc.ServerInterceptor):
         if not federations:
             raise InvalidInput("the aggregator hosts no federation")
         self._trust = {validate_id(fed, "federation id"): t for fed, t in federations.items()}
-        self._revocations = {
-            fed: _RevocationCache(trust.revocation_list) for fed, trust in self._trust.items()
-        }
 
     def intercept_service(
         self,
@@ -183,7 +128,7 @@ class SiloAuthInterceptor(grpc.ServerInterceptor):
             logger.info("rejected certificate", extra={"reason": str(exc)})
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "the client certificate is not valid")
         try:
-            revoked = self._revocations[federation_id].is_revoked(cert.serial_number)
+            revoked = self._trust[federation_id].revocations.is_revoked(cert.serial_number)
         except InvalidInput as exc:
             logger.error("revocation list unusable; refusing all calls", extra={"reason": str(exc)})
             context.abort(grpc.StatusCode.UNAVAILABLE, "cannot check revocation; retry later")

@@ -1,8 +1,10 @@
 """The gRPC edge: validates every field a silo sends, asks the round machine, maps errors.
 
-Identity comes only from `authenticated_silo(context)` (the verified certificate). Our own
-errors become their status code and message; anything else becomes INTERNAL "internal
-error" with the details in the server log only.
+Identity comes only from `authenticated_silo(context)` (the verified certificate). What
+differs by protection mode (what a task carries, how an update is read, how globals go back,
+the SecAgg+ and HE RPCs) is the `ProtectionEdge`'s, chosen once from the plan. Errors are
+translated by `aggregator.rpc.error_status`: ours become their status code and message,
+anything else INTERNAL "internal error" with the details in the server log only.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from typing import Any
 
 import grpc
 
-from aggregator.protection.he_rpcs import HeRpcs, cert_pem, parse_manifest
-from aggregator.protection.masked_session import MaskedSession, Stage
+from aggregator.protection.base import ProtectionEdge
 from aggregator.rounds.ledger_intake import LedgerIntake
 from aggregator.rounds.round_machine import RoundMachine
 from aggregator.rounds.round_table import Phase
@@ -24,9 +25,6 @@ from aggregator.rpc.auth import authenticated_cert, authenticated_silo
 from aggregator.rpc.error_status import abort_with
 from aggregator.store import TaskRecord
 from privacy.ledger import LedgerEntry
-from privacy.secagg import for_plan
-from privacy.secagg import wire as secagg_wire
-from protos import codec
 from protos.errors import BudgetExceeded, FailedPrecondition, InvalidInput
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
@@ -71,27 +69,21 @@ class FederationServicer(pb_grpc.FederationServicer):
         plan: Plan,
         max_long_poll_s: float,
         ledger: LedgerIntake,
-        he: HeRpcs | None = None,
+        edge: ProtectionEdge,
     ):
-        if (plan.protection == "he") != (he is not None):
-            raise InvalidInput("an 'he' plan needs its HE handlers, and only an 'he' plan has them")
-        self._he = he
+        self._edge = edge
         self._machine = machine
         self._ledger = ledger
         self._plan = plan
         self._plan_sha256 = plan.sha256()
         self._max_long_poll_s = max_long_poll_s
-        # What an update's manifest must declare: ring words under masking, else float32.
-        masked = plan.protection == "masking"
-        self._update_dtype = for_plan(plan).encoding.dtype.name if masked else codec.DTYPE
 
     @_unary
     def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
         silo_id = authenticated_silo(context)
         self._check_federation(request.federation_id)
         self._machine.join(silo_id)
-        if self._he is not None:
-            self._machine.he_remember_certificate(silo_id, cert_pem(authenticated_cert(context)))
+        self._edge.joined(silo_id, authenticated_cert(context))
         next_seq, last_hash = self._ledger.position(silo_id)
         return pb.JoinReply(
             federation_id=self._plan.federation_id,
@@ -130,7 +122,6 @@ class FederationServicer(pb_grpc.FederationServicer):
                 deadline_unix_s=assignment.deadline_s,
                 **common,
             )
-        secagg = assignment.secagg
         return pb.Task(
             kind=pb.TASK_KIND_TRAIN,
             task_id=task.task_id,
@@ -140,10 +131,7 @@ class FederationServicer(pb_grpc.FederationServicer):
             globals_sha256=assignment.globals_sha256,
             local_steps=self._plan.training.local_steps,
             deadline_unix_s=assignment.deadline_s,
-            secagg=None if secagg is None else secagg_wire.context_to_proto(secagg),
-            he=None
-            if self._he is None
-            else self._he.task_context(assignment.he_weight_denominator),
+            **self._edge.task_fields(assignment.carries),
             **common,
         )
 
@@ -153,21 +141,7 @@ class FederationServicer(pb_grpc.FederationServicer):
     ) -> Iterator[pb.TensorChunk]:
         silo_id = authenticated_silo(context)
         self._check_federation(request.federation_id)
-        if self._he is not None:
-            yield from self._he.globals_stream(silo_id, request)
-            return
-        if request.final:
-            raise FailedPrecondition("only silos of an 'he' plan download the final globals")
-        task = self._machine.current_task(silo_id, request.task_id)
-        if task.kind == "train" and request.adapter_index != task.adapter_index:
-            raise InvalidInput(
-                f"task {task.task_id!r} trains adapter {task.adapter_index}, not "
-                f"{request.adapter_index}"
-            )
-        manifest, vector = self._machine.globals_vector(task.round, request.adapter_index)
-        yield pb.TensorChunk(manifest=codec.manifest_to_proto(manifest))
-        for chunk in codec.iter_chunks(codec.to_bytes(vector)):
-            yield pb.TensorChunk(data=chunk)
+        yield from self._edge.download(silo_id, request)
 
     @_unary
     def UploadUpdate(
@@ -185,56 +159,29 @@ class FederationServicer(pb_grpc.FederationServicer):
                 f"upload protection {header.protection!r} does not match the plan's "
                 f"{self._plan.protection!r}"
             )
-        if self._he is not None:
-            return self._upload_encrypted(silo_id, context, header, request_iterator)
-        if not header.HasField("manifest"):
-            raise InvalidInput("upload header lacks its tensor manifest")
-        max_bytes = int(self._plan.max_update_mib * _MIB)
-        manifest = codec.manifest_from_proto(header.manifest, max_bytes, self._update_dtype)
+        digest = self._edge.upload_digest(header)
         # The spend is verified and on disk before anything else about the upload is judged.
-        entries = self._ledger.accept(silo_id, authenticated_cert(context), header.ledger_entries)
-        task = self._machine.upload_target(silo_id, header.task_id, manifest.sha256)
-        self._check_header_matches(header, task)
-        release = self._check_release(task, entries)
-        num_examples = self._num_examples(header)
-        layout = self._machine.globals_layout(task.round, task.adapter_index)
-        assembler = codec.ChunkAssembler(manifest, layout)
-        for part in request_iterator:
-            if part.WhichOneof("part") != "data":
-                raise InvalidInput("only data chunks may follow the upload header")
-            assembler.add(part.data)
-        update = assembler.finish()
-        new = self._machine.accept_upload(silo_id, task.task_id, update, num_examples, release.seq)
-        return self._accepted(silo_id, "update accepted" if new else "already accepted")
-
-    def _upload_encrypted(
-        self,
-        silo_id: str,
-        context: grpc.ServicerContext,
-        header: pb.UpdateHeader,
-        parts: Iterator[pb.UploadPart],
-    ) -> pb.Ack:
         cert = authenticated_cert(context)
-        digest = parse_manifest(header.he_manifest_json, "upload header").digest()
         entries = self._ledger.accept(silo_id, cert, header.ledger_entries)
         task = self._machine.upload_target(silo_id, header.task_id, digest)
         self._check_header_matches(header, task)
         release = self._check_release(task, entries)
-        self._num_examples(header)
-        new = self._he.upload(silo_id, cert, header, task, release.seq, parts)
+        num_examples = self._num_examples(header)
+        payload = self._edge.read_upload(silo_id, cert, header, task, request_iterator)
+        new = self._machine.accept_upload(silo_id, task.task_id, payload, num_examples, release.seq)
         return self._accepted(silo_id, "update accepted" if new else "already accepted")
 
     @_unary
     def HeKeys(self, request: pb.HeKeysRequest, context: grpc.ServicerContext) -> pb.HeKeysReply:
         silo_id = authenticated_silo(context)
         self._check_federation(request.federation_id)
-        return self._require_he().keys(silo_id, request)
+        return self._edge.he_keys(silo_id, request)
 
     @_unary
     def HeProvideKeys(self, request: pb.HeKeyUpload, context: grpc.ServicerContext) -> pb.Ack:
         silo_id = authenticated_silo(context)
         self._check_federation(request.federation_id)
-        return self._require_he().provide_keys(silo_id, request)
+        return self._edge.he_provide_keys(silo_id, request)
 
     @_unary
     def HeSpotCheck(
@@ -242,34 +189,13 @@ class FederationServicer(pb_grpc.FederationServicer):
     ) -> pb.HeSpotCheckReply:
         silo_id = authenticated_silo(context)
         self._check_federation(request.federation_id)
-        return self._require_he().spot_check(silo_id, request)
-
-    def _require_he(self) -> HeRpcs:
-        if self._he is None:
-            raise FailedPrecondition(
-                f"federation {self._plan.federation_id!r} does not use homomorphic mode "
-                f"(protection {self._plan.protection!r})"
-            )
-        return self._he
+        return self._edge.he_spot_check(silo_id, request)
 
     @_unary
     def SecAggSubmit(self, request: pb.SecAggSubmission, context: grpc.ServicerContext) -> pb.Ack:
         silo_id = authenticated_silo(context)
         self._check_federation(request.federation_id)
-        if not request.HasField("context"):
-            raise InvalidInput("a secure aggregation message must name its round context")
-        round_context = secagg_wire.context_from_proto(request.context)
-        step = request.WhichOneof("step")
-        if step not in _SUBMISSIONS:
-            raise InvalidInput("a secure aggregation message carries no protocol step")
-        parse, receive = _SUBMISSIONS[step]
-        message = parse(getattr(request, step), round_context, silo_id)
-
-        def deliver(session: MaskedSession) -> None:
-            receive(session, silo_id, message)
-
-        self._machine.secagg_submit(silo_id, request.task_id, deliver)
-        return pb.Ack(accepted=True, message=f"{step} accepted")
+        return self._edge.secagg_submit(silo_id, request)
 
     @_unary
     def SecAggFetch(
@@ -277,27 +203,8 @@ class FederationServicer(pb_grpc.FederationServicer):
     ) -> pb.SecAggBroadcast:
         silo_id = authenticated_silo(context)
         self._check_federation(request.federation_id)
-        stage = _STAGES.get(request.stage)
-        if stage is None:
-            raise InvalidInput(f"unknown secure aggregation stage {request.stage}")
         wait_s = min(request.wait_ms / 1000, self._max_long_poll_s)
-        round_context, broadcast, aborted = self._machine.secagg_fetch(
-            silo_id, request.task_id, stage, wait_s
-        )
-        reply = pb.SecAggBroadcast(context=secagg_wire.context_to_proto(round_context))
-        if aborted:
-            reply.aborted, reply.message = True, aborted
-        elif broadcast is None:
-            reply.retry_after_ms = 0 if wait_s > 0 else RETRY_AFTER_MS  # we already waited
-        elif stage is Stage.ROSTER:
-            reply.roster.CopyFrom(secagg_wire.roster_to_proto(broadcast))
-        elif stage is Stage.SHARES:
-            reply.delivery.CopyFrom(secagg_wire.delivery_to_proto(broadcast))
-        elif stage is Stage.SURVIVORS:
-            reply.consistency.survivors.extend(broadcast.survivors)
-        else:
-            reply.unmask_request.CopyFrom(secagg_wire.unmask_request_to_proto(broadcast))
-        return reply
+        return self._edge.secagg_fetch(silo_id, request, wait_s)
 
     def _accepted(self, silo_id: str, message: str) -> pb.Ack:
         """An acceptance that also tells the silo how much of its ledger we now hold."""
@@ -466,24 +373,6 @@ class FederationServicer(pb_grpc.FederationServicer):
         if not entry.secure_rng and not self._plan.dp.allow_insecure_rng:
             raise FailedPrecondition(f"{at}: the plan requires DP noise from a secure RNG")
         return entry
-
-
-# Each protocol step a silo may submit: how to read it, and which session method takes it.
-_SUBMISSIONS: dict[str, tuple[Callable[..., Any], Callable[..., None]]] = {
-    "advertisement": (
-        lambda msg, ctx, _silo: secagg_wire.advertisement_from_proto(msg, ctx),
-        MaskedSession.advertise,
-    ),
-    "shares": (secagg_wire.shares_from_proto, MaskedSession.share),
-    "survivor_signature": (secagg_wire.signature_from_proto, MaskedSession.sign),
-    "unmask_response": (secagg_wire.unmask_response_from_proto, MaskedSession.unmask),
-}
-_STAGES = {
-    pb.SEC_AGG_STAGE_ROSTER: Stage.ROSTER,
-    pb.SEC_AGG_STAGE_SHARES: Stage.SHARES,
-    pb.SEC_AGG_STAGE_SURVIVORS: Stage.SURVIVORS,
-    pb.SEC_AGG_STAGE_UNMASK: Stage.UNMASK,
-}
 
 
 def _poisson_rate_of(expected_batch_size: int, sample_rate: float) -> bool:

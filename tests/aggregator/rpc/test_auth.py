@@ -11,9 +11,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from aggregator.federation_trust import FederationTrust
 from aggregator.rpc.auth import (
     SILO_METHODS,
-    FederationTrust,
     SiloAuthInterceptor,
     authenticated_silo,
 )
