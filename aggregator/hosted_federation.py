@@ -49,6 +49,7 @@ class HostedFederation:
             protection = protection_for(
                 self._store, self.trust, lambda k: _initial_state(self.plan, k)
             )
+            self.holds_plaintext = protection.holds_plaintext
             export = self._export if config.export_dir is not None else None
             if not protection.holds_plaintext and export is not None:
                 log.warning(

@@ -69,10 +69,13 @@ class Protection:
         """Let the clock move the mode's own protocol; True if anything changed."""
         return False
 
-    def survivors(self, state: RoundState, uploaded: frozenset[str]) -> tuple[frozenset[str], bool]:
-        """(silos whose update counts, whether the mode's protocol is still running), given
-        the silos with an accepted submission in `state`'s attempt."""
-        return uploaded, False
+    def survivors(
+        self, state: RoundState, uploaded: frozenset[str]
+    ) -> tuple[frozenset[str], bool | None]:
+        """(silos whose update counts, whether the mode's own protocol is still running, None
+        for a mode without one: the attempt then closes by uploads and deadline), given the
+        silos with an accepted submission in `state`'s attempt."""
+        return uploaded, None
 
     def globals_digest(self, round_: int, adapter: int) -> str:
         """What a task names as its starting globals (the SHA-256 of the plaintext vector)."""
@@ -120,7 +123,16 @@ class ProtectionEdge:
         return {}
 
     def upload_digest(self, header: pb.UpdateHeader) -> str:
-        """The digest an upload header declares (checked before any payload is read)."""
+        """The digest an upload header of this mode declares (checked before any payload is
+        read); refuses a header of another mode."""
+        if header.protection != self._plan.protection:
+            raise FailedPrecondition(
+                f"upload protection {header.protection!r} does not match the plan's "
+                f"{self._plan.protection!r}"
+            )
+        return self._digest(header)
+
+    def _digest(self, header: pb.UpdateHeader) -> str:
         raise NotImplementedError
 
     def read_upload(

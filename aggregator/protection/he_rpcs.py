@@ -182,7 +182,7 @@ class HeEdge(ProtectionEdge):
 
         return self._machine.under_lock(find)
 
-    def upload_digest(self, header: pb.UpdateHeader) -> str:
+    def _digest(self, header: pb.UpdateHeader) -> str:
         return parse_manifest(header.he_manifest_json, "upload header").digest()
 
     def read_upload(

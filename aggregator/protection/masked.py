@@ -79,7 +79,9 @@ class MaskedProtection(Protection):
         declines = self._store.declines(round_=state.round, attempt=state.attempt)
         return masked.step(now_s, {d.silo_id for d in declines})
 
-    def survivors(self, state: RoundState, uploaded: frozenset[str]) -> tuple[frozenset[str], bool]:
+    def survivors(
+        self, state: RoundState, uploaded: frozenset[str]
+    ) -> tuple[frozenset[str], bool | None]:
         """Only silos inside a completed secure sum count; none if a restart lost the sums."""
         masked = self.current(state)
         if masked is None:

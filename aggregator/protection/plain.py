@@ -68,7 +68,7 @@ class PlainEdge(ProtectionEdge):
 
     update_dtype: str = codec.DTYPE
 
-    def upload_digest(self, header: pb.UpdateHeader) -> str:
+    def _digest(self, header: pb.UpdateHeader) -> str:
         if not header.HasField("manifest"):
             raise InvalidInput("upload header lacks its tensor manifest")
         max_bytes = int(self._plan.max_update_mib * _MIB)

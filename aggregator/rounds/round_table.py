@@ -85,7 +85,8 @@ class Facts:
     uploaded: frozenset[str]  # sampled silos with an accepted upload in this attempt
     declined: frozenset[str]  # sampled silos that declined this attempt
     reported: frozenset[str] = frozenset()  # sampled silos with a stored loss report (GROUPING)
-    masked_open: bool = False  # masking: a secure sum of this attempt is still running
+    # Modes with a protocol of their own clock (SecAgg+): whether it still runs; None: none.
+    protocol_running: bool | None = None
 
 
 class Action(enum.StrEnum):
@@ -132,10 +133,11 @@ def _first_wait(s: RoundState) -> bool:
 def _closed(s: RoundState, f: Facts, p: Plan) -> bool:
     """Every sampled silo reported, the deadline passed, or min_silos became unreachable.
 
-    Under masking, when every secure sum finished or aborted (they keep their own clocks);
-    `uploaded` then holds the silos inside a completed sum."""
-    if p.protection == "masking":
-        return not f.masked_open
+    In a mode with a protocol of its own (masking: when every secure sum finished or aborted,
+    they keep their own clocks), when that protocol ended; `uploaded` then holds the silos
+    inside a completed sum."""
+    if f.protocol_running is not None:
+        return not f.protocol_running
     pending = set(s.sampled) - f.uploaded - f.declined
     hopeless = len(f.uploaded) + len(pending) < p.min_silos
     return not pending or hopeless or _deadline_passed(s, f, p)

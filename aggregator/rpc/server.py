@@ -212,7 +212,7 @@ def serve_forever(config: AggregatorConfig, stop: threading.Event | None = None)
         phase = server.phase
         while phase not in FINISHED and not stop.is_set():
             phase = server.wait_until_finished(1.0)
-        encrypted = any(h.plan.protection == "he" for h in server.federations.values())
+        encrypted = any(not h.holds_plaintext for h in server.federations.values())
         if phase == Phase.DONE and encrypted:
             stop.wait(config.finish_linger_s)  # silos decrypt the selectors: `silo export`
         elif phase in FINISHED:

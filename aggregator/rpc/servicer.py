@@ -154,11 +154,6 @@ class FederationServicer(pb_grpc.FederationServicer):
         header = first.header
         self._check_federation(header.federation_id)
         self._check_plan(header.plan_sha256)
-        if header.protection != self._plan.protection:
-            raise FailedPrecondition(
-                f"upload protection {header.protection!r} does not match the plan's "
-                f"{self._plan.protection!r}"
-            )
         digest = self._edge.upload_digest(header)
         # The spend is verified and on disk before anything else about the upload is judged.
         cert = authenticated_cert(context)

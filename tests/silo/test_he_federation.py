@@ -86,7 +86,7 @@ def test_he_rounds_add_the_weighted_updates_and_the_aggregator_keeps_no_key_or_p
         configs = [silo_config(s, server.port, policy=HE_ONLY) for s in SILOS]
         outcomes = run_silos(configs, timeout_s=TIMEOUT_S)
         phase = server.wait_until_finished(TIMEOUT_S)
-        vault: HeVault = server.machine._he
+        vault: HeVault = server.machine.protection.vault
         encrypted = [vault.globals(r, 0) for r in range(3)]
         public_bytes = vault.public_bytes()
 
@@ -129,7 +129,7 @@ def test_a_revoked_silo_gets_no_key_and_cannot_decrypt_the_globals(
             client.join()
         revoke(pki.root, "silo-4")  # revoked after joining
         HeKeyring(configs["silo-1"], clients["silo-1"], he_plan).serve()
-        vault: HeVault = server.machine._he
+        vault: HeVault = server.machine.protection.vault
         assert vault.keyed_silos() == {"silo-1", "silo-2", "silo-3"}
         with pytest.raises(NotAuthenticated, match="revoked"):
             clients["silo-4"].he_keys(0)
@@ -232,7 +232,7 @@ def test_a_keyed_silo_exports_the_checked_final_selector_and_others_cannot(
         revoke(pki.root, "silo-3")
         with pytest.raises(NotAuthenticated, match="revoked"):
             export_selectors(configs["silo-3"], tmp_path / "revoked")
-        final = server.machine._he.globals(1, 0).vector
+        final = server.machine.protection.vault.globals(1, 0).vector
 
     assert outcomes == [0, 0, 0] and (result.algorithm, result.rounds) == ("fedbis", 1)
     model, spec, meta = load_selector(tmp_path / "export")
