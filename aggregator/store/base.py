@@ -7,6 +7,7 @@ views) is tested next to the backend.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
@@ -23,6 +24,9 @@ from aggregator.store.records import (
     TaskRecord,
 )
 from protos.plan import Plan
+
+ARTIFACT_KEY = re.compile(r"[a-z0-9][a-z0-9._/-]{0,199}")
+"""What an artifact key must match in every backend (a relative, lower-case path)."""
 
 
 class FederationStore(ABC):

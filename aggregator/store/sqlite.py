@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import safetensors.numpy
 
-from aggregator.store.base import FederationStore
+from aggregator.store.base import ARTIFACT_KEY, FederationStore
 from aggregator.store.records import (
     ClosedAttempt,
     Decline,
@@ -38,7 +37,6 @@ from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import Plan
 
 DB_NAME = "aggregator.sqlite3"
-_ARTIFACT_KEY = re.compile(r"[a-z0-9][a-z0-9._/-]{0,199}")
 
 
 _SCHEMA = """
@@ -259,8 +257,8 @@ class SqliteStore(FederationStore):
         return tensors
 
     def put_artifact(self, key: str, data: bytes) -> None:
-        if not _ARTIFACT_KEY.fullmatch(key):
-            raise InvalidInput(f"artifact key {key!r} must match {_ARTIFACT_KEY.pattern}")
+        if not ARTIFACT_KEY.fullmatch(key):
+            raise InvalidInput(f"artifact key {key!r} must match {ARTIFACT_KEY.pattern}")
         digest = hashlib.sha256(data).hexdigest()
         # Content-addressed file name: a replaced value never overwrites the one in use.
         name = f"{digest}.bin"
