@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from aggregator.store.base import ARTIFACT_KEY, FederationStore
+from aggregator.store.base import ARTIFACT_KEY, FederationStore, check_plan_change
 from aggregator.store.records import (
     ClosedAttempt,
     Decline,
@@ -70,21 +70,8 @@ class MemoryStore(FederationStore):
         self._m = medium
         self._fault_hook = fault_hook or (lambda _point: None)
         with medium.lock:
-            stored = medium.plan
-            if stored is not None and stored.sha256() != plan.sha256():
-                if not allow_plan_change:
-                    raise FailedPrecondition(
-                        f"{medium.name} belongs to plan {stored.sha256()[:12]} of federation "
-                        f"{stored.federation_id!r}, not plan {plan.sha256()[:12]}; use a fresh "
-                        "store, or allow the plan change explicitly"
-                    )
-                kept = ("federation_id", "selector", "algorithm", "fedbiscuit")
-                if any(getattr(stored, name) != getattr(plan, name) for name in kept):
-                    raise FailedPrecondition(
-                        f"{medium.name}: a plan change may not alter federation_id, selector, "
-                        "algorithm or fedbiscuit (the stored globals and assignment would not "
-                        "fit); use a fresh store"
-                    )
+            if medium.plan is not None:
+                check_plan_change(medium.name, medium.plan, plan, allow_plan_change)
             medium.plan = plan
         self.plan = plan
 

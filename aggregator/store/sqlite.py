@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import safetensors.numpy
 
-from aggregator.store.base import ARTIFACT_KEY, FederationStore
+from aggregator.store.base import ARTIFACT_KEY, FederationStore, check_plan_change
 from aggregator.store.records import (
     ClosedAttempt,
     Decline,
@@ -156,19 +156,7 @@ class SqliteStore(FederationStore):
         rows = self._rows("SELECT sha256, canonical_json FROM plan")
         if rows and rows[0][0] != plan.sha256():
             stored = Plan.from_canonical_json(rows[0][1])
-            if not allow_plan_change:
-                raise FailedPrecondition(
-                    f"{self.state_dir} belongs to plan {rows[0][0][:12]} of federation "
-                    f"{stored.federation_id!r}, not plan {plan.sha256()[:12]}; use a fresh "
-                    "state_dir, or allow the plan change explicitly"
-                )
-            kept = ("federation_id", "selector", "algorithm", "fedbiscuit")
-            if any(getattr(stored, name) != getattr(plan, name) for name in kept):
-                raise FailedPrecondition(
-                    f"{self.state_dir}: a plan change may not alter federation_id, selector, "
-                    "algorithm or fedbiscuit (the stored globals and assignment would not "
-                    "fit); use a fresh state_dir"
-                )
+            check_plan_change(str(self.state_dir), stored, plan, allow_plan_change)
         with self._tx() as tx:
             tx.execute(
                 "INSERT OR REPLACE INTO plan VALUES (1, ?, ?)",
