@@ -28,18 +28,21 @@ from protos.v1 import federation_pb2 as pb
 if TYPE_CHECKING:
     from aggregator.rounds.round_machine import RoundMachine
 
-CurrentGlobals = Callable[[int], tuple[codec.Manifest, np.ndarray]]
-"""Adapter k -> the plaintext globals (manifest, flat vector) the attempt's round starts from."""
-
 
 @dataclass(frozen=True)
-class AggregationRule:
-    """How an adapter's next globals weigh its contributions: FedAvg in warm-up and FedBis,
-    aggregate-on-model (1/N_cluster, at least `min_members` contributions) afterwards."""
+class Aggregation:
+    """What closing `state`'s attempt aggregates: its accepted submissions by adapter, and the
+    rule: FedAvg in warm-up and FedBis, aggregate-on-model (1/N_cluster, at least
+    `min_members` contributions) afterwards. `current(k)` is adapter k's plaintext globals
+    (manifest, flat vector) the round started from; the result is `next_round`'s."""
 
+    state: RoundState
+    by_adapter: Mapping[int, list[Submission]]
     warmup: bool
     cluster_sizes: Mapping[int, int]
     min_members: int
+    current: Callable[[int], tuple[codec.Manifest, np.ndarray]]
+    next_round: int
 
 
 class Protection:
@@ -96,15 +99,8 @@ class Protection:
         """Take a checked submission in; returns the vector the store keeps (None: none)."""
         return payload
 
-    def next_globals(
-        self,
-        state: RoundState,
-        by_adapter: Mapping[int, list[Submission]],
-        rule: AggregationRule,
-        current: CurrentGlobals,
-        next_round: int,
-    ) -> list[dict[str, np.ndarray]]:
-        """Store the globals `next_round` starts from and return them (plaintext modes)."""
+    def next_globals(self, agg: Aggregation) -> list[dict[str, np.ndarray]]:
+        """Store the globals `agg.next_round` starts from and return them (plaintext modes)."""
         raise NotImplementedError
 
 

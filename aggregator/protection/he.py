@@ -9,15 +9,14 @@ base. The wire side (keys, uploads, downloads, spot checks) is `he_rpcs.HeEdge`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from aggregator.protection.base import AggregationRule, CurrentGlobals, Protection
+from aggregator.protection.base import Aggregation, Protection
 from aggregator.protection.he_vault import HeVault
 from aggregator.rounds.round_table import RoundState
-from aggregator.store import FederationStore, Submission, TaskRecord
+from aggregator.store import FederationStore, TaskRecord
 from privacy.he import EncryptedVector, SignedCommitment
 from protos.errors import FailedPrecondition
 
@@ -73,19 +72,12 @@ class HeProtection(Protection):
         self.vault.add_contribution(task.task_id, encrypted, signed)
         return None
 
-    def next_globals(
-        self,
-        state: RoundState,
-        by_adapter: Mapping[int, list[Submission]],
-        rule: AggregationRule,
-        current: CurrentGlobals,
-        next_round: int,
-    ) -> list[dict[str, np.ndarray]]:
-        """The encrypted globals of `next_round`; no plaintext to return."""
+    def next_globals(self, agg: Aggregation) -> list[dict[str, np.ndarray]]:
+        """The encrypted globals of `agg.next_round`; no plaintext to return."""
         for adapter in range(self._plan.adapters):
-            subs = sorted(by_adapter.get(adapter, []), key=lambda sub: sub.silo_id)
-            floor = 1 if rule.warmup else rule.min_members
+            subs = sorted(agg.by_adapter.get(adapter, []), key=lambda sub: sub.silo_id)
+            floor = 1 if agg.warmup else agg.min_members
             enough = len(subs) >= max(self._plan.he.min_contributors, floor)
             tasks = [sub.task_id for sub in subs] if enough else []
-            self.vault.aggregate(state.round, adapter, tasks, next_round)
+            self.vault.aggregate(agg.state.round, adapter, tasks, agg.next_round)
         return []

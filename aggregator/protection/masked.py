@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 
 from aggregator.federation_trust import FederationTrust
-from aggregator.protection.base import AggregationRule, CurrentGlobals, Protection
+from aggregator.protection.base import Aggregation, Protection
 from aggregator.protection.masked_session import MaskedAttempt, MaskedSession, Stage, open_sessions
 from aggregator.protection.plain import PlainEdge
 from aggregator.rounds.fedavg import add_summed_deltas
 from aggregator.rounds.round_table import Phase, RoundState
-from aggregator.store import FederationStore, Submission, TaskRecord
+from aggregator.store import FederationStore, TaskRecord
 from privacy.secagg import MaskedInput, RoundContext, for_plan
 from privacy.secagg import wire as secagg_wire
 from protos import codec
@@ -97,28 +97,21 @@ class MaskedProtection(Protection):
         session.masked_input(task.silo_id, MaskedInput(session.context, task.silo_id, payload))
         return None
 
-    def next_globals(
-        self,
-        state: RoundState,
-        by_adapter: Mapping[int, list[Submission]],
-        rule: AggregationRule,
-        current: CurrentGlobals,
-        next_round: int,
-    ) -> list[dict[str, np.ndarray]]:
+    def next_globals(self, agg: Aggregation) -> list[dict[str, np.ndarray]]:
         """Each adapter's next globals from its secure sum alone (uniform FedAvg in warm-up
         and FedBis, aggregate-on-model afterwards); unchanged if it has none."""
-        masked = self.current(state)
+        masked = self.current(agg.state)
         finals = []
         for adapter in range(self._plan.adapters):
-            manifest, vector = current(adapter)
+            manifest, vector = agg.current(adapter)
             session = masked.session(adapter) if masked is not None else None
             result = session.result if session is not None else None
             count = 0 if result is None else len(result.silos)
-            if count > 0 and (rule.warmup or count >= rule.min_members):
-                divisor = count if rule.warmup else max(rule.cluster_sizes[adapter], count)
+            if count > 0 and (agg.warmup or count >= agg.min_members):
+                divisor = count if agg.warmup else max(agg.cluster_sizes[adapter], count)
                 vector = add_summed_deltas(vector, result.total, divisor)
             tensors = codec.unflatten(manifest, vector)
-            self._store.put_globals(next_round, tensors, adapter)
+            self._store.put_globals(agg.next_round, tensors, adapter)
             finals.append(tensors)
         return finals
 

@@ -7,15 +7,14 @@ itself: FedAvg in FedBis and warm-up, aggregate-on-model per cluster afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import numpy as np
 from cryptography import x509
 
-from aggregator.protection.base import AggregationRule, CurrentGlobals, Protection, ProtectionEdge
+from aggregator.protection.base import Aggregation, Protection, ProtectionEdge
 from aggregator.rounds.fedavg import aggregate_on_model, fedavg
-from aggregator.rounds.round_table import RoundState
-from aggregator.store import FederationStore, Submission, TaskRecord
+from aggregator.store import FederationStore, TaskRecord
 from protos import codec
 from protos.errors import InvalidInput
 from protos.v1 import federation_pb2 as pb
@@ -34,31 +33,24 @@ class PlainProtection(Protection):
                 "(aggregator.protection.choose), not insecure_plaintext"
             )
 
-    def next_globals(
-        self,
-        state: RoundState,
-        by_adapter: Mapping[int, list[Submission]],
-        rule: AggregationRule,
-        current: CurrentGlobals,
-        next_round: int,
-    ) -> list[dict[str, np.ndarray]]:
+    def next_globals(self, agg: Aggregation) -> list[dict[str, np.ndarray]]:
         finals = []
         for adapter in range(self._plan.adapters):
-            manifest, globals_vec = current(adapter)
-            subs = by_adapter.get(adapter, [])
+            manifest, globals_vec = agg.current(adapter)
+            subs = agg.by_adapter.get(adapter, [])
             deltas = [self._store.load_update(sub.task_id) for sub in subs]
-            if not deltas or (not rule.warmup and len(deltas) < rule.min_members):
+            if not deltas or (not agg.warmup and len(deltas) < agg.min_members):
                 vector = globals_vec
-            elif rule.warmup:
+            elif agg.warmup:
                 if self._plan.weighting == "num_examples":
                     weights = [float(sub.num_examples) for sub in subs]
                 else:
                     weights = [1.0] * len(subs)
                 vector = fedavg(globals_vec, deltas, weights)
             else:
-                vector = aggregate_on_model(globals_vec, deltas, rule.cluster_sizes[adapter])
+                vector = aggregate_on_model(globals_vec, deltas, agg.cluster_sizes[adapter])
             tensors = codec.unflatten(manifest, vector)
-            self._store.put_globals(next_round, tensors, adapter)
+            self._store.put_globals(agg.next_round, tensors, adapter)
             finals.append(tensors)
         return finals
 

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from aggregator.protection.base import AggregationRule, Protection
+from aggregator.protection.base import Aggregation, Protection
 from aggregator.protection.plain import PlainProtection
 from aggregator.rounds.budget_schedule import BudgetSchedule
 from aggregator.rounds.round_table import (
@@ -394,11 +394,14 @@ class RoundMachine(SiloRequests):
         for sub in submissions:
             adapter = self._store.task(sub.task_id).adapter_index
             by_adapter.setdefault(adapter, []).append(sub)
-        rule = AggregationRule(
-            warmup=plan.warmup_adapter(s.round) is not None,
-            cluster_sizes={k: list(s.clusters.values()).count(k) for k in range(plan.adapters)},
-            min_members=plan.fedbiscuit.min_cluster_silos if plan.fedbiscuit else 1,
-        )
         return self._protection.next_globals(
-            s, by_adapter, rule, lambda k: self.globals_vector(s.round, k), next_round
+            Aggregation(
+                state=s,
+                by_adapter=by_adapter,
+                warmup=plan.warmup_adapter(s.round) is not None,
+                cluster_sizes={k: list(s.clusters.values()).count(k) for k in range(plan.adapters)},
+                min_members=plan.fedbiscuit.min_cluster_silos if plan.fedbiscuit else 1,
+                current=lambda k: self.globals_vector(s.round, k),
+                next_round=next_round,
+            )
         )
