@@ -1,1 +1,2 @@
-"""The aggregator service: gRPC server, round state machine, FedAvg, durable store."""
+"""The aggregator service: rpc/ (gRPC edge), rounds/ (round state machine, FedAvg), protection/
+(plaintext, masking, HE strategies), store/ (durable state), ops/ (metrics, status)."""

@@ -1,5 +1,6 @@
-"""One federation as the aggregator process hosts it: its own state dir, plan, round machine,
-servicer, revocation list, metrics collector and export dir, shared with no other.
+"""One federation as the aggregator process hosts it: its own state dir, plan, trust (CA
+bundle and revocation view), protection mode, round machine, servicer, metrics and export
+dir, shared with no other.
 
 `AggregatorServer` owns the transport and hosts one or several of these side by side.
 """
@@ -11,21 +12,17 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from aggregator.auth import FederationTrust
 from aggregator.config import FederationConfig
-from aggregator.coordinator import RoundMachine
-from aggregator.he_rpcs import HeRpcs
-from aggregator.he_vault import HeVault
-from aggregator.ledger_intake import LedgerIntake
-from aggregator.masked_round import MaskingTrust
-from aggregator.metrics import AggregatorMetrics
-from aggregator.metrics_collector import FederationCollector
-from aggregator.phase_observer import PhaseObservingStore
-from aggregator.round_machine import Phase
-from aggregator.servicer import FederationServicer
-from aggregator.store import FederationStore
-from privacy.pki import RevocationList
-from protos import codec
+from aggregator.federation_trust import FederationTrust
+from aggregator.ops.metrics import AggregatorMetrics
+from aggregator.ops.metrics_collector import FederationCollector
+from aggregator.ops.phase_metrics import PhaseMetrics
+from aggregator.protection.choose import edge_for, protection_for
+from aggregator.rounds.ledger_intake import LedgerIntake
+from aggregator.rounds.round_machine import RoundMachine
+from aggregator.rounds.round_table import Phase
+from aggregator.rpc.servicer import FederationServicer
+from aggregator.store import FederationStore, SqliteStore
 from protos.plan import Plan
 from selector.checkpoint import save_federation_export
 from selector.model import adapter_state, build_selector
@@ -45,35 +42,32 @@ class HostedFederation:
         self.config = config
         self.plan: Plan = config.load_plan()
         self.trust = FederationTrust.from_files(config.pki.ca_cert, config.pki.revocation_list)
-        self._store = PhaseObservingStore.create(
+        self._store = SqliteStore.create(
             config.state_dir, self.plan, allow_plan_change=config.allow_plan_change
         )
-        self._store.observe(metrics)
         try:
-            he = None
-            if self.plan.protection == "he":
-                # The aggregator keeps no plaintext model: the public initial globals are
-                # encrypted once the key custodian provides the public context.
-                he = HeVault(self._store, lambda k: codec.flatten(_initial_state(self.plan, k))[1])
-            else:
-                for adapter in range(self.plan.adapters):
-                    if self._store.globals_record(0, adapter) is None:
-                        self._store.put_globals(0, _initial_state(self.plan, adapter), adapter)
+            protection = protection_for(
+                self._store, self.trust, lambda k: _initial_state(self.plan, k)
+            )
+            self.holds_plaintext = protection.holds_plaintext
             export = self._export if config.export_dir is not None else None
-            if he is not None and export is not None:
+            if not protection.holds_plaintext and export is not None:
                 log.warning(
-                    "federation=%s protection=he: the aggregator cannot export selectors (it "
+                    "federation=%s protection=%s: the aggregator cannot export selectors (it "
                     "holds no key); a silo exports them with `fedbiscuit silo export`",
                     self.plan.federation_id,
+                    self.plan.protection,
                 )
                 export = None
-            self.machine = RoundMachine(self._store, clock, export, self._masking_trust(), he)
+            self.machine = RoundMachine(
+                self._store, clock, export, protection, PhaseMetrics(self._store, metrics)
+            )
             self.servicer = FederationServicer(
                 self.machine,
                 self.plan,
                 max_long_poll_s,
                 LedgerIntake(self._store, clock),
-                None if he is None else self._he_rpcs(clock),
+                edge_for(protection, self.machine, self.trust, clock),
             )
             metrics.add_collector(
                 FederationCollector(self._store, lambda: self.machine.state, clock)
@@ -96,23 +90,6 @@ class HostedFederation:
 
     def close(self) -> None:
         self._store.close()
-
-    def _masking_trust(self) -> MaskingTrust:
-        """What silos' secure-aggregation keys are checked against: this federation's (first)
-        CA and revocation list as it stands at start (revoked silos are also refused at every
-        call)."""
-        revoked = RevocationList.load(self.trust.revocation_list)
-        return MaskingTrust(self.trust.ca_certs[0], frozenset(e.serial for e in revoked.entries))
-
-    def _he_rpcs(self, clock: Callable[[], float]) -> HeRpcs:
-        revocations = self.trust.revocation_list
-        return HeRpcs(
-            self.machine,
-            self.plan,
-            self.config.pki.ca_cert.read_bytes(),
-            lambda: frozenset(e.serial for e in RevocationList.load(revocations).entries),
-            clock,
-        )
 
     def _export(
         self, finals: Sequence[Mapping[str, np.ndarray]], clusters: Mapping[str, int]

@@ -39,7 +39,7 @@ import grpc
 import numpy as np
 
 from aggregator.config import AggregatorConfig
-from aggregator.server import AggregatorServer
+from aggregator.rpc.server import AggregatorServer
 from privacy.accounting import DpEvent
 from privacy.ledger import EntrySigner
 from privacy.pki import (
@@ -71,7 +71,7 @@ RAW_TLS = "raw TLS socket (ssl, mTLS, recv_into)"
 REUPLOAD = "SiloClient.upload_update, re-upload"
 
 GrpcOptions = Sequence[tuple[str, int | str]]
-# What aggregator/server.py and silo/client.py set today.
+# What aggregator/rpc/server.py and silo/client.py set today.
 PROJECT_OPTIONS: GrpcOptions = (
     ("grpc.max_send_message_length", 2 * MIB),
     ("grpc.max_receive_message_length", 2 * MIB),

@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 
 from aggregator.config import load_config
-from aggregator.round_machine import Phase
-from aggregator.status import FederationStatus, read_status
+from aggregator.ops.status import FederationStatus, read_status
+from aggregator.rounds.round_table import Phase
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -74,7 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from aggregator.server import serve_forever  # imports torch: only when serving
+    from aggregator.rpc.server import serve_forever  # imports torch: only when serving
 
     config = load_config(args.config)
     if args.log_format is not None:
@@ -99,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from aggregator.config_check import check_config
+    from aggregator.ops.config_check import check_config
 
     summary = check_config(load_config(args.config))
     print(f"{args.config}: OK")

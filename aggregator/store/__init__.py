@@ -1,12 +1,14 @@
 """Durable aggregator state behind one abstract class (DESIGN.md §8).
 
 `FederationStore` (base.py) is the interface the round machine uses; `SqliteStore`
-(sqlite.py) is the production backend; the records (records.py) are what both hand back.
+(sqlite.py) is the production backend, `MemoryStore` (memory.py) one without a disk; the
+records (records.py) are what every backend hands back.
 Everything a store acknowledges is durable on return, so the aggregator commits before it
 acknowledges a silo. Import from here: the submodules are an implementation detail.
 """
 
 from aggregator.store.base import FederationStore
+from aggregator.store.memory import MemoryMedium, MemoryStore
 from aggregator.store.records import (
     ClosedAttempt,
     Decline,
@@ -27,6 +29,8 @@ __all__ = [
     "GlobalsRecord",
     "LedgerEntryRecord",
     "LossReport",
+    "MemoryMedium",
+    "MemoryStore",
     "SiloRecord",
     "SqliteStore",
     "Submission",

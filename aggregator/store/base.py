@@ -7,6 +7,7 @@ views) is tested next to the backend.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
@@ -22,7 +23,31 @@ from aggregator.store.records import (
     Submission,
     TaskRecord,
 )
+from protos.errors import FailedPrecondition
 from protos.plan import Plan
+
+ARTIFACT_KEY = re.compile(r"[a-z0-9][a-z0-9._/-]{0,199}")
+"""What an artifact key must match in every backend (a relative, lower-case path)."""
+
+
+def check_plan_change(where: str, stored: Plan, plan: Plan, allow_plan_change: bool) -> None:
+    """Refuse to open state of `stored` for another `plan`, unless the operator allowed the
+    change and it keeps what the stored globals and assignment depend on."""
+    if stored.sha256() == plan.sha256():
+        return
+    if not allow_plan_change:
+        raise FailedPrecondition(
+            f"{where} belongs to plan {stored.sha256()[:12]} of federation "
+            f"{stored.federation_id!r}, not plan {plan.sha256()[:12]}; use a fresh "
+            "state_dir, or allow the plan change explicitly"
+        )
+    kept = ("federation_id", "selector", "algorithm", "fedbiscuit")
+    if any(getattr(stored, name) != getattr(plan, name) for name in kept):
+        raise FailedPrecondition(
+            f"{where}: a plan change may not alter federation_id, selector, "
+            "algorithm or fedbiscuit (the stored globals and assignment would not "
+            "fit); use a fresh state_dir"
+        )
 
 
 class FederationStore(ABC):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import safetensors.numpy
 
-from aggregator.store.base import FederationStore
+from aggregator.store.base import ARTIFACT_KEY, FederationStore, check_plan_change
 from aggregator.store.records import (
     ClosedAttempt,
     Decline,
@@ -38,7 +37,6 @@ from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import Plan
 
 DB_NAME = "aggregator.sqlite3"
-_ARTIFACT_KEY = re.compile(r"[a-z0-9][a-z0-9._/-]{0,199}")
 
 
 _SCHEMA = """
@@ -158,19 +156,7 @@ class SqliteStore(FederationStore):
         rows = self._rows("SELECT sha256, canonical_json FROM plan")
         if rows and rows[0][0] != plan.sha256():
             stored = Plan.from_canonical_json(rows[0][1])
-            if not allow_plan_change:
-                raise FailedPrecondition(
-                    f"{self.state_dir} belongs to plan {rows[0][0][:12]} of federation "
-                    f"{stored.federation_id!r}, not plan {plan.sha256()[:12]}; use a fresh "
-                    "state_dir, or allow the plan change explicitly"
-                )
-            kept = ("federation_id", "selector", "algorithm", "fedbiscuit")
-            if any(getattr(stored, name) != getattr(plan, name) for name in kept):
-                raise FailedPrecondition(
-                    f"{self.state_dir}: a plan change may not alter federation_id, selector, "
-                    "algorithm or fedbiscuit (the stored globals and assignment would not "
-                    "fit); use a fresh state_dir"
-                )
+            check_plan_change(str(self.state_dir), stored, plan, allow_plan_change)
         with self._tx() as tx:
             tx.execute(
                 "INSERT OR REPLACE INTO plan VALUES (1, ?, ?)",
@@ -259,8 +245,8 @@ class SqliteStore(FederationStore):
         return tensors
 
     def put_artifact(self, key: str, data: bytes) -> None:
-        if not _ARTIFACT_KEY.fullmatch(key):
-            raise InvalidInput(f"artifact key {key!r} must match {_ARTIFACT_KEY.pattern}")
+        if not ARTIFACT_KEY.fullmatch(key):
+            raise InvalidInput(f"artifact key {key!r} must match {ARTIFACT_KEY.pattern}")
         digest = hashlib.sha256(data).hexdigest()
         # Content-addressed file name: a replaced value never overwrites the one in use.
         name = f"{digest}.bin"

@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from aggregator.status import FederationStatus, read_status
+from aggregator.ops.status import FederationStatus, read_status
 from fedbiscuit.demo.align import align_demo
 from fedbiscuit.demo.layout import DemoLayout, DemoOptions, lay_out
 from fedbiscuit.demo.report import Agreement, ClusterReport, DemoReport, SiloReport

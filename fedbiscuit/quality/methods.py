@@ -1,6 +1,6 @@
 """The four methods `fedbiscuit.quality.comparison` compares, trained in-process with the
 federation's own parts (no gRPC): `silo.trainer.LocalTrainer` for DP-SGD,
-`aggregator.fedavg` (FedAvg, aggregate-on-model), the DP loss report of
+`aggregator.rounds.fedavg` (FedAvg, aggregate-on-model), the DP loss report of
 `privacy.loss_report`, the plan's balanced assignment and its schedule
 (`Plan.warmup_adapter`, `Plan.grouping_rounds`).
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from aggregator.fedavg import aggregate_on_model, fedavg
+from aggregator.rounds.fedavg import aggregate_on_model, fedavg
 from privacy.accounting import PrivacyAccountant, derive_noise_multiplier
 from privacy.balanced_assignment import assign_clusters
 from privacy.loss_report import evaluation_sample, loss_report_event, noised_mean_losses

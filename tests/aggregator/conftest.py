@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from aggregator.config import AggregatorConfig, AggregatorPki
-from aggregator.server import AggregatorServer
+from aggregator.rpc.server import AggregatorServer
 from privacy.ledger import GENESIS_HASH, EntrySigner, LedgerEntry
 from privacy.pki import FederationPaths, channel_credentials, init_ca, issue_aggregator, issue_silo
 from protos import codec

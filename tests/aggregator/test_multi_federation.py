@@ -14,9 +14,9 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from aggregator.config import AggregatorConfig, AggregatorPki, FederationConfig
-from aggregator.round_machine import Phase
-from aggregator.server import AggregatorServer
-from aggregator.status import read_status
+from aggregator.ops.status import read_status
+from aggregator.rounds.round_table import Phase
+from aggregator.rpc.server import AggregatorServer
 from fedbiscuit.cli import main
 from privacy.pki import (
     FederationPaths,

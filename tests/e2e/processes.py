@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from aggregator.status import FederationStatus, read_status
+from aggregator.ops.status import FederationStatus, read_status
 from protos.errors import FedbiscuitError
 
 DEADLINE_S = 180

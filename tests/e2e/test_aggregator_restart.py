@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from aggregator.status import read_status
+from aggregator.ops.status import read_status
 from fedbiscuit.demo.layout import DemoOptions, lay_out
 from privacy.ledger import Ledger
 

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from aggregator.status import read_status
+from aggregator.ops.status import read_status
 from fedbiscuit.demo.layout import DemoOptions, lay_out
 
 from . import processes

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.status import FederationStatus, read_status
+from aggregator.ops.status import FederationStatus, read_status
 from aggregator.store import SqliteStore
 from fedbiscuit.demo.layout import FEDERATION_ID, DemoOptions, lay_out
 from privacy.ledger import Ledger

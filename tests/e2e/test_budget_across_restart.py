@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.budget_schedule import next_round_epsilon
-from aggregator.status import read_status
+from aggregator.ops.status import read_status
+from aggregator.rounds.budget_schedule import next_round_epsilon
 from fedbiscuit.demo.layout import DemoOptions, lay_out
 from privacy.accounting import DpEvent, PrivacyAccountant
 from privacy.budget_guard import BudgetGuard

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from aggregator.status import read_status
+from aggregator.ops.status import read_status
 from aggregator.store import SqliteStore
 from fedbiscuit.demo.layout import FEDERATION_ID, DemoOptions, lay_out
 from privacy.ledger import Ledger

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.status import read_status
+from aggregator.ops.status import read_status
 from fedbiscuit.demo.layout import DemoOptions, lay_out
 from privacy import pki
 from protos.operator_formats.config_files import save_model_file

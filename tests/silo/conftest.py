@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from aggregator.config import AggregatorConfig
-from aggregator.server import AggregatorServer
+from aggregator.rpc.server import AggregatorServer
 from privacy.pki import FederationPaths, init_ca, issue_aggregator, issue_silo
 from protos import codec
 from protos.operator_formats.config_files import save_model_file

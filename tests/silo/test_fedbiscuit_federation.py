@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.round_machine import Phase
-from aggregator.status import read_status
+from aggregator.ops.status import read_status
+from aggregator.rounds.round_table import Phase
 from privacy.accounting import DpEvent, PrivacyAccountant
 from privacy.ledger import Ledger
 from privacy.loss_report import loss_report_event

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from aggregator.round_machine import Phase
-from aggregator.status import read_status
+from aggregator.ops.status import read_status
+from aggregator.rounds.round_table import Phase
 from privacy.ledger import EntrySigner, Ledger
 from protos.errors import FailedPrecondition, PolicyViolation
 from protos.plan import Plan

@@ -16,7 +16,14 @@ from typing import Protocol
 import numpy as np
 import pytest
 
-from aggregator.store import FederationStore, LedgerEntryRecord, SqliteStore, Submission
+from aggregator.store import (
+    FederationStore,
+    LedgerEntryRecord,
+    MemoryMedium,
+    MemoryStore,
+    SqliteStore,
+    Submission,
+)
 from protos import codec
 from protos.plan import Plan
 
@@ -53,8 +60,22 @@ def _sqlite(location: Path) -> StoreOpener:
     return opener
 
 
+def _memory(location: Path) -> StoreOpener:
+    medium = MemoryMedium(str(location))  # one medium per test: what a reopen sees
+
+    def opener(
+        plan: Plan = PLAN,
+        *,
+        allow_plan_change: bool = False,
+        fault_hook: Callable[[str], None] | None = None,
+    ) -> FederationStore:
+        return MemoryStore(medium, plan, allow_plan_change=allow_plan_change, fault_hook=fault_hook)
+
+    return opener
+
+
 # Backend name -> opener factory, given the test's durable location (a fresh directory).
-BACKENDS: dict[str, Callable[[Path], StoreOpener]] = {"sqlite": _sqlite}
+BACKENDS: dict[str, Callable[[Path], StoreOpener]] = {"sqlite": _sqlite, "memory": _memory}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

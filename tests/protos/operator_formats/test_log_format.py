@@ -10,7 +10,7 @@ from protos.operator_formats.log_format import JsonFormatter
 
 def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
     made = logging.LogRecord(
-        "aggregator.coordinator", logging.INFO, __file__, 1, message, args, None
+        "aggregator.rounds.round_machine", logging.INFO, __file__, 1, message, args, None
     )
     made.__dict__.update(extra)
     return made
@@ -24,7 +24,7 @@ def test_key_value_fields_of_the_message_become_json_fields() -> None:
     doc = json.loads(line)
     assert doc["message"] == "federation=demo round=3 attempt=0 round started silos=a,b"
     assert (doc["federation"], doc["round"], doc["attempt"], doc["silos"]) == ("demo", 3, 0, "a,b")
-    assert (doc["level"], doc["logger"]) == ("INFO", "aggregator.coordinator")
+    assert (doc["level"], doc["logger"]) == ("INFO", "aggregator.rounds.round_machine")
 
 
 def test_extra_fields_are_kept_and_cannot_overwrite_the_envelope() -> None:

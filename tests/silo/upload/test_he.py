@@ -16,8 +16,8 @@ import pytest
 import tenseal as ts
 from cryptography.hazmat.primitives import serialization
 
-from aggregator.he_vault import HeVault
-from aggregator.round_machine import Phase
+from aggregator.protection.he_vault import HeVault
+from aggregator.rounds.round_table import Phase
 from fedbiscuit.cli import main as fedbiscuit_main
 from privacy.he import AggregateRejected, decrypt_update, open_sealed_context
 from privacy.he import sum_encrypted as he_sum
@@ -88,7 +88,7 @@ def test_he_rounds_add_the_weighted_updates_and_the_aggregator_keeps_no_key_or_p
         configs = [silo_config(s, server.port, policy=HE_ONLY) for s in SILOS]
         outcomes = run_silos(configs, timeout_s=TIMEOUT_S)
         phase = server.wait_until_finished(TIMEOUT_S)
-        vault: HeVault = server.machine._he
+        vault: HeVault = server.machine.protection.vault
         encrypted = [vault.globals(r, 0) for r in range(3)]
         public_bytes = vault.public_bytes()
 
@@ -133,7 +133,7 @@ def test_a_revoked_silo_gets_no_key_and_cannot_decrypt_the_globals(
         custodian = configs["silo-1"]
         identity = SiloIdentity.load(custodian)
         HeKeyring(custodian, identity, clients["silo-1"], he_plan).serve()
-        vault: HeVault = server.machine._he
+        vault: HeVault = server.machine.protection.vault
         assert vault.keyed_silos() == {"silo-1", "silo-2", "silo-3"}
         with pytest.raises(NotAuthenticated, match="revoked"):
             clients["silo-4"].he_keys(0)
@@ -236,7 +236,7 @@ def test_a_keyed_silo_exports_the_checked_final_selector_and_others_cannot(
         revoke(pki.root, "silo-3")
         with pytest.raises(NotAuthenticated, match="revoked"):
             export_selectors(configs["silo-3"], tmp_path / "revoked")
-        final = server.machine._he.globals(1, 0).vector
+        final = server.machine.protection.vault.globals(1, 0).vector
 
     assert outcomes == [0, 0, 0] and (result.algorithm, result.rounds) == ("fedbis", 1)
     model, spec, meta = load_selector(tmp_path / "export")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aggregator.round_machine import Phase
+from aggregator.rounds.round_table import Phase
 from privacy.ledger import Ledger
 from privacy.pki import FederationPaths, issue_silo
 from protos import codec

@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics and their collectors, the admin status view, config check."""

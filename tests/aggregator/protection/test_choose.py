@@ -1,0 +1,85 @@
+"""The protection mode is chosen once from the plan, fails closed, and is the only place that
+knows it: other modes' RPCs are refused, and one trust view serves every check."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aggregator.federation_trust import FederationTrust
+from aggregator.protection.choose import edge_for, protection_for
+from aggregator.protection.he import HeProtection
+from aggregator.protection.masked import MaskedProtection
+from aggregator.protection.plain import PlainProtection
+from aggregator.rounds.round_machine import RoundMachine
+from aggregator.store import MemoryMedium, MemoryStore
+from privacy.pki import FederationPaths, RevocationList, RevokedCertificate
+from protos.errors import FailedPrecondition, InvalidInput
+from protos.plan import HeSpec
+from protos.v1 import federation_pb2 as pb
+
+from ..conftest import FakeClock, tiny_plan
+
+
+def _initial(adapter: int) -> dict[str, np.ndarray]:
+    return {"w": np.full(4, float(adapter), np.float32)}
+
+
+MODES = {
+    "insecure_plaintext": {},
+    "masking": {"silos_per_round": 3, "min_silos": 3},
+    "he": {"silos_per_round": 3, "min_silos": 3, "he": HeSpec(key_custodian="silo-1")},
+}
+
+
+@pytest.mark.parametrize(
+    ("protection", "strategy"),
+    [("insecure_plaintext", PlainProtection), ("masking", MaskedProtection), ("he", HeProtection)],
+)
+def test_the_plan_picks_the_strategy(pki: FederationPaths, protection: str, strategy: type) -> None:
+    store = MemoryStore(MemoryMedium(), tiny_plan(protection=protection, **MODES[protection]))
+    trust = FederationTrust.from_files(pki.ca_cert, pki.revocation_list)
+
+    chosen = protection_for(store, trust, _initial)
+
+    assert type(chosen) is strategy
+    assert chosen.holds_plaintext == (protection != "he")
+
+
+def test_a_masking_plan_never_runs_unprotected() -> None:
+    store = MemoryStore(MemoryMedium(), tiny_plan(protection="masking", **MODES["masking"]))
+
+    with pytest.raises(InvalidInput, match="'masking' plan needs its own protection"):
+        RoundMachine(store, FakeClock())
+
+
+def test_a_plaintext_federation_refuses_secure_aggregation_and_he_calls(
+    pki: FederationPaths,
+) -> None:
+    store = MemoryStore(MemoryMedium(), tiny_plan())
+    trust = FederationTrust.from_files(pki.ca_cert, pki.revocation_list)
+    protection = protection_for(store, trust, _initial)
+    edge = edge_for(protection, RoundMachine(store, FakeClock(), protection=protection), trust)
+
+    with pytest.raises(FailedPrecondition, match="does not use homomorphic mode"):
+        edge.he_keys("silo-1", pb.HeKeysRequest())
+    with pytest.raises(FailedPrecondition, match="does not use secure aggregation"):
+        edge.secagg_fetch("silo-1", pb.SecAggFetchRequest(), 0.0)
+
+
+def test_a_revocation_reaches_every_check_through_the_one_trust_view(
+    pki: FederationPaths, tmp_path: Path
+) -> None:
+    revoked = tmp_path / "revoked.json"
+    revoked.write_bytes(pki.revocation_list.read_bytes())
+    trust = FederationTrust.from_files(pki.ca_cert, revoked)
+    before = trust.revoked_serials()
+
+    entry = RevokedCertificate(4242, "silo-9", datetime(2026, 1, 1, tzinfo=UTC))
+    RevocationList.load(revoked).with_revoked(entry).save(revoked)
+
+    assert 4242 not in before
+    assert 4242 in trust.revoked_serials() and trust.revocations.is_revoked(4242)

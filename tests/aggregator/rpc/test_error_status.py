@@ -1,0 +1,49 @@
+"""The aggregator's error translator: each domain error class gets its status code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+
+from aggregator.rpc.error_status import status_of
+from privacy.he import AggregateRejected
+from privacy.secagg import SecAggAborted
+from protos import errors
+from protos.errors import (
+    BudgetExceeded,
+    FailedPrecondition,
+    InvalidInput,
+    NotAuthenticated,
+    PermissionDenied,
+    PolicyViolation,
+    ResourceExhausted,
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (NotAuthenticated, grpc.StatusCode.UNAUTHENTICATED),
+        (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+        (AggregateRejected, grpc.StatusCode.PERMISSION_DENIED),
+        (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
+        (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+        (BudgetExceeded, grpc.StatusCode.FAILED_PRECONDITION),
+        (PolicyViolation, grpc.StatusCode.FAILED_PRECONDITION),
+        (SecAggAborted, grpc.StatusCode.FAILED_PRECONDITION),
+        (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    ],
+)
+def test_each_domain_error_gets_its_status_and_message(error: type, code: grpc.StatusCode) -> None:
+    assert status_of(error("round 3 is over")) == (code, "round 3 is over")
+
+
+def test_an_unexpected_error_is_internal_and_its_details_stay_in_the_log() -> None:
+    assert status_of(KeyError("secret path /var/x")) == (grpc.StatusCode.INTERNAL, "internal error")
+
+
+def test_protos_errors_do_not_import_grpc() -> None:
+    source = Path(errors.__file__).read_text(encoding="utf-8")
+    assert "grpc" not in source.replace("gRPC", "")
