@@ -1,7 +1,8 @@
 """Flat float32 update <-> CKKS ciphertexts, their manifest, the homomorphic sum, decryption.
 
 Why this shape: an adapter update is one flat vector (the codec's order); it is cut into
-runs of N/2 values, one ciphertext each, serialised separately so the transport can stream
+runs of N/2 values (N/2 slots times ``values_per_slot`` for packed presets, ``_digits.py``),
+one ciphertext each, serialised separately so the transport can stream
 them in chunks like any update. The manifest lists every ciphertext's SHA-256, so each
 chunk is checked *before* TenSEAL parses it, and the manifest's own digest is what a silo
 signs (see ``_statements.py``).
@@ -26,6 +27,7 @@ import tenseal as ts
 from pydantic import Field, model_validator
 
 from privacy.he._context import PublicContext, SecretContext
+from privacy.he._digits import pack, unpack
 from protos.errors import InvalidInput
 from protos.strict_model import StrictTypedModel
 
@@ -44,7 +46,9 @@ class CiphertextManifest(StrictTypedModel):
         pattern=_SHA256, description="SHA-256 of the public context they were made under."
     )
     length: int = Field(ge=1, description="Number of float values packed.")
-    slots: int = Field(ge=1, description="Values per ciphertext (N/2); the last may hold fewer.")
+    slots: int = Field(
+        ge=1, description="Values per ciphertext (N/2 x values per slot); the last may hold fewer."
+    )
     count: int = Field(ge=1, description="Number of ciphertexts.")
     chunk_sha256: tuple[str, ...] = Field(description="SHA-256 of each serialised ciphertext.")
 
@@ -127,7 +131,7 @@ def _manifest(ctx: SecretContext | PublicContext, length: int, chunks: Sequence[
         preset=ctx.preset.name,
         context_id=ctx.context_id,
         length=length,
-        slots=ctx.preset.slots,
+        slots=ctx.preset.values_per_chunk,
         count=len(chunks),
         chunk_sha256=tuple(hashlib.sha256(c).hexdigest() for c in chunks),
     )
@@ -161,9 +165,16 @@ def encrypt_update(
             f"silos can add under preset {preset.name!r}; clip the update or choose a preset "
             "with a smaller scale"
         )
+    if preset.packed:
+        slots = pack(
+            scaled, step=preset.step, digit_bits=preset.digit_bits, per_slot=preset.values_per_slot
+        )
+    else:
+        slots = scaled
+    tenseal = ctx._tenseal()
     chunks = tuple(
-        ts.ckks_vector(ctx._tenseal(), scaled[i : i + preset.slots]).serialize()
-        for i in range(0, scaled.size, preset.slots)
+        ts.ckks_vector(tenseal, slots[i : i + preset.slots]).serialize()
+        for i in range(0, slots.size, preset.slots)
     )
     return EncryptedVector(_manifest(ctx, scaled.size, chunks), chunks)
 
@@ -172,7 +183,7 @@ def check_manifest(
     ctx: SecretContext | PublicContext, manifest: CiphertextManifest, *, length: int | None
 ) -> None:
     """Refuse a manifest made for another context or preset, or of an unexpected length."""
-    if manifest.preset != ctx.preset.name or manifest.slots != ctx.preset.slots:
+    if manifest.preset != ctx.preset.name or manifest.slots != ctx.preset.values_per_chunk:
         raise InvalidInput(
             f"ciphertexts use preset {manifest.preset!r} ({manifest.slots} slots); this "
             f"federation uses {ctx.preset.name!r}"
@@ -193,7 +204,7 @@ def load_chunk(
     if not 0 <= index < manifest.count:
         raise InvalidInput(f"ciphertext chunk {index} is outside 0..{manifest.count - 1}")
     preset = ctx.preset
-    max_len = int(preset.bytes_per_value() * preset.slots) + _HEADER_ALLOWANCE
+    max_len = preset.ciphertext_bytes() + _HEADER_ALLOWANCE
     if len(data) > max_len:
         raise InvalidInput(f"ciphertext chunk {index} is {len(data)} bytes, over {max_len}")
     if hashlib.sha256(data).hexdigest() != manifest.chunk_sha256[index]:
@@ -206,8 +217,9 @@ def load_chunk(
     except Exception as exc:  # TenSEAL/SEAL raise ValueError or RuntimeError
         raise InvalidInput(f"ciphertext chunk {index} could not be parsed: {exc}") from None
     cts = vector.ciphertext()
+    values = manifest.chunk_length(index)
     if (
-        vector.size() != manifest.chunk_length(index)
+        vector.size() != math.ceil(values / preset.values_per_slot)
         or len(cts) != 1
         or cts[0].size() != 2
         or cts[0].coeff_modulus_size() != len(preset.coeff_mod_bit_sizes) - 1
@@ -216,7 +228,7 @@ def load_chunk(
     ):
         raise InvalidInput(
             f"ciphertext chunk {index} is not a fresh-level ciphertext of "
-            f"{manifest.chunk_length(index)} values at scale 2^{preset.scale_bits}"
+            f"{values} values at scale 2^{preset.scale_bits}"
         )
     return vector
 
@@ -285,10 +297,19 @@ def sum_encrypted(
 
 
 def decrypt_update(ctx: SecretContext, encrypted: EncryptedVector) -> np.ndarray:
-    """Decrypt a (checked) encrypted vector on a silo; returns float32 values."""
+    """Decrypt a (checked) encrypted vector on a silo; returns float32 values.
+
+    Packed presets refuse a sum whose values left the preset's range (it may have wrapped).
+    """
     vectors = _check_whole(ctx, encrypted, None)
-    out = np.empty(encrypted.manifest.length, dtype=np.float32)
-    slots = encrypted.manifest.slots
-    for i, v in enumerate(vectors):
-        out[i * slots : i * slots + v.size()] = v.decrypt()
-    return out
+    slots = np.concatenate([np.asarray(v.decrypt(), dtype=np.float64) for v in vectors])
+    preset = ctx.preset
+    if not preset.packed:
+        return slots.astype(np.float32)
+    return unpack(
+        slots,
+        encrypted.manifest.length,
+        step=preset.step,
+        digit_bits=preset.digit_bits,
+        per_slot=preset.values_per_slot,
+    ).astype(np.float32)

@@ -21,6 +21,13 @@ rounding, r0 + r1 * s with r uniform in [-1/2, 1/2] and s ternary: per-coefficie
 Decoding maps N coefficients to N/2 slots, so a slot's error RMS is
 sqrt(N/2 * coefficient variance) / scale ~= N / (6 * scale). Sums of n fresh ciphertexts
 have n independent noises: RMS grows as sqrt(n).
+
+Packed presets (``values_per_slot > 1``, see ``_digits.py``) put several values rounded to
+a grid of ``step`` into one slot as base-``2**digit_bits`` digits. A slot then holds an
+integer of ``values_per_slot * digit_bits`` bits at a small scale (the CKKS noise above is
+then a fraction of the lowest digit's step), which must stay under the data prime:
+``values_per_slot * digit_bits + scale_bits <= data prime bits - 2``. Every legitimate sum
+keeps each digit within ``2**(digit_bits - 2)`` steps, i.e. ``|value| <= packed_range``.
 """
 
 from __future__ import annotations
@@ -54,6 +61,27 @@ class CkksPreset:
     poly_modulus_degree: int
     coeff_mod_bit_sizes: tuple[int, ...]
     scale_bits: int
+    values_per_slot: int = 1
+    """Values packed per slot; above 1, each is a digit of ``digit_bits`` on a grid of
+    ``step`` (``_digits.py``)."""
+    digit_bits: int = 0
+    packed_range: float = 0.0
+    """Packed presets: the largest |value| of any sum (the value bound); step is this over
+    ``2**(digit_bits - 2)``."""
+
+    @property
+    def packed(self) -> bool:
+        return self.values_per_slot > 1
+
+    @property
+    def step(self) -> float:
+        """Grid of a packed preset's values (its quantization step)."""
+        return self.packed_range / 2 ** (self.digit_bits - 2)
+
+    @property
+    def values_per_chunk(self) -> int:
+        """Values per ciphertext: N/2 slots times the values packed in each."""
+        return self.slots * self.values_per_slot
 
     @property
     def slots(self) -> int:
@@ -74,7 +102,10 @@ class CkksPreset:
 
         The data prime q0 lies in [2^(b-1), 2^b); a slot value v becomes coefficients of size
         at most |v| * scale, which must stay below q0 / 2. Half of that is kept as margin.
+        Packed presets: ``packed_range`` (each digit within a quarter of its base).
         """
+        if self.packed:
+            return self.packed_range
         return 2.0 ** (self.coeff_mod_bit_sizes[0] - 2 - self.scale_bits)
 
     def fresh_error_rms(self) -> float:
@@ -87,13 +118,22 @@ class CkksPreset:
         return math.sqrt(n / 2 * coeff_var) / self.scale
 
     def sum_error_rms(self, n_terms: int) -> float:
-        """Expected RMS error per slot of a sum of ``n_terms`` fresh ciphertexts."""
+        """Expected RMS error per value of a sum of ``n_terms`` fresh ciphertexts (packed:
+        rounding each term to the grid, uniform within half a step, plus the slot noise in
+        steps)."""
+        if self.packed:
+            noise_steps = self.fresh_error_rms()  # the slot's integer is in steps
+            return math.sqrt(n_terms) * self.step * math.sqrt(1 / 12 + noise_steps**2)
         return math.sqrt(n_terms) * self.fresh_error_rms()
 
-    def bytes_per_value(self) -> float:
-        """Wire size of a ciphertext (one data prime, 8-byte words) per packed value."""
+    def ciphertext_bytes(self) -> int:
+        """Wire size of one ciphertext's polynomials (8-byte words), header excluded."""
         data_primes = len(self.coeff_mod_bit_sizes) - 1
-        return 2 * self.poly_modulus_degree * 8 * data_primes / self.slots
+        return 2 * self.poly_modulus_degree * 8 * data_primes
+
+    def bytes_per_value(self) -> float:
+        """Wire size of a ciphertext per value it carries."""
+        return self.ciphertext_bytes() / self.values_per_chunk
 
 
 PRESETS: dict[str, CkksPreset] = {
@@ -107,6 +147,9 @@ PRESETS: dict[str, CkksPreset] = {
         CkksPreset("ckks-add-8192-fine", 8192, (60, 60), 50),
         # Large: far below the modulus limit for N=16384 (a wide security margin).
         CkksPreset("ckks-add-16384", 16384, (60, 60), 40),
+        # Packed: 3 values of 14-bit digits per slot, ~10.7 bytes/value; sums within +-1 on
+        # a grid of 2^-12 (error <= n_terms * 2^-13 per value plus a step of CKKS noise).
+        CkksPreset("ckks-pack3-8192", 8192, (60, 60), 16, 3, 14, 1.0),
     )
 }
 DEFAULT_PRESET = "ckks-add-8192"
@@ -138,6 +181,26 @@ def check_security(preset: CkksPreset) -> None:
         raise InvalidInput(
             f"CKKS preset {preset.name!r}: scale 2^{preset.scale_bits} leaves no room for "
             f"values under a {preset.coeff_mod_bit_sizes[0]}-bit data prime"
+        )
+    if preset.packed:
+        _check_packing(preset)
+
+
+def _check_packing(preset: CkksPreset) -> None:
+    """A packed slot's integer must fit under the data prime (and in a float64's 53 bits),
+    and the slot noise must stay well below one step."""
+    slot_bits = preset.values_per_slot * preset.digit_bits
+    if (
+        preset.digit_bits < 4
+        or slot_bits > 52
+        or slot_bits + preset.scale_bits > preset.coeff_mod_bit_sizes[0] - 2
+        or not preset.packed_range > 0
+        or preset.fresh_error_rms() > 1 / 32
+    ):
+        raise InvalidInput(
+            f"CKKS preset {preset.name!r}: {preset.values_per_slot} digits of "
+            f"{preset.digit_bits} bits at scale 2^{preset.scale_bits} do not fit a "
+            f"{preset.coeff_mod_bit_sizes[0]}-bit data prime with noise below 1/32 step"
         )
 
 

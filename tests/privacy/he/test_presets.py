@@ -23,7 +23,8 @@ def test_every_preset_is_128_bit_secure_and_add_only(name: str) -> None:
     preset = get_preset(name)
     check_security(preset)
     assert len(preset.coeff_mod_bit_sizes) == 2  # one data prime + special prime: no rescale
-    assert preset.bytes_per_value() == 32
+    # 32 bytes per slot; a packed preset shares a slot between its values.
+    assert preset.bytes_per_value() * preset.values_per_slot == 32
 
 
 def test_default_preset_is_the_one_from_issue_5() -> None:
@@ -33,6 +34,12 @@ def test_default_preset_is_the_one_from_issue_5() -> None:
         (60, 60),
         40,
     )
+
+
+def test_packing_that_does_not_fit_the_data_prime_is_refused() -> None:
+    too_many = CkksPreset("bad-pack", 8192, (60, 60), 16, 3, 15, 1.0)  # 45 + 16 bits > 58
+    with pytest.raises(InvalidInput, match="do not fit a 60-bit data prime"):
+        check_security(too_many)
 
 
 def test_modulus_over_the_he_standard_limit_is_refused() -> None:
