@@ -26,11 +26,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from privacy.secagg import shamir
-from privacy.secagg.encoding import encode
 from privacy.secagg.errors import SecAggAborted
 from privacy.secagg.graph import NeighbourGraph, build_graph, roster_digest
 from privacy.secagg.keys import RoundKeys, sign, signature_valid, verify_silo_certificate
-from privacy.secagg.masking import mask_update
+from privacy.secagg.masking import encode_and_mask
 from privacy.secagg.messages import (
     ConsistencyRequest,
     EncryptedShares,
@@ -46,7 +45,6 @@ from privacy.secagg.messages import (
     consistency_payload,
 )
 from privacy.secagg.params import SecAggParams
-from privacy.secagg.prg import MaskExpander
 from privacy.secagg.share_encryption import open_shares, seal_shares
 from protos.errors import FedbiscuitError, InvalidInput
 
@@ -266,16 +264,19 @@ class SecAggClient:
                 delivery.ciphertexts[peer],
             )
         self._shared = shared
-        enc = self.params.encoding
-        update = np.asarray(update)
-        expander = MaskExpander(update.size, enc.dtype)
-        rounding = expander if enc.bits == 32 else None
-        vector = encode(update, enc, self._random_bytes, expander=rounding)
         pairwise = {
             peer: self._keys.mask_agreement(self._peers[peer].mask_public_key)
             for peer in sorted(expected)
         }
-        mask_update(vector, self.silo_id, self._seed, pairwise, self.context.digest, expander)
+        vector = encode_and_mask(
+            update,
+            self.params.encoding,
+            self.silo_id,
+            self._seed,
+            pairwise,
+            self.context.digest,
+            self._random_bytes,
+        )
         return MaskedInput(self.context, self.silo_id, vector)
 
     @_step(ClientPhase.SIGN_SURVIVORS)

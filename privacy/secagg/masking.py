@@ -8,12 +8,42 @@ the pairwise secrets of a silo it wrongly called dropped.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import numpy as np
 
 from privacy.secagg import kdf
-from privacy.secagg.prg import MaskExpander
+from privacy.secagg.encoding import (
+    BLOCK,
+    RandomBytes,
+    checked_update,
+    quantize_block,
+    rounding_stream,
+)
+from privacy.secagg.params import EncodingParams
+from privacy.secagg.prg import Keystream, MaskExpander
+
+
+def _mask_streams(
+    dtype: np.dtype,
+    silo_id: str,
+    self_seed: bytes,
+    pairwise_secrets: Mapping[str, bytes],
+    context_digest: bytes,
+) -> list[tuple[Keystream, bool]]:
+    """(keystream, add?) of the self-mask and of each pairwise mask ``silo_id`` adds."""
+    own = kdf.self_mask_key(self_seed, context_digest, silo_id)
+    streams = [(Keystream(own, dtype, BLOCK), True)]
+    for peer, secret in pairwise_secrets.items():
+        key = kdf.pairwise_mask_key(secret, context_digest, silo_id, peer)
+        streams.append((Keystream(key, dtype, BLOCK), silo_id < peer))
+    return streams
+
+
+def _add_masks(block: np.ndarray, streams: list[tuple[Keystream, bool]]) -> None:
+    for stream, add in streams:
+        (np.add if add else np.subtract)(block, stream.next_block(block.size), out=block)
 
 
 def mask_update(
@@ -22,21 +52,39 @@ def mask_update(
     self_seed: bytes,
     pairwise_secrets: Mapping[str, bytes],
     context_digest: bytes,
-    expander: MaskExpander,
 ) -> np.ndarray:
-    """Mask an encoded update in place and return it.
+    """Mask an encoded update (ring words) in place and return it.
 
     ``pairwise_secrets`` maps each neighbour that shared keys with ``silo_id`` to the X25519
     shared secret of their mask keys; ``self_seed`` is the silo's secret 32-byte seed.
     """
-    expander.add(encoded, kdf.self_mask_key(self_seed, context_digest, silo_id))
-    for peer, secret in pairwise_secrets.items():
-        key = kdf.pairwise_mask_key(secret, context_digest, silo_id, peer)
-        if silo_id < peer:
-            expander.add(encoded, key)
-        else:
-            expander.subtract(encoded, key)
+    streams = _mask_streams(encoded.dtype, silo_id, self_seed, pairwise_secrets, context_digest)
+    for start in range(0, encoded.size, BLOCK):
+        _add_masks(encoded[start : start + BLOCK], streams)
     return encoded
+
+
+def encode_and_mask(
+    update: np.ndarray,
+    params: EncodingParams,
+    silo_id: str,
+    self_seed: bytes,
+    pairwise_secrets: Mapping[str, bytes],
+    context_digest: bytes,
+    random_bytes: RandomBytes = os.urandom,
+) -> np.ndarray:
+    """``mask_update(encode(update, params, random_bytes), ...)``, the same words, computed
+    block by block so that each block is quantized and masked while it sits in cache (the
+    silo's cost then approaches the AES-CTR keystreams alone)."""
+    x = checked_update(update)
+    out = np.empty(x.size, dtype=params.dtype)
+    rounding = rounding_stream(params, random_bytes)
+    streams = _mask_streams(params.dtype, silo_id, self_seed, pairwise_secrets, context_digest)
+    for start in range(0, x.size, BLOCK):
+        block = out[start : start + BLOCK]
+        quantize_block(x[start : start + BLOCK], params, rounding, block)
+        _add_masks(block, streams)
+    return out
 
 
 def remove_self_mask(

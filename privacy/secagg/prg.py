@@ -3,7 +3,8 @@
 Each key is derived for exactly one stream (see :mod:`privacy.secagg.kdf`), so the counter
 starts at zero. One :class:`MaskExpander` holds the zero input and the output scratch for
 one vector length, so expanding a mask allocates nothing and loops over no elements in
-Python.
+Python. A :class:`Keystream` yields the same words block by block, so a silo can add a
+block of every mask while that block of its update is still in cache.
 """
 
 from __future__ import annotations
@@ -47,3 +48,24 @@ class MaskExpander:
     def subtract(self, accumulator: np.ndarray, key: bytes) -> None:
         """``accumulator -= PRG(key)`` modulo 2**bits, in place."""
         np.subtract(accumulator, self.keystream(key), out=accumulator)
+
+
+class Keystream:
+    """The words of AES-CTR(key) (those of :meth:`MaskExpander.keystream`), block by block."""
+
+    def __init__(self, key: bytes, dtype: np.dtype | type, block_words: int) -> None:
+        if len(key) != MASK_KEY_BYTES:
+            raise ValueError(f"mask keys are {MASK_KEY_BYTES} bytes")
+        self.dtype = np.dtype(dtype)
+        self._encryptor = Cipher(algorithms.AES(key), modes.CTR(_ZERO_COUNTER)).encryptor()
+        nbytes = block_words * self.dtype.itemsize
+        self._zeros = np.zeros(nbytes, dtype=np.uint8)
+        self._scratch = np.empty(nbytes + 16, dtype=np.uint8)
+
+    def next_block(self, words: int) -> np.ndarray:
+        """The next ``words`` words of the stream; a view overwritten by the next call."""
+        nbytes = words * self.dtype.itemsize
+        if nbytes > self._zeros.size:
+            raise ValueError(f"a block holds at most {self._zeros.size // self.dtype.itemsize}")
+        self._encryptor.update_into(self._zeros[:nbytes], self._scratch[: nbytes + 16])
+        return self._scratch[:nbytes].view(self.dtype)

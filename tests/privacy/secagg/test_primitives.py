@@ -28,9 +28,10 @@ from privacy.secagg import (
     preset,
     quantize,
 )
-from privacy.secagg.kdf import pairwise_mask_key
+from privacy.secagg.encoding import BLOCK
+from privacy.secagg.kdf import pairwise_mask_key, self_mask_key
 from privacy.secagg.keys import RoundKeys, verify_silo_certificate
-from privacy.secagg.masking import mask_update, remove_self_mask
+from privacy.secagg.masking import encode_and_mask, mask_update, remove_self_mask
 from privacy.secagg.prg import MaskExpander
 from privacy.secagg.share_encryption import open_shares, seal_shares
 from protos.errors import InvalidInput
@@ -162,11 +163,35 @@ def test_pairwise_masks_cancel_and_self_masks_remove() -> None:
     total = np.zeros(513, dtype=np.uint32)
     for s in ids:
         pair = {p: secrets[frozenset((s, p))] for p in ids if p != s}
-        total += mask_update(np.zeros(513, np.uint32), s, seeds[s], pair, CTX.digest, expander)
+        total += mask_update(np.zeros(513, np.uint32), s, seeds[s], pair, CTX.digest)
     assert total.any()
     for s in ids:
         remove_self_mask(total, s, seeds[s], CTX.digest, expander)
     assert not total.any()
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_fused_encode_and_mask_equals_encoding_then_whole_vector_masks(bits: int) -> None:
+    """The silo's blocked path gives the very words of encode + one keystream per mask (the
+    server strips exactly those), across block boundaries, stochastic rounding included."""
+    size = 2 * BLOCK + 17
+    params = EncodingParams.fit(1.0, 16, bits=bits)
+    update = np.random.default_rng(5).normal(0, 0.5, size).astype(np.float32)
+    pair = {"b": random.Random(1).randbytes(32), "0": random.Random(2).randbytes(32)}
+    seed = random.Random(3).randbytes(32)
+    got = encode_and_mask(update, params, "a", seed, pair, CTX.digest, random.Random(4).randbytes)
+
+    # Oracle: whole-vector stochastic rounding from one keystream, then every mask.
+    rounding_key = random.Random(4).randbytes(16)
+    uniform = MaskExpander(size).keystream(rounding_key).astype(np.float64)
+    y = np.clip(update.astype(np.float64), -1.0, 1.0) * params.scale
+    floor = np.floor(y)
+    expected = (floor + (uniform < (y - floor) * 2.0**32)).astype(np.int64).astype(params.dtype)
+    expander = MaskExpander(size, params.dtype)
+    expander.add(expected, self_mask_key(seed, CTX.digest, "a"))
+    expander.subtract(expected, pairwise_mask_key(pair["0"], CTX.digest, "a", "0"))
+    expander.add(expected, pairwise_mask_key(pair["b"], CTX.digest, "a", "b"))
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_uint64_masks() -> None:
