@@ -12,6 +12,9 @@ All arms use one throw-away federation PKI (privacy.pki) and 127.0.0.1 only:
   update a MiniLM selector plan allows (LoRA rank 256 on every Linear layer), hashing and
   validation included. Re-uploads of the accepted update are timed (the aggregator checks
   and hashes them in full, then answers "already accepted"), so no aggregation is timed.
+  Its peak extra memory is sampled too: the process's resident set (client and aggregator
+  both live in it) every millisecond during each upload, minus the resident set just
+  before, over the update's size (target <= 1.5).
 
 Handshakes are outside every timing (connections are opened and warmed up first).
 Run from the repository root: `PYTHONPATH=. python benchmarks/transport_throughput.py
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import ssl
 import tempfile
@@ -65,6 +69,7 @@ FEDERATION = "bench-fed"
 SILOS = ("silo-1", "silo-2")
 MIB = 1 << 20
 TARGET_RATIO = 0.7
+RSS_TARGET = 1.5
 _METHOD = "/fedbiscuit.bench.Bench/Upload"
 _SERVICE = "fedbiscuit.bench.Bench"
 RAW_TLS = "raw TLS socket (ssl, mTLS, recv_into)"
@@ -218,6 +223,7 @@ def largest_minilm_plan() -> Plan:
         silos_per_round=2,
         min_silos=2,
         round_deadline_s=3600.0,
+        protection="insecure_plaintext",  # the transport alone, no masking step
         max_update_mib=256.0,
         selector=SelectorSpec(
             backbone=BackboneSpec(kind="minilm"),
@@ -315,6 +321,43 @@ def real_upload_arm(
         yield update_manifest.total_bytes, once
 
 
+# --- peak memory ----------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRss:
+    """Largest growth of this process's resident set over the calls it wraps."""
+
+    def __init__(self) -> None:
+        self.peak_growth = 0
+
+    def wrap(self, once: Callable[[], float]) -> Callable[[], float]:
+        def measured() -> float:
+            before = _rss_bytes()
+            peak = [before]
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.wait(0.001):
+                    peak[0] = max(peak[0], _rss_bytes())
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            try:
+                return once()
+            finally:
+                done.set()
+                sampler.join()
+                peak[0] = max(peak[0], _rss_bytes())
+                self.peak_growth = max(self.peak_growth, peak[0] - before)
+
+        return measured
+
+
 # --- driver and report ------------------------------------------------------------------
 
 
@@ -371,8 +414,9 @@ def main() -> None:
         for name, extra in VARIANTS.items():
             arms[f"gRPC stream, {name}"] = stack.enter_context(grpc_stream_arm(pki, chunks, extra))
         update_bytes, upload_once = stack.enter_context(real_upload_arm(pki, Path(tmp), rng))
-        first_upload_s = upload_once()  # accepted and stored; later ones are re-uploads
-        arms[REUPLOAD] = upload_once
+        first_rss, reupload_rss = PeakRss(), PeakRss()
+        first_upload_s = first_rss.wrap(upload_once)()  # stored; later ones are re-uploads
+        arms[REUPLOAD] = reupload_rss.wrap(upload_once)
         for once in arms.values():
             once()  # warm-up: first-touch allocations, TCP windows
         best = interleaved_best(arms, args.repeats)
@@ -390,6 +434,13 @@ def main() -> None:
     print_table(rows)
     print_target("gRPC stream (project options)", rows[1], rows[0])
     print_target("SiloClient.upload_update", rows[-2], rows[0])
+    for label, rss in (("first upload", first_rss), ("re-uploads", reupload_rss)):
+        ratio = rss.peak_growth / update_bytes
+        verdict = "met" if ratio <= RSS_TARGET else "NOT met"
+        print(
+            f"peak extra RSS, {label}: {rss.peak_growth / MIB:.1f} MiB = {ratio:.2f}x the "
+            f"update (target <= {RSS_TARGET}) -> {verdict}"
+        )
 
 
 if __name__ == "__main__":

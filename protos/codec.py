@@ -110,18 +110,31 @@ def to_bytes(vector: np.ndarray) -> bytes:
     return _wire(vector).tobytes()
 
 
+def wire_view(vector: np.ndarray) -> memoryview:
+    """The wire bytes of `vector` without a copy when it already is float32 or ring words
+    in little-endian order (what a file write or a hash can take instead of bytes)."""
+    return memoryview(_wire(vector)).cast("B")
+
+
 def sha256_of(vector: np.ndarray) -> str:
     """SHA-256 of the wire bytes, hashed in place (no copy for a float32 or ring vector)."""
-    return hashlib.sha256(memoryview(_wire(vector)).cast("B")).hexdigest()
+    return hashlib.sha256(wire_view(vector)).hexdigest()
 
 
-def iter_chunks(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+def iter_chunks(data: bytes | memoryview, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     """Split `data` into pieces of at most `chunk_bytes` (the wire limit is 1 MiB)."""
     if not 0 < chunk_bytes <= CHUNK_BYTES:
         raise ValueError(f"chunk_bytes must be in (0, {CHUNK_BYTES}]")
     view = memoryview(data)
     for start in range(0, len(view), chunk_bytes):
         yield bytes(view[start : start + chunk_bytes])
+
+
+def vector_chunks(vector: np.ndarray, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The wire bytes of `vector` in pieces of at most `chunk_bytes`, cut straight from the
+    array (a float32 or ring vector is not copied whole first: an upload then holds one
+    chunk at a time beside the update, not a second copy of it)."""
+    return iter_chunks(wire_view(vector), chunk_bytes)
 
 
 def manifest_to_proto(manifest: Manifest) -> pb.TensorManifest:
@@ -172,37 +185,62 @@ def manifest_from_proto(msg: pb.TensorManifest, max_bytes: int, dtype: str = DTY
 
 
 class ChunkAssembler:
-    """Collects chunks for one manifest, refusing to buffer past its declared size."""
+    """Collects chunks for one manifest, refusing to buffer past its declared size.
+
+    The buffer of the declared size (at most the receiver's limit, checked by
+    :func:`manifest_from_proto`) is reserved up front and filled in place, and each chunk is
+    hashed as it arrives, while it is in cache: the finished vector is a view of that buffer,
+    so receiving an update costs one copy of it and one pass of SHA-256.
+    """
 
     def __init__(self, manifest: Manifest, expected_layout: tuple[TensorSpec, ...] | None = None):
         if expected_layout is not None and manifest.layout() != expected_layout:
             raise InvalidInput(_layout_mismatch(manifest.layout(), expected_layout))
         self._manifest = manifest
-        self._buffer = bytearray()
+        self._buffer = np.empty(manifest.total_bytes, dtype=np.uint8)
+        self._filled = 0
+        self._hash = hashlib.sha256()
 
     def add(self, chunk: bytes) -> None:
         if len(chunk) > CHUNK_BYTES:
             raise ResourceExhausted(f"chunk of {len(chunk)} bytes exceeds {CHUNK_BYTES} bytes")
-        if len(self._buffer) + len(chunk) > self._manifest.total_bytes:
+        end = self._filled + len(chunk)
+        if end > self._manifest.total_bytes:
             raise ResourceExhausted(
                 f"more data than the manifest declares ({self._manifest.total_bytes} bytes)"
             )
-        self._buffer += chunk
+        self._buffer[self._filled : end] = np.frombuffer(chunk, dtype=np.uint8)
+        self._hash.update(chunk)
+        self._filled = end
 
     def finish(self) -> np.ndarray:
         """The verified vector: complete, hash-matching and finite."""
-        if len(self._buffer) != self._manifest.total_bytes:
+        if self._filled != self._manifest.total_bytes:
             raise InvalidInput(
-                f"payload truncated: got {len(self._buffer)} of {self._manifest.total_bytes} bytes"
+                f"payload truncated: got {self._filled} of {self._manifest.total_bytes} bytes"
             )
-        if hashlib.sha256(self._buffer).hexdigest() != self._manifest.sha256:
+        if self._hash.hexdigest() != self._manifest.sha256:
             raise InvalidInput("payload SHA-256 does not match its manifest (corrupt or tampered)")
         wire = WIRE_DTYPES[self._manifest.dtype]
-        vector = np.frombuffer(bytes(self._buffer), dtype=wire).astype(wire.newbyteorder("="))
-        if self._manifest.dtype == DTYPE and not np.isfinite(vector).all():
-            bad = int(np.flatnonzero(~np.isfinite(vector))[0])
-            raise InvalidInput(f"payload holds a non-finite value (NaN or Inf) at element {bad}")
+        vector = self._buffer.view(wire)
+        if not wire.isnative:
+            vector = vector.astype(wire.newbyteorder("="))
+        if self._manifest.dtype == DTYPE:
+            bad = _first_non_finite(vector)
+            if bad is not None:
+                raise InvalidInput(
+                    f"payload holds a non-finite value (NaN or Inf) at element {bad}"
+                )
         return vector
+
+
+def _first_non_finite(vector: np.ndarray, block: int = 1 << 16) -> int | None:
+    """Index of the first NaN or infinity, checked block by block (no full-size mask)."""
+    for start in range(0, vector.size, block):
+        ok = np.isfinite(vector[start : start + block])
+        if not ok.all():
+            return start + int(np.flatnonzero(~ok)[0])
+    return None
 
 
 def assemble(

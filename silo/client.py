@@ -169,11 +169,10 @@ class SiloClient:
             ledger_entries=ledger_entries,
             num_examples=num_examples or 0,
         )
-        payload = codec.to_bytes(vector)
 
         def parts() -> Iterator[pb.UploadPart]:
             yield pb.UploadPart(header=header)
-            for chunk in codec.iter_chunks(payload):
+            for chunk in codec.vector_chunks(vector):
                 yield pb.UploadPart(data=chunk)
 
         return self._call(

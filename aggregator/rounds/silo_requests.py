@@ -110,6 +110,8 @@ class SiloRequests:
         payload: Any,
         num_examples: int,
         ledger_seq: int,
+        *,
+        digest: str | None = None,
     ) -> bool:
         """Store a verified update durably; False if it was an identical re-upload.
 
@@ -117,8 +119,10 @@ class SiloRequests:
         delta (kept), masked ring words (into the secure sum, only the record is kept) or
         ciphertexts with a signed commitment (kept as such). `ledger_seq` is the silo's
         (already stored) ledger entry for this release: each accepted update needs its own,
-        later than those of the silo's earlier updates."""
-        sha256 = self._protection.digest(payload)
+        later than those of the silo's earlier updates. `digest` is the payload's digest if
+        the caller already checked the payload against it (hashing a large update again
+        costs as much as receiving it), else the protection mode computes it."""
+        sha256 = digest if digest is not None else self._protection.digest(payload)
         with self._cond:
             task = self.upload_target(silo_id, task_id, sha256)
             if self._store.submission(task_id) is not None:

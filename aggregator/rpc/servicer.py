@@ -163,7 +163,9 @@ class FederationServicer(pb_grpc.FederationServicer):
         release = self._check_release(task, entries)
         num_examples = self._num_examples(header)
         payload = self._edge.read_upload(silo_id, cert, header, task, request_iterator)
-        new = self._machine.accept_upload(silo_id, task.task_id, payload, num_examples, release.seq)
+        new = self._machine.accept_upload(  # read_upload checked the payload against `digest`
+            silo_id, task.task_id, payload, num_examples, release.seq, digest=digest
+        )
         return self._accepted(silo_id, "update accepted" if new else "already accepted")
 
     @_unary

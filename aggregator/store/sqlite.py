@@ -170,7 +170,7 @@ class SqliteStore(FederationStore):
             if path.name not in kept:
                 path.unlink()
 
-    def _write_blob(self, path: Path, data: bytes) -> None:
+    def _write_blob(self, path: Path, data: bytes | memoryview) -> None:
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
             f.write(data)
@@ -306,7 +306,7 @@ class SqliteStore(FederationStore):
         if update is not None:
             task_digest = hashlib.sha256(s.task_id.encode()).hexdigest()[:16]
             name = f"r{s.round}-a{s.attempt}-{task_digest}.f32"
-            self._write_blob(self.state_dir / "blobs" / "uploads" / name, codec.to_bytes(update))
+            self._write_blob(self.state_dir / "blobs" / "uploads" / name, codec.wire_view(update))
         self._fault_hook("upload_written")
         with self._tx() as tx:
             tx.execute(

@@ -58,6 +58,23 @@ def test_chunks_never_exceed_one_mib():
     assert max(sizes) == codec.CHUNK_BYTES and sum(sizes) == len(data)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.uint32, np.uint64])
+def test_vector_chunks_cut_the_wire_bytes_straight_from_the_array(dtype):
+    vector = np.arange(3 * codec.CHUNK_BYTES // 8 + 3).astype(dtype)
+    chunks = list(codec.vector_chunks(vector))
+    assert max(len(c) for c in chunks) <= codec.CHUNK_BYTES
+    assert b"".join(chunks) == codec.to_bytes(vector)
+    assert codec.wire_view(vector).obj is vector  # no copy of a little-endian wire vector
+
+
+def test_non_finite_value_is_located_beyond_the_first_check_block():
+    vector = np.zeros(200_000, np.float32)
+    vector[150_001] = np.nan
+    manifest = codec.Manifest((codec.TensorSpec("w", (vector.size,)),), codec.sha256_of(vector))
+    with pytest.raises(InvalidInput, match="at element 150001"):
+        codec.assemble(manifest, codec.vector_chunks(vector, 4096))
+
+
 def test_tampered_payload_is_refused():
     manifest, vector = codec.flatten(_state())
     data = bytearray(codec.to_bytes(vector))
