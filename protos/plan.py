@@ -258,7 +258,9 @@ class HeSpec(StrictModel):
         min_length=1,
         max_length=64,
         pattern=r"^[a-z0-9][a-z0-9-]*$",
-        description="CKKS preset name (privacy.he.PRESETS).",
+        description="CKKS preset name (privacy.he.PRESETS): the default sends 32 bytes per "
+        "parameter; 'ckks-pack3-8192' packs three values per slot (10.7 bytes, values on a "
+        "2^-12 grid, sums within +-1).",
     )
     key_custodian: str = Field(
         min_length=1,
