@@ -154,7 +154,7 @@ class ProtectionEdge:
             )
         manifest, vector = self._machine.globals_vector(task.round, request.adapter_index)
         yield pb.TensorChunk(manifest=codec.manifest_to_proto(manifest))
-        for chunk in codec.iter_chunks(codec.to_bytes(vector)):
+        for chunk in codec.vector_chunks(vector):
             yield pb.TensorChunk(data=chunk)
 
     # -- the RPCs of one mode; every other mode refuses them ------------------------------------
