@@ -260,7 +260,7 @@ class HeSpec(StrictModel):
         pattern=r"^[a-z0-9][a-z0-9-]*$",
         description="CKKS preset name (privacy.he.PRESETS): the default sends 32 bytes per "
         "parameter; 'ckks-pack3-8192' packs three values per slot (10.7 bytes, values on a "
-        "2^-12 grid, sums within +-1).",
+        "2^-12 grid, sums within +-1; '-wide': 2^-10 grid within +-4).",
     )
     key_custodian: str = Field(
         min_length=1,

@@ -150,6 +150,9 @@ PRESETS: dict[str, CkksPreset] = {
         # Packed: 3 values of 14-bit digits per slot, ~10.7 bytes/value; sums within +-1 on
         # a grid of 2^-12 (error <= n_terms * 2^-13 per value plus a step of CKKS noise).
         CkksPreset("ckks-pack3-8192", 8192, (60, 60), 16, 3, 14, 1.0),
+        # The same packing over +-4 on a grid of 2^-10: room for a MiniLM selector's initial
+        # adapters (|value| <= 0.052) as one of the 65 terms of a 64-silo round.
+        CkksPreset("ckks-pack3-8192-wide", 8192, (60, 60), 16, 3, 14, 4.0),
     )
 }
 DEFAULT_PRESET = "ckks-add-8192"
