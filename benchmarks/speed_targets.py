@@ -2,7 +2,7 @@
 
 - CKKS wire size and encryption time per silo for 1.2M parameters, for the default preset
   and the packed one a plan may choose (``he.preset: ckks-pack3-8192``); the packed one's
-  error on a uniform-weight sum of 64 silos against its stated bound (n/2 + 1 steps).
+  error on a uniform-weight sum of 64 silos against its stated bound (n + 1 steps).
   Targets: <= 12 bytes per parameter, <= 1 s per silo on one core.
 - SecAgg+ client masking of 1.2M parameters (``encode_and_mask``: quantize with stochastic
   rounding, self-mask and one pairwise mask per neighbour) against the floor: the same
@@ -84,7 +84,7 @@ def he_rows(repeats: int, silos: int, error_params: int) -> None:
     print(
         f"ckks-pack3-8192, uniform-weight sum of {silos} silos x {error_params:,} values in "
         f"[-1, 1]: max error {error.max() / step:.1f} steps, RMS {rms / step:.2f}"
-        f" steps (step {step:g}; stated bound {silos / 2 + 1:.0f} steps, RMS model "
+        f" steps (step {step:g}; stated bound {silos + 1} steps, RMS model "
         f"{ctx.preset.sum_error_rms(silos) / step:.2f})"
     )
 

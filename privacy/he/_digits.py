@@ -2,15 +2,18 @@
 
 Why: a CKKS slot of a one-prime ciphertext costs 32 bytes on the wire but can hold an exact
 integer of about 42 bits (see ``_presets.py``), far more than one value of an update needs.
-So each value is rounded to a multiple of ``step`` and ``k`` of those integers share a slot
+So each value is rounded to a multiple of ``step``, up or down with the probabilities that
+make the rounding unbiased (a value far below a step still moves the sum on average, instead
+of always vanishing), and ``k`` of those integers share a slot
 as the balanced base-``2**digit_bits`` number ``q_0 + q_1 B + ... + q_{k-1} B^(k-1)``.
 Adding ciphertexts adds the slot integers, hence every digit, exactly; the sum is read back
 digit by digit (balanced remainders) as long as no digit leaves ``(-B/2, B/2)``. The
 presets keep every legitimate sum within ``B/4`` (the ``value_bound``), so a digit that
 reads beyond it means the range was left (or a sum wrapped) and decoding refuses.
 
-Error of a decoded sum of ``n`` encrypted terms, per value: at most ``n * step / 2`` from
-rounding each term to the grid, plus the CKKS noise, which lands on the integer of the slot
+Error of a decoded sum of ``n`` encrypted terms, per value: zero mean, at most ``n * step``
+from rounding each term to the grid (RMS ``step * sqrt(n / 6)`` for fractional parts spread
+evenly, at most ``step * sqrt(n) / 2``), plus the CKKS noise, which lands on the integer of the slot
 only (RMS ``fresh_noise * sqrt(n)`` steps, a fraction of a step for the presets' ``n``); it
 moves the lowest digit by a step at most in practice and never carries into other digits
 while the digits stay within ``B/4``.
@@ -25,11 +28,22 @@ import numpy as np
 from protos.errors import InvalidInput
 
 
-def pack(values: np.ndarray, *, step: float, digit_bits: int, per_slot: int) -> np.ndarray:
-    """Round ``values`` (float64) to multiples of ``step`` and pack ``per_slot`` of them per
-    slot: value ``i`` is digit ``i % per_slot`` of slot ``i // per_slot`` (float64 integers,
-    exact below 2**53). The caller has checked ``|values| <= value_bound``."""
-    q = np.rint(values / step)
+def pack(
+    values: np.ndarray,
+    *,
+    step: float,
+    digit_bits: int,
+    per_slot: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Round ``values`` (float64) stochastically to multiples of ``step`` (``rng`` draws the
+    rounding) and pack ``per_slot`` of them per slot: value ``i`` is digit ``i % per_slot`` of
+    slot ``i // per_slot`` (float64 integers, exact below 2**53). The caller has checked
+    ``|values| <= value_bound``."""
+    q = values / step
+    floor = np.floor(q)
+    q -= floor
+    q = floor + (rng.random(q.size) < q)  # up with probability = the fractional part
     slots = math.ceil(q.size / per_slot)
     if q.size != slots * per_slot:
         q = np.concatenate([q, np.zeros(slots * per_slot - q.size)])

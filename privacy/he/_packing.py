@@ -138,10 +138,18 @@ def _manifest(ctx: SecretContext | PublicContext, length: int, chunks: Sequence[
 
 
 def encrypt_update(
-    ctx: SecretContext | PublicContext, values: np.ndarray, *, weight: float, max_silos: int
+    ctx: SecretContext | PublicContext,
+    values: np.ndarray,
+    *,
+    weight: float,
+    max_silos: int,
+    rng: np.random.Generator | None = None,
 ) -> EncryptedVector:
     """Encrypt ``weight * values`` (a flat float32 vector) for the homomorphic sum (the public
     context suffices: the aggregator encrypts the public initial model with it).
+
+    Packed presets round each value to their grid stochastically, drawing from ``rng``
+    (default: a generator seeded from the operating system's entropy).
 
     Refuses non-finite values and any |weight * value| above ``value_bound / max_silos``,
     so that a sum over up to ``max_silos`` contributions cannot overflow.
@@ -167,7 +175,11 @@ def encrypt_update(
         )
     if preset.packed:
         slots = pack(
-            scaled, step=preset.step, digit_bits=preset.digit_bits, per_slot=preset.values_per_slot
+            scaled,
+            step=preset.step,
+            digit_bits=preset.digit_bits,
+            per_slot=preset.values_per_slot,
+            rng=rng if rng is not None else np.random.default_rng(),
         )
     else:
         slots = scaled

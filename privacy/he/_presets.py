@@ -119,11 +119,11 @@ class CkksPreset:
 
     def sum_error_rms(self, n_terms: int) -> float:
         """Expected RMS error per value of a sum of ``n_terms`` fresh ciphertexts (packed:
-        rounding each term to the grid, uniform within half a step, plus the slot noise in
-        steps)."""
+        stochastic rounding of each term to the grid, variance 1/6 step^2 for evenly spread
+        fractional parts, plus the slot noise in steps)."""
         if self.packed:
             noise_steps = self.fresh_error_rms()  # the slot's integer is in steps
-            return math.sqrt(n_terms) * self.step * math.sqrt(1 / 12 + noise_steps**2)
+            return math.sqrt(n_terms) * self.step * math.sqrt(1 / 6 + noise_steps**2)
         return math.sqrt(n_terms) * self.fresh_error_rms()
 
     def ciphertext_bytes(self) -> int:
@@ -148,7 +148,7 @@ PRESETS: dict[str, CkksPreset] = {
         # Large: far below the modulus limit for N=16384 (a wide security margin).
         CkksPreset("ckks-add-16384", 16384, (60, 60), 40),
         # Packed: 3 values of 14-bit digits per slot, ~10.7 bytes/value; sums within +-1 on
-        # a grid of 2^-12 (error <= n_terms * 2^-13 per value plus a step of CKKS noise).
+        # a grid of 2^-12 (unbiased error <= n_terms * 2^-12 per value plus a step of noise).
         CkksPreset("ckks-pack3-8192", 8192, (60, 60), 16, 3, 14, 1.0),
         # The same packing over +-4 on a grid of 2^-10: room for a MiniLM selector's initial
         # adapters (|value| <= 0.052) as one of the 65 terms of a 64-silo round.

@@ -65,5 +65,5 @@ def test_packed_he_rounds_add_the_weighted_updates_within_the_stated_bound(
     deltas = [delta for _, delta in recorded_updates]
     expected = initial.astype(np.float64) + np.sum(deltas, axis=0) / 3
     # The initial global and 2 rounds x 3 silos: 7 terms rounded to the grid, plus noise.
-    assert np.abs(final - expected).max() <= (7 / 2 + 1) * get_preset(PACKED).step
+    assert np.abs(final - expected).max() <= (7 + 1) * get_preset(PACKED).step
     assert np.abs(final - initial).max() > 10 * get_preset(PACKED).step

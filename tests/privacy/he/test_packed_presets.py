@@ -44,14 +44,16 @@ def test_uniform_weight_sum_of_64_silos_is_within_the_stated_bound(
     step = packed_ctx.preset.step
     updates = [rng.uniform(-1, 1, size).astype(np.float32) for _ in range(silos)]
     public = load_public_context(public_context_bytes(packed_ctx), PACKED)
-    encrypted = [encrypt_update(packed_ctx, u, weight=1 / silos, max_silos=silos) for u in updates]
+    encrypted = [
+        encrypt_update(packed_ctx, u, weight=1 / silos, max_silos=silos, rng=rng) for u in updates
+    ]
     assert encrypted[0].nbytes() < 12 * 2 * packed_ctx.preset.values_per_chunk
     decrypted = decrypt_update(packed_ctx, sum_encrypted(public, encrypted))
     expected = sum(u.astype(np.float64) for u in updates) / silos
     error = np.abs(decrypted - expected)
-    # Stated bound: half a step per term from rounding, plus a step of CKKS noise.
-    assert error.max() <= (silos / 2 + 1) * step + 1e-6  # float32 output
-    # And the noise model: RMS of n uniform rounding errors and the slot noise.
+    # Stated bound: under a step per term from rounding, plus a step of CKKS noise.
+    assert error.max() <= (silos + 1) * step + 1e-6  # float32 output
+    # And the noise model: RMS of n stochastic roundings and the slot noise.
     assert np.sqrt(np.mean(error**2)) <= 1.2 * packed_ctx.preset.sum_error_rms(silos)
 
 
@@ -81,6 +83,19 @@ def test_a_sum_that_leaves_the_range_is_refused_not_wrapped(packed_ctx: SecretCo
         decrypt_update(packed_ctx, sum_encrypted(packed_ctx, encrypted))
 
 
+def test_stochastic_rounding_keeps_values_far_below_a_step_on_average(
+    packed_ctx: SecretContext,
+) -> None:
+    """A deterministic grid would turn every one of these into 0; the mean must survive."""
+    tiny = np.full(30_000, 0.1 * packed_ctx.preset.step, dtype=np.float32)
+    encrypted = encrypt_update(
+        packed_ctx, tiny, weight=1.0, max_silos=2, rng=np.random.default_rng(0)
+    )
+    decrypted = decrypt_update(packed_ctx, encrypted)
+    assert set(np.unique(np.round(decrypted / packed_ctx.preset.step))) <= {0.0, 1.0}
+    assert abs(decrypted.mean() / (0.1 * packed_ctx.preset.step) - 1) < 0.1
+
+
 def test_values_over_the_per_silo_share_of_the_range_are_refused(
     packed_ctx: SecretContext,
 ) -> None:
@@ -103,6 +118,7 @@ def test_digits_of_summed_packings_unpack_to_the_summed_integers(
     """The digit arithmetic alone (no CKKS): sums of packed grids unpack exactly."""
     step, bits, k = 0.5, 14, 3
     arrays = [np.asarray(t, dtype=np.float64) * step for t in terms]
-    summed = sum(pack(a, step=step, digit_bits=bits, per_slot=k) for a in arrays)
+    rng = np.random.default_rng(0)  # on-grid values: stochastic rounding keeps them exact
+    summed = sum(pack(a, step=step, digit_bits=bits, per_slot=k, rng=rng) for a in arrays)
     out = unpack(summed + 0.3, 7, step=step, digit_bits=bits, per_slot=k)  # noise < 1/2
     assert np.array_equal(out, sum(arrays))
