@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from aggregator.he_vault import HeVault
-from aggregator.round_machine import Phase
+from aggregator.protection.he_vault import HeVault
+from aggregator.rounds.round_table import Phase
 from privacy.he import decrypt_update, get_preset, open_sealed_context
 from privacy.pki import FederationPaths, issue_silo
 from protos.plan import HeSpec, Plan
-from selector.benchmark import SiloData, make_federated_dataset
+from selector.benchmark.generator import SiloData, make_federated_dataset
 from silo.policy import SiloPolicy
 from tests.silo.conftest import FEDERATION, AggregatorFactory, SiloConfigFactory, run_silos
 
@@ -51,7 +51,7 @@ def test_packed_he_rounds_add_the_weighted_updates_within_the_stated_bound(
         configs = [silo_config(s, server.port, policy=policy) for s in SILOS]
         outcomes = run_silos(configs, timeout_s=TIMEOUT_S)
         phase = server.wait_until_finished(TIMEOUT_S)
-        vault: HeVault = server.machine._he
+        vault: HeVault = server.machine.protection.vault
         encrypted = [vault.globals(r, 0) for r in range(3)]
 
     assert outcomes == [0, 0, 0] and phase == Phase.DONE
