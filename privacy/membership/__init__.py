@@ -1,0 +1,50 @@
+"""Membership-hiding FedBiscuit (DESIGN.md §3): clusters only the silos know.
+
+Pure mechanisms, no I/O: the grouping context and candidate roster every value binds to,
+loss reports signed and sealed silo to silo (the aggregator relays blobs it cannot open),
+the assignment every silo computes alike and confirms to the others before training, the
+per-cluster quorum a training round must meet, and the K-slot upload layouts (SecAgg+ and
+CKKS) under which the aggregator learns per-cluster sums and sizes, never who is where.
+
+Flow of one grouping (silo ``->`` aggregator ``=>`` silos)::
+
+    CandidateRoster                  =>  every candidate
+    seal_loss_report(...)       ->   relay: blobs addressed to each recipient
+    final roster + blobs             =>  open_loss_reports -> agree_on_grouping
+    confirm_grouping(...)       ->   relay: every confirmation
+    check_confirmations(...)         then train under the view; check_cluster_quorum per round
+"""
+
+from privacy.membership._agreement import (
+    GroupingView,
+    agree_on_grouping,
+    check_cluster_quorum,
+    check_confirmations,
+    confirm_grouping,
+)
+from privacy.membership._reports import LossMatrix, open_loss_reports, seal_loss_report
+from privacy.membership._roster import (
+    CandidateRoster,
+    GroupingAborted,
+    GroupingContext,
+    MemberIdentity,
+)
+from privacy.membership._slots import CkksSlotLayout, ClusterSums, KSlotLayout
+
+__all__ = [
+    "CandidateRoster",
+    "CkksSlotLayout",
+    "ClusterSums",
+    "GroupingAborted",
+    "GroupingContext",
+    "GroupingView",
+    "KSlotLayout",
+    "LossMatrix",
+    "MemberIdentity",
+    "agree_on_grouping",
+    "check_cluster_quorum",
+    "check_confirmations",
+    "confirm_grouping",
+    "open_loss_reports",
+    "seal_loss_report",
+]

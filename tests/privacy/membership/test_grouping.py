@@ -1,0 +1,199 @@
+"""Membership-hiding grouping: silos agree on clusters the relay cannot see or split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from privacy.balanced_assignment import optimal_assignment
+from privacy.membership import (
+    CandidateRoster,
+    GroupingAborted,
+    agree_on_grouping,
+    check_cluster_quorum,
+    open_loss_reports,
+    seal_loss_report,
+)
+from tests.privacy.membership.grouping_relay import (
+    candidate_roster,
+    grouping_context,
+    identity,
+    run_grouping,
+)
+from tests.privacy.secagg.harness import Federation
+
+K = 3
+
+
+def _losses(ids: list[str], seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {s: rng.normal(0.7, 0.2, K) for s in ids}
+
+
+def test_every_silo_computes_the_same_optimal_clusters(federation: Federation) -> None:
+    ids = federation.ids(7)
+    losses = _losses(ids)
+    outcome = run_grouping(federation, losses, K)
+    assert not outcome.aborted and set(outcome.views) == set(ids)
+    digests = {v.digest for v in outcome.views.values()}
+    assert len(digests) == 1
+    view = outcome.views[ids[0]]
+    np.testing.assert_array_equal(view.matrix.losses, np.stack([losses[s] for s in ids]))
+    assert view.assignment == optimal_assignment(np.stack([losses[s] for s in ids]))
+    assert sorted(view.sizes) == [2, 2, 3]
+
+
+def test_the_relay_sees_only_blobs_that_do_not_open_for_it(federation: Federation) -> None:
+    ids = federation.ids(4)
+    losses = _losses(ids)
+    roster = candidate_roster(federation, ids, grouping_context(K))
+    sealed = seal_loss_report(identity(federation, ids[0]), roster, losses[ids[0]])
+    assert set(sealed) == set(ids[1:])
+    for blob in sealed.values():
+        assert losses[ids[0]].astype("<f8").tobytes() not in blob
+        assert repr(float(losses[ids[0]][0])).encode() not in blob
+    with pytest.raises(GroupingAborted, match="does not open"):
+        # silo 2 opening the blob meant for silo 1 (the relay swapped the recipient name)
+        forged = {ids[0]: sealed[ids[1]].replace(ids[1].encode(), ids[2].encode())}
+        open_loss_reports(
+            identity(federation, ids[2]), roster, [ids[0], ids[2]], forged, losses[ids[2]]
+        )
+
+
+def _flip_last_byte(blob: bytes) -> bytes:
+    return blob[:-1] + bytes([blob[-1] ^ 1])
+
+
+VICTIMS = ("silo-00", "silo-03")
+
+
+def _tamper(kind: str, federation: Federation, ids: list[str], losses):
+    """What a malicious relay does to VICTIMS' inboxes (the others get everything intact)."""
+    target = ids[5]
+    stale = {}
+    if kind == "replay-other-attempt":
+        old = candidate_roster(federation, ids, grouping_context(K, attempt=1))
+        stale = seal_loss_report(identity(federation, target), old, losses[target])
+    if kind == "replay-other-recipient":
+        roster = candidate_roster(federation, ids, grouping_context(K))
+        stale = seal_loss_report(identity(federation, target), roster, losses[target])
+
+    def deliver(recipient: str, inbox: dict[str, bytes]) -> dict[str, bytes]:
+        if recipient not in VICTIMS:
+            return inbox
+        inbox = dict(inbox)
+        if kind == "drop":
+            del inbox[target]
+        elif kind == "alter":
+            inbox[target] = _flip_last_byte(inbox[target])
+        elif kind == "replay-other-attempt":
+            inbox[target] = stale[recipient]
+        elif kind == "replay-other-recipient":
+            inbox[target] = stale[ids[6]]
+        elif kind == "relabel-sender":  # one silo's report presented as another's
+            inbox[target], inbox[ids[6]] = inbox[ids[6]], inbox[target]
+        elif kind == "duplicate":  # a second copy under another silo's name
+            inbox[ids[6]] = inbox[target]
+        return inbox
+
+    return deliver
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "drop",
+        "alter",
+        "replay-other-attempt",
+        "replay-other-recipient",
+        "relabel-sender",
+        "duplicate",
+    ],
+)
+def test_tampering_with_one_report_for_some_silos_stops_every_silo(
+    federation: Federation, kind: str
+) -> None:
+    ids = federation.ids(8)
+    losses = _losses(ids, seed=1)
+    outcome = run_grouping(federation, losses, K, deliver=_tamper(kind, federation, ids, losses))
+    assert outcome.views == {}, "no silo may train under a tampered grouping"
+    assert set(outcome.aborted) == set(ids)
+    for victim in VICTIMS:
+        assert "confirmations" not in outcome.aborted[victim]  # caught at the report itself
+    for other in set(ids) - set(VICTIMS):
+        assert "confirmations missing from" in outcome.aborted[other]
+
+
+def test_withholding_a_silo_from_some_silos_final_roster_stops_every_silo(
+    federation: Federation,
+) -> None:
+    ids = federation.ids(8)
+    losses = _losses(ids, seed=2)
+    smaller = [s for s in ids if s != ids[5]]
+    withheld = run_grouping(
+        federation,
+        losses,
+        K,
+        final_rosters={v: smaller for v in VICTIMS},
+        deliver=lambda r, inbox: (
+            {s: b for s, b in inbox.items() if s != ids[5]} if r in VICTIMS else inbox
+        ),
+    )
+    assert withheld.views == {} and set(withheld.aborted) == set(ids)
+
+
+def test_two_silos_shown_different_candidate_rosters_stop_every_silo(
+    federation: Federation,
+) -> None:
+    ids = federation.ids(8)
+    losses = _losses(ids, seed=3)
+    ctx = grouping_context(K)
+    honest = candidate_roster(federation, ids, ctx)
+    # silo-00 is shown a roster where silo-05's certificate is silo-09's (the same CA).
+    swapped = dict(honest.certificates)
+    swapped[ids[5]] = federation.silos[federation.ids(10)[9]].certificate_pem
+    with pytest.raises(GroupingAborted, match="names 'silo-09'"):
+        run_grouping(federation, losses, K, rosters={ids[0]: CandidateRoster(ctx, swapped)})
+    # ...or a roster with one more candidate: reports signed over it fail for the others.
+    larger = candidate_roster(federation, [*ids, federation.ids(10)[9]], ctx)
+    outcome = run_grouping(federation, losses, K, rosters={ids[0]: larger})
+    assert outcome.views == {} and set(outcome.aborted) == set(ids)
+
+
+def test_a_declined_silo_is_left_out_and_the_rest_agree(federation: Federation) -> None:
+    """The rule: the final roster is whoever's reports arrived; everyone groups exactly it."""
+    ids = federation.ids(8)
+    losses = _losses(ids, seed=4)
+    declined = ids[2]
+    reporters = {s: v for s, v in losses.items() if s != declined}
+    # The decliner was a candidate (reports were sealed to it too) but sent nothing.
+    roster = candidate_roster(federation, ids, grouping_context(K))
+    sealed = {s: seal_loss_report(identity(federation, s), roster, reporters[s]) for s in reporters}
+    views = {}
+    for s in reporters:
+        inbox = {sender: blobs[s] for sender, blobs in sealed.items() if sender != s}
+        me = identity(federation, s)
+        matrix = open_loss_reports(me, roster, sorted(reporters), inbox, losses[s])
+        views[s] = agree_on_grouping(roster, matrix, 2)
+    assert len({v.digest for v in views.values()}) == 1
+    view = next(iter(views.values()))
+    assert declined not in view.silo_ids and sorted(view.sizes) == [2, 2, 3]
+
+
+def test_too_few_reporters_abort_the_grouping(federation: Federation) -> None:
+    ids = federation.ids(5)
+    outcome = run_grouping(federation, _losses(ids), K)  # 5 < 3 clusters x 2
+    assert outcome.views == {}
+    assert all("need 6" in reason for reason in outcome.aborted.values())
+
+
+def test_a_round_with_a_cluster_below_the_minimum_is_refused(federation: Federation) -> None:
+    ids = federation.ids(9)
+    view = run_grouping(federation, _losses(ids, seed=5), K).views[ids[0]]
+    members = [[s for s in ids if view.cluster_of(s) == k] for k in range(K)]
+    assert check_cluster_quorum(view, ids, 3) == view.sizes
+    survivors = [s for s in ids if s != members[1][0]]
+    with pytest.raises(GroupingAborted, match="fewer than 3"):
+        check_cluster_quorum(view, survivors, 3)
+    with pytest.raises(GroupingAborted, match="not on this grouping"):
+        check_cluster_quorum(view, [*ids, "silo-20"], 2)
