@@ -12,12 +12,16 @@ Flow of one grouping (silo ``->`` aggregator ``=>`` silos)::
     seal_loss_report(...)       ->   relay: blobs addressed to each recipient
     final roster + blobs             =>  open_loss_reports -> agree_on_grouping
     confirm_grouping(...)       ->   relay: every confirmation
-    check_confirmations(...)         then train under the view; check_cluster_quorum per round
+    check_confirmations(...)         (the aggregator: agreed_digest) then train under the view,
+                                     each round's RoundContext binding the digest and
+                                     check_cluster_quorum on its roster and survivors
 """
 
 from privacy.membership._agreement import (
+    Confirmation,
     GroupingView,
     agree_on_grouping,
+    agreed_digest,
     check_cluster_quorum,
     check_confirmations,
     confirm_grouping,
@@ -35,6 +39,7 @@ __all__ = [
     "CandidateRoster",
     "CkksSlotLayout",
     "ClusterSums",
+    "Confirmation",
     "GroupingAborted",
     "GroupingContext",
     "GroupingView",
@@ -42,6 +47,7 @@ __all__ = [
     "LossMatrix",
     "MemberIdentity",
     "agree_on_grouping",
+    "agreed_digest",
     "check_cluster_quorum",
     "check_confirmations",
     "confirm_grouping",

@@ -25,9 +25,10 @@ aggregator decides; showing two silos different final rosters is caught by the d
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from privacy.balanced_assignment import Assignment, cluster_sizes, optimal_assignment
 from privacy.membership._reports import LossMatrix
@@ -86,35 +87,89 @@ def agree_on_grouping(
     return GroupingView(roster, matrix, assignment, _view_digest(roster, matrix, assignment))
 
 
-def _confirmation_payload(view: GroupingView) -> bytes:
-    return transcript.encode("membership/confirm", view.roster.context.digest, view.digest)
+@dataclass(frozen=True)
+class Confirmation:
+    """A silo's signed statement "I hold the grouping with this digest" (safe to relay: the
+    digest hashes DP-noised losses and the assignment, it reveals neither)."""
+
+    silo_id: str
+    digest: bytes
+    signature: bytes = field(repr=False)
 
 
-def confirm_grouping(me: MemberIdentity, view: GroupingView) -> bytes:
-    """This silo's signature over its view's digest (relayed to every other silo)."""
-    return sign(me.signing_key, _confirmation_payload(view))
+def _confirmation_payload(context_digest: bytes, digest: bytes) -> bytes:
+    return transcript.encode("membership/confirm", context_digest, digest)
 
 
-def check_confirmations(
-    me: MemberIdentity, view: GroupingView, confirmations: Mapping[str, bytes]
+def confirm_grouping(me: MemberIdentity, view: GroupingView) -> Confirmation:
+    """This silo's confirmation of its view (relayed to every other silo)."""
+    payload = _confirmation_payload(view.roster.context.digest, view.digest)
+    return Confirmation(me.silo_id, view.digest, sign(me.signing_key, payload))
+
+
+def _check_all(
+    context_digest: bytes,
+    digest: bytes,
+    final_roster: Collection[str],
+    keys: Mapping[str, ec.EllipticCurvePublicKey],
+    confirmations: Mapping[str, Confirmation],
+    who: str,
 ) -> None:
-    """Returns only if every silo on the final roster confirmed exactly this view."""
-    keys = view.roster.verified_keys(me)
-    expected = set(view.silo_ids)
+    expected = set(final_roster)
     if set(confirmations) != expected:
         missing = sorted(expected - set(confirmations))
         extra = sorted(set(confirmations) - expected)
         raise GroupingAborted(
-            f"silo {me.silo_id!r}: grouping confirmations missing from {missing}, "
-            f"unexpected from {extra}; not training under this grouping"
+            f"{who}: grouping confirmations missing from {missing}, unexpected from {extra}; "
+            "not training under this grouping"
         )
-    payload = _confirmation_payload(view)
+    payload = _confirmation_payload(context_digest, digest)
     for silo_id in sorted(expected):
-        if not signature_valid(keys[silo_id], confirmations[silo_id], payload):
+        confirmation = confirmations[silo_id]
+        if (
+            confirmation.silo_id != silo_id
+            or confirmation.digest != digest
+            or not signature_valid(keys[silo_id], confirmation.signature, payload)
+        ):
             raise GroupingAborted(
-                f"silo {me.silo_id!r}: silo {silo_id!r} confirmed a different grouping (another "
-                "roster, matrix or assignment); not training under this grouping"
+                f"{who}: silo {silo_id!r} confirmed a different grouping (another roster, "
+                "matrix or assignment); not training under this grouping"
             )
+
+
+def check_confirmations(
+    me: MemberIdentity, view: GroupingView, confirmations: Mapping[str, Confirmation]
+) -> None:
+    """Returns only if every silo on the final roster confirmed exactly this view."""
+    keys = view.roster.verified_keys(me)
+    who = f"silo {me.silo_id!r}"
+    _check_all(view.roster.context.digest, view.digest, view.silo_ids, keys, confirmations, who)
+
+
+def agreed_digest(
+    roster: CandidateRoster,
+    final_roster: Collection[str],
+    confirmations: Mapping[str, Confirmation],
+    keys: Mapping[str, ec.EllipticCurvePublicKey],
+) -> bytes:
+    """The aggregator's check: every final-roster silo confirmed one and the same digest.
+
+    ``keys`` are the candidates' verified certificate keys. The digest then goes into every
+    training round's :class:`~privacy.secagg.RoundContext`; a grouping that fails here is
+    retried instead of being sent to silos that would refuse it anyway.
+    """
+    digests = {c.digest for c in confirmations.values()}
+    if len(digests) != 1:
+        raise GroupingAborted(
+            f"grouping round {roster.context.round}: silos confirmed {len(digests)} different "
+            "groupings"
+        )
+    digest = digests.pop()
+    unknown = sorted(set(final_roster) - set(keys))
+    if unknown:
+        raise GroupingAborted(f"final roster names silos without a verified key: {unknown}")
+    _check_all(roster.context.digest, digest, final_roster, keys, confirmations, "aggregator")
+    return digest
 
 
 def check_cluster_quorum(

@@ -14,6 +14,7 @@ import numpy as np
 
 from privacy.membership import (
     CandidateRoster,
+    Confirmation,
     GroupingAborted,
     GroupingContext,
     GroupingView,
@@ -49,6 +50,7 @@ def candidate_roster(federation: Federation, ids: Sequence[str], ctx: GroupingCo
 class Outcome:
     views: dict[str, GroupingView] = field(default_factory=dict)  # silos that may train
     aborted: dict[str, str] = field(default_factory=dict)  # silo -> reason
+    confirmations: dict[str, Confirmation] = field(default_factory=dict)  # what was relayed
 
 
 def run_grouping(
@@ -65,7 +67,8 @@ def run_grouping(
     honest = candidate_roster(federation, ids, grouping_context(adapters))
     shown = {s: (rosters or {}).get(s, honest) for s in ids}
     sealed = {s: seal_loss_report(identity(federation, s), shown[s], losses[s]) for s in ids}
-    outcome, views, confirmations = Outcome(), {}, {}
+    outcome, views = Outcome(), {}
+    confirmations = outcome.confirmations
     for s in ids:
         inbox = {sender: blobs[s] for sender, blobs in sealed.items() if s in blobs}
         if deliver is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,17 +12,20 @@ from privacy.membership import (
     CandidateRoster,
     GroupingAborted,
     agree_on_grouping,
+    agreed_digest,
     check_cluster_quorum,
     open_loss_reports,
     seal_loss_report,
 )
+from privacy.secagg import SMALL, Roster, RoundContext, SecAggAborted, SecAggClient
+from privacy.secagg.keys import verify_silo_certificate
 from tests.privacy.membership.grouping_relay import (
     candidate_roster,
     grouping_context,
     identity,
     run_grouping,
 )
-from tests.privacy.secagg.harness import Federation
+from tests.privacy.secagg.harness import NOW, PLAN_HASH, Federation
 
 K = 3
 
@@ -197,3 +202,61 @@ def test_a_round_with_a_cluster_below_the_minimum_is_refused(federation: Federat
         check_cluster_quorum(view, survivors, 3)
     with pytest.raises(GroupingAborted, match="not on this grouping"):
         check_cluster_quorum(view, [*ids, "silo-20"], 2)
+
+
+def _keys(federation: Federation, ids: list[str]):
+    return {
+        s: verify_silo_certificate(
+            federation.silos[s].certificate_pem, federation.ca, "fed-a", s, NOW
+        )
+        for s in ids
+    }
+
+
+def test_the_aggregator_learns_one_agreed_digest_or_retries(federation: Federation) -> None:
+    ids = federation.ids(7)
+    losses = _losses(ids, seed=6)
+    roster = candidate_roster(federation, ids, grouping_context(K))
+    outcome = run_grouping(federation, losses, K)
+    digest = agreed_digest(roster, ids, outcome.confirmations, _keys(federation, ids))
+    assert digest == outcome.views[ids[0]].digest
+    shown_less = {ids[0]: ids[:6], ids[1]: ids[:6]}
+    split = run_grouping(
+        federation,
+        losses,
+        K,
+        final_rosters=shown_less,
+        deliver=lambda r, inbox: {
+            s: b for s, b in inbox.items() if r not in shown_less or s != ids[6]
+        },
+    )
+    assert len({c.digest for c in split.confirmations.values()}) == 2
+    with pytest.raises(GroupingAborted, match="2 different groupings"):
+        agreed_digest(roster, ids, split.confirmations, _keys(federation, ids))
+
+
+def test_silos_holding_different_groupings_refuse_each_others_keys_before_training(
+    federation: Federation,
+) -> None:
+    ids = federation.ids(4)
+    mine, theirs = (
+        RoundContext("fed-a", 5, PLAN_HASH, bytes(32), grouping_digest=bytes([b]) * 32)
+        for b in (1, 2)
+    )
+    adverts = []
+    for s in ids:
+        ctx = theirs if s == ids[3] else mine
+        silo = federation.silos[s]
+        client = SecAggClient(SMALL, ctx, s, silo.certificate_pem, silo.key, federation.ca, NOW)
+        adverts.append((client, client.advertise()))
+    # Relayed as is, the odd one out is another round; relabelled, its signature fails.
+    relabelled = replace(adverts[3][1], context=mine)
+    for odd, match in ((adverts[3][1], "not this round"), (relabelled, "not signed by it")):
+        roster = Roster(mine, (*(a for _, a in adverts[:3]), odd))
+        client = SecAggClient(
+            SMALL, mine, ids[0], federation.silos[ids[0]].certificate_pem,
+            federation.silos[ids[0]].key, federation.ca, NOW,
+        )  # fmt: skip
+        client.advertise()
+        with pytest.raises(SecAggAborted, match=match):
+            client.share_keys(roster)
