@@ -2,11 +2,12 @@
 
 Why: the aggregator relays everything and could show silos different rosters or matrices
 so that they train inconsistent clusters (or so that a cluster's secure sum covers a single
-silo). Each silo computes the optimal balanced assignment from the matrix it holds
-(:func:`privacy.balanced_assignment.optimal_assignment`: a deterministic algorithm over the
-bit-identical float64 matrix with silos in sorted-id order, so equal inputs give equal
-clusters; if two versions of it ever broke an exact tie differently, the digests below
-would differ and the grouping would abort, never diverge silently). The digest of
+silo). Each silo computes the plan's balanced assignment (optimal or greedy,
+:mod:`privacy.balanced_assignment`) from the matrix it holds: both are deterministic
+algorithms over the bit-identical float64 matrix with silos in sorted-id order, so equal
+inputs give equal clusters (greedy breaks ties by index; if two scipy versions ever broke an
+exact tie of the optimal one differently, the digests below would differ and the grouping
+would abort, never diverge silently). The digest of
 (grouping, candidate roster, final roster, matrix, assignment) is then signed by every silo
 (its *confirmation*, the grouping's consistency step, like SecAgg+'s survivor signatures),
 and a silo trains under the grouping only once it holds a valid confirmation of the same
@@ -30,7 +31,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from privacy.balanced_assignment import Assignment, cluster_sizes, optimal_assignment
+from privacy.balanced_assignment import (
+    Assignment,
+    AssignmentMethod,
+    assign_clusters,
+    cluster_sizes,
+)
 from privacy.membership._reports import LossMatrix
 from privacy.membership._roster import CandidateRoster, GroupingAborted, MemberIdentity
 from privacy.secagg import transcript
@@ -71,9 +77,12 @@ def _view_digest(roster: CandidateRoster, matrix: LossMatrix, assignment: Assign
 
 
 def agree_on_grouping(
-    roster: CandidateRoster, matrix: LossMatrix, min_cluster_silos: int
+    roster: CandidateRoster,
+    matrix: LossMatrix,
+    min_cluster_silos: int,
+    method: AssignmentMethod = "optimal",
 ) -> GroupingView:
-    """The optimal balanced clusters of ``matrix`` and the digest every silo must confirm."""
+    """The plan's balanced clusters of ``matrix`` and the digest every silo must confirm."""
     adapters = roster.context.adapters
     if matrix.losses.shape != (len(matrix.silo_ids), adapters):
         raise GroupingAborted(f"the loss matrix is not {len(matrix.silo_ids)} x {adapters}")
@@ -83,7 +92,7 @@ def agree_on_grouping(
             f"grouping round {roster.context.round}: only {len(matrix.silo_ids)} silos "
             f"reported; {adapters} clusters of at least {min_cluster_silos} need {needed}"
         )
-    assignment = optimal_assignment(matrix.losses)
+    assignment = assign_clusters(matrix.losses, method)
     return GroupingView(roster, matrix, assignment, _view_digest(roster, matrix, assignment))
 
 
