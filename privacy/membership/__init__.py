@@ -26,6 +26,7 @@ from privacy.membership._agreement import (
     check_confirmations,
     confirm_grouping,
 )
+from privacy.membership._relay import GroupingRelay, RelayPhase
 from privacy.membership._reports import LossMatrix, open_loss_reports, seal_loss_report
 from privacy.membership._roster import (
     CandidateRoster,
@@ -42,10 +43,12 @@ __all__ = [
     "Confirmation",
     "GroupingAborted",
     "GroupingContext",
+    "GroupingRelay",
     "GroupingView",
     "KSlotLayout",
     "LossMatrix",
     "MemberIdentity",
+    "RelayPhase",
     "agree_on_grouping",
     "agreed_digest",
     "check_cluster_quorum",

@@ -134,18 +134,28 @@ def open_loss_reports(
     return LossMatrix(ids, matrix)
 
 
+def report_binding(blob: bytes) -> tuple[str, str, str, str]:
+    """(federation, grouping digest hex, sender, recipient) from a blob's clear header.
+
+    Not authenticated by itself (the AEAD binds it when the recipient opens the blob); the
+    aggregator uses it to refuse misaddressed blobs early. :class:`InvalidInput` if malformed.
+    """
+    header = read_header(blob, _PURPOSE)
+    fields = (
+        header["federation_id"],
+        header["grouping"],
+        header["sender_id"],
+        header["recipient_id"],
+    )
+    return tuple(str(f) for f in fields)  # type: ignore[return-value]
+
+
 def _open_one(
     me: MemberIdentity, roster: CandidateRoster, keys: Mapping, sender: str, blob: bytes
 ) -> np.ndarray:
     where = f"silo {me.silo_id!r}: the loss report relayed as {sender!r}"
     try:
-        header = read_header(blob, _PURPOSE)
-        binding = (
-            header["federation_id"],
-            header["grouping"],
-            header["sender_id"],
-            header["recipient_id"],
-        )
+        binding = report_binding(blob)
         expected = (roster.context.federation_id, roster.context.digest.hex(), sender, me.silo_id)
         if binding != expected:
             raise GroupingAborted(
