@@ -35,6 +35,7 @@ from privacy.membership._roster import (
     MemberIdentity,
 )
 from privacy.membership._slots import CkksSlotLayout, ClusterSums, KSlotLayout
+from privacy.membership._view_codec import view_from_bytes, view_to_bytes
 
 __all__ = [
     "CandidateRoster",
@@ -56,4 +57,6 @@ __all__ = [
     "confirm_grouping",
     "open_loss_reports",
     "seal_loss_report",
+    "view_from_bytes",
+    "view_to_bytes",
 ]

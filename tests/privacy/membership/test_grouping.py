@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -16,9 +17,12 @@ from privacy.membership import (
     check_cluster_quorum,
     open_loss_reports,
     seal_loss_report,
+    view_from_bytes,
+    view_to_bytes,
 )
 from privacy.secagg import SMALL, Roster, RoundContext, SecAggAborted, SecAggClient
 from privacy.secagg.keys import verify_silo_certificate
+from protos.errors import InvalidInput
 from tests.privacy.membership.grouping_relay import (
     candidate_roster,
     grouping_context,
@@ -260,3 +264,21 @@ def test_silos_holding_different_groupings_refuse_each_others_keys_before_traini
         client.advertise()
         with pytest.raises(SecAggAborted, match=match):
             client.share_keys(roster)
+
+
+def test_a_stored_view_reloads_only_if_it_reproduces_the_confirmed_digest(
+    federation: Federation,
+) -> None:
+    ids = federation.ids(6)
+    view = run_grouping(federation, _losses(ids, seed=7), K).views[ids[2]]
+    stored = view_to_bytes(view, "optimal", 2)
+    reloaded = view_from_bytes(stored, "state/grouping.json")
+    assert reloaded.digest == view.digest and reloaded.assignment == view.assignment
+    assert reloaded.cluster_of(ids[2]) == view.cluster_of(ids[2])
+    raw = json.loads(stored)
+    losses = bytearray(bytes.fromhex(raw["losses"]))
+    losses[3] ^= 1  # one bit of one loss
+    with pytest.raises(InvalidInput, match="does not reproduce"):
+        view_from_bytes(json.dumps({**raw, "losses": losses.hex()}).encode(), "g.json")
+    with pytest.raises(InvalidInput, match="malformed"):
+        view_from_bytes(stored[:-5], "g.json")
