@@ -26,6 +26,7 @@ from privacy.membership._agreement import (
     check_confirmations,
     confirm_grouping,
 )
+from privacy.membership._member import GroupingMember, MemberPhase
 from privacy.membership._relay import GroupingRelay, RelayPhase
 from privacy.membership._reports import LossMatrix, open_loss_reports, seal_loss_report
 from privacy.membership._roster import (
@@ -44,11 +45,13 @@ __all__ = [
     "Confirmation",
     "GroupingAborted",
     "GroupingContext",
+    "GroupingMember",
     "GroupingRelay",
     "GroupingView",
     "KSlotLayout",
     "LossMatrix",
     "MemberIdentity",
+    "MemberPhase",
     "RelayPhase",
     "agree_on_grouping",
     "agreed_digest",

@@ -7,10 +7,11 @@ import pytest
 
 from privacy.membership import (
     GroupingAborted,
+    GroupingMember,
     GroupingRelay,
+    MemberPhase,
     RelayPhase,
     agree_on_grouping,
-    check_confirmations,
     confirm_grouping,
     open_loss_reports,
     seal_loss_report,
@@ -34,29 +35,25 @@ def test_a_grouping_through_the_relay_agrees_without_the_relay_seeing_a_loss(
     declined = ids[4]  # budget: it sends nothing, and is simply not on the final roster
     losses = {s: np.random.default_rng(i).normal(0.7, 0.2, K) for i, s in enumerate(ids)}
     relay = _relay(federation, ids)
+    members = {s: GroupingMember(identity(federation, s), relay.roster, 2, "optimal") for s in ids}
     received: list[bytes] = []
     for s in ids:
         if s != declined:
-            sealed = seal_loss_report(identity(federation, s), relay.roster, losses[s])
+            sealed = members[s].report(losses[s])
             relay.receive_reports(s, sealed)
             relay.receive_reports(s, sealed)  # a resend is harmless
             received += sealed.values()
     final = relay.close_reports()
     assert final == tuple(s for s in ids if s != declined)
-    views = {}
     for s in final:
-        matrix = open_loss_reports(
-            identity(federation, s), relay.roster, final, relay.inbox(s), losses[s]
-        )
-        views[s] = agree_on_grouping(relay.roster, matrix, 2)
-        confirmation = confirm_grouping(identity(federation, s), views[s])
+        confirmation = members[s].open(final, relay.inbox(s))
         relay.receive_confirmation(s, confirmation)
         received += [confirmation.digest, confirmation.signature]
     confirmations = relay.close_confirmations()
     assert relay.phase is RelayPhase.AGREED
-    assert relay.digest == views[final[0]].digest
-    for s in final:
-        check_confirmations(identity(federation, s), views[s], confirmations)
+    views = {s: members[s].check(confirmations) for s in final}
+    assert {v.digest for v in views.values()} == {relay.digest}
+    assert all(members[s].phase is MemberPhase.CONFIRMED for s in final)
     everything = b"".join(received)
     for vector in losses.values():
         for value in vector:
@@ -111,3 +108,13 @@ def test_too_few_reports_or_a_dissenting_confirmation_aborts(federation: Federat
         relay.receive_confirmation(s, confirm_grouping(me, view))
     with pytest.raises(GroupingAborted, match="2 different groupings"):
         relay.close_confirmations()
+
+
+def test_a_member_cannot_skip_a_step_and_stays_aborted(federation: Federation) -> None:
+    ids = federation.ids(4)
+    relay = _relay(federation, ids)
+    member = GroupingMember(identity(federation, ids[0]), relay.roster, 2, "greedy")
+    with pytest.raises(GroupingAborted, match="step check called in report"):
+        member.check({})
+    with pytest.raises(GroupingAborted, match="step report called in aborted"):
+        member.report([0.1, 0.2])
