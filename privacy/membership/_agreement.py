@@ -47,9 +47,9 @@ from privacy.secagg.keys import sign, signature_valid
 class GroupingView:
     """What one silo concluded from a grouping; equal digests mean equal everything."""
 
-    roster: CandidateRoster
-    matrix: LossMatrix
-    assignment: Assignment
+    roster: CandidateRoster = field(repr=False)
+    matrix: LossMatrix = field(repr=False)  # never logged: other silos' losses
+    assignment: Assignment = field(repr=False)  # never logged: who is in which cluster
     digest: bytes
 
     @property

@@ -14,7 +14,7 @@ the final roster.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class LossMatrix:
     """The loss vectors of the final roster: row i is silo ``silo_ids[i]`` (sorted)."""
 
     silo_ids: tuple[str, ...]
-    losses: np.ndarray  # float64 [len(silo_ids), K], read-only
+    losses: np.ndarray = field(repr=False)  # float64 [len(silo_ids), K], read-only
 
 
 def _payload(roster: CandidateRoster, sender: str, losses: np.ndarray) -> bytes:

@@ -50,6 +50,8 @@ def test_every_silo_computes_the_same_optimal_clusters(federation: Federation) -
     np.testing.assert_array_equal(view.matrix.losses, np.stack([losses[s] for s in ids]))
     assert view.assignment == optimal_assignment(np.stack([losses[s] for s in ids]))
     assert sorted(view.sizes) == [2, 2, 3]
+    shown = repr(view)  # what a log line would carry: the digest, no loss, no assignment
+    assert "losses" not in shown and "assignment" not in shown and "matrix" not in shown
 
 
 def test_the_relay_sees_only_blobs_that_do_not_open_for_it(federation: Federation) -> None:
