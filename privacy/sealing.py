@@ -81,6 +81,11 @@ def seal_to(
 
 def read_header(sealed: bytes, purpose: SealingPurpose) -> dict[str, HeaderValue]:
     """The (not yet authenticated) header of a blob; :class:`InvalidInput` if malformed."""
+    return _parse(sealed, purpose)[0]
+
+
+def _parse(sealed: bytes, purpose: SealingPurpose) -> tuple[dict[str, HeaderValue], int]:
+    """The header and the length of the prefix (magic, length, header) it ends."""
     magic = purpose.magic
     if not sealed.startswith(magic) or len(sealed) < len(magic) + 4:
         raise InvalidInput(f"not a {purpose.what} (bad magic or version)")
@@ -96,7 +101,7 @@ def read_header(sealed: bytes, purpose: SealingPurpose) -> dict[str, HeaderValue
         )
     except (ValueError, TypeError):
         raise InvalidInput(f"{purpose.what} has a malformed header") from None
-    return header
+    return header, len(magic) + 4 + header_len
 
 
 def open_sealed(
@@ -112,8 +117,7 @@ def open_sealed(
         own_private_key.curve.name != "secp256r1"
     ):
         raise InvalidInput(f"opening a {purpose.what} needs the silo's P-256 private key")
-    header = read_header(sealed, purpose)
-    prefix_len = len(purpose.magic) + 4 + struct.unpack(">I", sealed[len(purpose.magic) :][:4])[0]
+    header, prefix_len = _parse(sealed, purpose)
     prefix = sealed[:prefix_len]
     ephemeral = ec.EllipticCurvePublicKey.from_encoded_point(
         ec.SECP256R1(), bytes.fromhex(str(header[_EPHEMERAL]))
