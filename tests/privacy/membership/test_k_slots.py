@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aggregator.fedavg import add_summed_deltas
+from aggregator.rounds.fedavg import add_summed_deltas
 from privacy.balanced_assignment import cluster_members, cluster_sizes, optimal_assignment
 from privacy.he import decrypt_update, encrypt_update, generate_secret_context, sum_encrypted
 from privacy.membership import CkksSlotLayout, KSlotLayout
