@@ -9,9 +9,9 @@ grid, so they encode exactly and the masked sum decodes to integer counts and to
 participants × sizes; a delta slot is encoded exactly as per-cluster masking encodes it.
 The aggregator divides each cluster sum by ``max(size, count)`` as today.
 
-Under CKKS the same K delta slots are each padded to whole ciphertexts, so the aggregator
-can add slot k's ciphertexts onto cluster k's encrypted global without decrypting; the
-count and sizes are not needed there (a dropout's weight stays on the previous global).
+Under CKKS the same K delta slots travel as K encrypted vectors, so the aggregator adds
+slot k of every upload onto cluster k's encrypted global without decrypting; the count and
+sizes are not needed there (a dropout's weight stays on the previous global).
 """
 
 from __future__ import annotations
@@ -108,36 +108,24 @@ class KSlotLayout:
 
 @dataclass(frozen=True)
 class CkksSlotLayout:
-    """K delta slots, each padded to whole ciphertexts of ``values_per_ciphertext`` values."""
+    """K slots of ``dim`` values under CKKS: each silo encrypts K vectors, its own
+    (1/N-weighted) delta in its cluster's slot and zeros in the others.
+
+    Every silo's upload is K encrypted vectors of ``dim`` values, the same number of
+    ciphertexts whatever its cluster, and the aggregator adds slot k of every upload onto
+    cluster k's encrypted global without decrypting. (CKKS ciphertexts are randomised, so
+    an encryption of zeros cannot be told from one of a delta.)
+    """
 
     dim: int
     clusters: int
-    values_per_ciphertext: int
 
-    @property
-    def ciphertexts_per_slot(self) -> int:
-        return -(-self.dim // self.values_per_ciphertext)
-
-    @property
-    def length(self) -> int:
-        return self.clusters * self.ciphertexts_per_slot * self.values_per_ciphertext
-
-    def ciphertext_range(self, cluster: int) -> range:
-        """Indices of cluster ``cluster``'s ciphertexts in an encrypted upload or sum."""
-        per = self.ciphertexts_per_slot
-        return range(cluster * per, (cluster + 1) * per)
-
-    def encode(self, weighted_delta: np.ndarray, cluster: int) -> np.ndarray:
-        """A silo's plaintext before encryption (its 1/N-weighted delta in its slot)."""
-        flat = np.asarray(weighted_delta)
+    def encode(self, weighted_delta: np.ndarray, cluster: int) -> list[np.ndarray]:
+        """A silo's K plaintext slots (float32, as the CKKS packing takes them)."""
+        flat = np.asarray(weighted_delta, dtype=np.float32)
         if flat.shape != (self.dim,) or not 0 <= cluster < self.clusters:
             raise InvalidInput(f"CKKS K-slot: delta {flat.shape} or cluster {cluster} invalid")
-        out = np.zeros(self.length, dtype=np.float64)
-        start = cluster * self.ciphertexts_per_slot * self.values_per_ciphertext
-        out[start : start + self.dim] = flat
-        return out
-
-    def slot(self, decrypted: np.ndarray, cluster: int) -> np.ndarray:
-        """Cluster ``cluster``'s values from a decrypted K-slot vector."""
-        start = cluster * self.ciphertexts_per_slot * self.values_per_ciphertext
-        return np.asarray(decrypted)[start : start + self.dim]
+        return [
+            flat.copy() if k == cluster else np.zeros(self.dim, dtype=np.float32)
+            for k in range(self.clusters)
+        ]

@@ -99,23 +99,25 @@ def test_a_sum_with_disagreeing_sizes_or_fractional_counts_is_refused() -> None:
         layout.decode(layout.encode(ones, 0, (2, 1)) + layout.encode(ones, 1, (2, 1)) * 2)
 
 
-def test_ckks_k_slots_add_per_cluster_in_whole_ciphertexts() -> None:
+def test_ckks_k_slots_add_onto_each_clusters_encrypted_global() -> None:
     ctx = generate_secret_context("ckks-add-4096")
-    layout = CkksSlotLayout(3000, 3, ctx.preset.slots)
+    layout = CkksSlotLayout(3000, 3)
     rng = np.random.default_rng(0)
     deltas = [rng.normal(0, 0.05, 3000) for _ in range(5)]
     clusters = [0, 2, 2, 1, 0]
-    encrypted = [
-        encrypt_update(ctx, layout.encode(d, k).astype(np.float32), weight=1.0, max_silos=5)
+    sizes = [clusters.count(k) for k in range(3)]
+    globals_ = [rng.normal(0, 0.1, 3000).astype(np.float32) for _ in range(3)]
+    uploads = [  # each silo: K encrypted slots, 1/N_cluster times its delta in its own
+        [
+            encrypt_update(ctx, slot, weight=1.0, max_silos=6)
+            for slot in layout.encode(d / sizes[k], k)
+        ]
         for d, k in zip(deltas, clusters, strict=True)
     ]
-    assert len({e.manifest.count for e in encrypted}) == 1
-    total = decrypt_update(ctx, sum_encrypted(ctx, encrypted))
+    assert len({tuple(v.manifest.count for v in upload) for upload in uploads}) == 1
     for k in range(3):
-        expected = sum(d for d, c in zip(deltas, clusters, strict=True) if c == k)
-        np.testing.assert_allclose(layout.slot(total, k), expected, atol=1e-4)
-        chunk_values = {
-            i * layout.values_per_ciphertext // (layout.length // 3)
-            for i in layout.ciphertext_range(k)
-        }
-        assert chunk_values == {k}  # each cluster's ciphertexts hold only its own slot
+        encrypted_global = encrypt_update(ctx, globals_[k], weight=1.0, max_silos=6)
+        total = sum_encrypted(ctx, [encrypted_global, *(upload[k] for upload in uploads)])
+        members = [d for d, c in zip(deltas, clusters, strict=True) if c == k]
+        expected = globals_[k] + sum(members) / sizes[k]
+        np.testing.assert_allclose(decrypt_update(ctx, total), expected, atol=1e-4)
