@@ -168,6 +168,8 @@ def agreed_digest(
     retried instead of being sent to silos that would refuse it anyway.
     """
     digests = {c.digest for c in confirmations.values()}
+    if not digests:
+        raise GroupingAborted(f"grouping round {roster.context.round}: no silo confirmed it")
     if len(digests) != 1:
         raise GroupingAborted(
             f"grouping round {roster.context.round}: silos confirmed {len(digests)} different "

@@ -90,6 +90,13 @@ def test_too_few_reports_or_a_dissenting_confirmation_aborts(federation: Federat
     assert relay.phase is RelayPhase.ABORTED
 
     relay = _relay(federation, ids)
+    for s in ids:
+        relay.receive_reports(s, seal_loss_report(identity(federation, s), relay.roster, [1, 2]))
+    relay.close_reports()
+    with pytest.raises(GroupingAborted, match="no silo confirmed"):
+        relay.close_confirmations()  # the deadline passed before any confirmation
+
+    relay = _relay(federation, ids)
     losses = {s: np.array([0.1 * i, 1 - 0.1 * i]) for i, s in enumerate(ids)}
     for s in ids:
         relay.receive_reports(s, seal_loss_report(identity(federation, s), relay.roster, losses[s]))
