@@ -201,6 +201,14 @@ class FedBiscuitSpec(StrictModel):
         description="Fewest silos a cluster may have at grouping, and fewest uploads of a "
         "cluster that update its adapter in a round (otherwise it keeps its previous global).",
     )
+    membership: Literal["visible", "hidden"] = Field(
+        "visible",
+        description="'visible': the aggregator computes the clusters from the loss reports. "
+        "'hidden': silos seal their loss reports to each other, compute and confirm the same "
+        "clusters, and upload K slots under one secure sum, so the aggregator learns cluster "
+        "sizes and sums, never who is where (privacy/membership; needs protection 'masking' "
+        "and silos_per_round >= clusters x min_cluster_silos).",
+    )
 
     @property
     def warmup_rounds(self) -> int:
@@ -379,6 +387,8 @@ class Plan(StrictModel):
                 raise ValueError(
                     "fedbiscuit aggregates on model (1/N_cluster): weighting must be 'uniform'"
                 )
+            if fb.membership == "hidden":
+                self._fits_hidden_membership(fb)
         return self
 
     def _fits_secagg(self, limits: SecAggLimits) -> None:
@@ -401,6 +411,24 @@ class Plan(StrictModel):
                 f"adapter is summed under masking over its own silos: raise it to at least "
                 f"{limits.min_silos}"
             )
+
+    def _fits_hidden_membership(self, fb: FedBiscuitSpec) -> None:
+        if self.protection != "masking":
+            raise ValueError(
+                f"fedbiscuit.membership 'hidden' needs protection 'masking' (K-slot uploads under "
+                f"one secure sum), not {self.protection!r}"
+            )
+        if self.silos_per_round < fb.clusters * fb.min_cluster_silos:
+            raise ValueError(
+                f"fedbiscuit.membership 'hidden': silos_per_round ({self.silos_per_round}) must "
+                f"be at least clusters x min_cluster_silos ({fb.clusters * fb.min_cluster_silos}), "
+                "or every round's secure sum would leave some cluster below its minimum"
+            )
+        raise ValueError(
+            "fedbiscuit.membership 'hidden' is not available in this version: the silo agent and "
+            "the aggregator do not run it yet (privacy/membership holds its mechanisms); use "
+            "'visible'"
+        )
 
     def _fits_he(self, he: HeSpec) -> None:
         if self.min_silos < he.min_contributors:
@@ -453,6 +481,8 @@ class Plan(StrictModel):
             del data["secagg"]  # so do plaintext plans from before secure aggregation
         if data["he"] is None:
             del data["he"]  # and every plan from before homomorphic mode
+        if data.get("fedbiscuit") and data["fedbiscuit"]["membership"] == "visible":
+            del data["fedbiscuit"]["membership"]  # FedBiscuit plans from before hidden mode
         if data["selector"]["kind"] == "pair_encoder":
             del data["selector"]["kind"]  # so do pair-encoder plans from before causal_lm
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()

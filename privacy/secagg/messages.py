@@ -35,13 +35,17 @@ class RoundContext:
     """What a round is: federation, round number, plan hash and the public round seed.
 
     The seed (chosen by the aggregator, public) fixes the neighbour graph; a re-run round
-    gets a new seed and fresh keys, so masks are never reused.
+    gets a new seed and fresh keys, so masks are never reused. In membership-hiding
+    FedBiscuit, ``grouping_digest`` is the digest every silo confirmed for the grouping the
+    round trains under (:mod:`privacy.membership`): silos holding different groupings sign
+    different contexts, so they refuse each other's keys before anyone trains.
     """
 
     federation_id: str
     round: int
     plan_hash: str  # hex SHA-256 of the plan's canonical JSON
     seed: bytes
+    grouping_digest: bytes = b""  # empty, or the 32-byte confirmed grouping digest
 
     def __post_init__(self) -> None:
         validate_id(self.federation_id, "federation id")
@@ -51,13 +55,16 @@ class RoundContext:
             raise InvalidInput("plan_hash must be a lowercase hex SHA-256 digest")
         if len(self.seed) != SEED_BYTES:
             raise InvalidInput(f"the round seed must be {SEED_BYTES} bytes")
+        if len(self.grouping_digest) not in (0, 32):
+            raise InvalidInput("a round's grouping digest must be empty or 32 bytes")
 
     @cached_property
     def digest(self) -> bytes:
         """32 bytes that every derived key, signature and graph of this round binds to."""
-        return transcript.digest(
-            "context", self.federation_id, self.round, self.plan_hash, self.seed
-        )
+        fields = (self.federation_id, self.round, self.plan_hash, self.seed)
+        if self.grouping_digest:  # rounds without a hidden grouping keep their digest
+            return transcript.digest("context/grouped", *fields, self.grouping_digest)
+        return transcript.digest("context", *fields)
 
 
 @dataclass(frozen=True)

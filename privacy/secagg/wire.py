@@ -34,11 +34,18 @@ def context_to_proto(context: RoundContext) -> pb.SecAggContext:
         round=context.round,
         plan_sha256=context.plan_hash,
         seed=context.seed,
+        grouping_digest=context.grouping_digest,
     )
 
 
 def context_from_proto(msg: pb.SecAggContext) -> RoundContext:
-    return RoundContext(msg.federation_id, msg.round, msg.plan_sha256, bytes(msg.seed))
+    return RoundContext(
+        msg.federation_id,
+        msg.round,
+        msg.plan_sha256,
+        bytes(msg.seed),
+        grouping_digest=bytes(msg.grouping_digest),
+    )
 
 
 def _ids(values: object, what: str) -> tuple[str, ...]:

@@ -262,16 +262,18 @@ class DeclineRequest(_message.Message):
     def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., round: _Optional[int] = ..., reason_code: _Optional[str] = ..., message: _Optional[str] = ..., epsilon_spent: _Optional[float] = ..., ledger_entries: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class SecAggContext(_message.Message):
-    __slots__ = ("federation_id", "round", "plan_sha256", "seed")
+    __slots__ = ("federation_id", "round", "plan_sha256", "seed", "grouping_digest")
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    GROUPING_DIGEST_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
     round: int
     plan_sha256: str
     seed: bytes
-    def __init__(self, federation_id: _Optional[str] = ..., round: _Optional[int] = ..., plan_sha256: _Optional[str] = ..., seed: _Optional[bytes] = ...) -> None: ...
+    grouping_digest: bytes
+    def __init__(self, federation_id: _Optional[str] = ..., round: _Optional[int] = ..., plan_sha256: _Optional[str] = ..., seed: _Optional[bytes] = ..., grouping_digest: _Optional[bytes] = ...) -> None: ...
 
 class SecAggKeyAdvertisement(_message.Message):
     __slots__ = ("silo_id", "mask_public_key", "share_public_key", "certificate_pem", "signature")

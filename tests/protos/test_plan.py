@@ -222,3 +222,43 @@ def test_he_fedbiscuit_clusters_must_hold_min_contributors():
             silos_per_round=6,
             fedbiscuit=FedBiscuitSpec(clusters=2, min_cluster_silos=2),
         )
+
+
+def _masked_fedbiscuit(**spec):
+    fields = {"clusters": 3, "warmup_rounds_per_adapter": 2, "min_cluster_silos": 3, **spec}
+    return _fedbiscuit(silos_per_round=9, protection="masking", fedbiscuit=FedBiscuitSpec(**fields))
+
+
+def test_visible_fedbiscuit_plans_hash_as_before_membership_hiding_existed():
+    # The SHA-256 this plan had before FedBiscuitSpec.membership was added.
+    before = "665f6e38321558bc37edd601e06d7306f6ceb2c825262ad1b9ee26b61d30b06d"
+    plan = Plan(
+        federation_id="hospitals", algorithm="fedbiscuit", rounds=10, silos_per_round=9,
+        fedbiscuit=FedBiscuitSpec(clusters=3, warmup_rounds_per_adapter=2, min_cluster_silos=3),
+    )  # fmt: skip
+    assert plan.fedbiscuit.membership == "visible" and plan.sha256() == before
+    assert b"membership" not in plan.canonical_json()
+    assert _masked_fedbiscuit(membership="visible").sha256() == _masked_fedbiscuit().sha256()
+
+
+@pytest.mark.parametrize(
+    ("plan", "message"),
+    [
+        (
+            lambda: _fedbiscuit(fedbiscuit=FedBiscuitSpec(membership="hidden")),
+            "needs protection 'masking'",
+        ),
+        (
+            lambda: _fedbiscuit(
+                silos_per_round=8,
+                protection="masking",
+                fedbiscuit=FedBiscuitSpec(min_cluster_silos=3, membership="hidden"),
+            ),
+            "must be at least clusters x min_cluster_silos (9)",
+        ),
+        (lambda: _masked_fedbiscuit(membership="hidden"), "not available in this version"),
+    ],
+)
+def test_hidden_membership_is_refused_until_both_programs_run_it(plan, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        plan()
