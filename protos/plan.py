@@ -151,9 +151,10 @@ class DpSpec(StrictModel):
         "updates left the silos (an aggregator restart, an abort) is re-run, and costs again.",
     )
     allow_insecure_rng: bool = Field(
-        True,
-        description="Allow DP noise from a non-cryptographic generator (the ledger records which "
-        "was used). Opacus secure mode needs torchcsprng, which may not be installable.",
+        False,
+        description="Allow silos whose DP sampling and noise are seeded (config.seed: tests and "
+        "demos), hence predictable; each silo's policy must allow it too, and every ledger "
+        "entry records secure_rng and the seed's use. Production plans leave this false.",
     )
 
 

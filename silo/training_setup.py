@@ -13,13 +13,14 @@ import torch
 
 from privacy.accounting import DpEvent, derive_noise_multiplier
 from privacy.loss_report import evaluation_sample, loss_report_event
+from privacy.secure_noise import NoiseSource
 from protos.errors import FailedPrecondition
 from protos.plan import Plan
 from selector.data import read_jsonl
 from selector.model import build_encoder, build_selector
 from silo.config import SiloConfig
 from silo.local_backbones import silo_selector
-from silo.policy import check_noise_multiplier
+from silo.policy import check_noise_multiplier, check_noise_source
 from silo.trainer import LocalTrainer
 
 _DERIVATION_MARGIN = 1e-9
@@ -75,6 +76,8 @@ def build_training(config: SiloConfig, plan: Plan) -> TrainingSetup:
         )
         source = f"the noise multiplier derived for budget.epsilon={config.budget.epsilon:g}"
     check_noise_multiplier(config.policy, sigma, source)
+    check_noise_source(config.policy, plan, seeded=config.seed is not None)
+    noise = NoiseSource(config.seed, context=f"{plan.federation_id}/{config.silo_id}")
     selector = silo_selector(config, plan.selector)
     trainer = LocalTrainer(
         build_selector(selector, plan.seed),
@@ -84,7 +87,7 @@ def build_training(config: SiloConfig, plan: Plan) -> TrainingSetup:
         plan.training,
         noise_multiplier=sigma,
         device=torch.device(config.resolved_device()),
-        seed=config.seed,
+        noise=noise,
     )
     if not math.isclose(trainer.sample_rate, sample_rate):
         raise FailedPrecondition(

@@ -161,6 +161,7 @@ def demo_plan(options: DemoOptions, key_custodian: str = "silo-1") -> Plan:
         dp=DpSpec(
             expected_batch_size=options.expected_batch_size,
             clip_norm=1.0,
+            allow_insecure_rng=True,  # the demo's silos are seeded (reproducible figures)
             # Masked rounds lost to a restart are re-run and paid again: budget one spare.
             planned_participations=options.rounds + 1 if masking else None,
         ),
@@ -257,10 +258,12 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
                 "state_dir": str(silo_dir / "state"),
                 "budget": {"epsilon": options.epsilon, "delta": options.delta},
                 "device": "auto",
+                # Seeded for a reproducible demo, which both plan and policy must allow.
                 "seed": options.seed * 1000 + index,
                 # Each silo consents to exactly the plan's backbone (a local folder included).
                 "policy": {
                     **_silo_policy(options.protection),
+                    "allow_insecure_rng": True,
                     "allowed_backbones": [plan.selector.backbone.kind],
                 },
             }

@@ -59,7 +59,7 @@ def test_a_causal_lm_plan_trains_a_causal_lm_selector(
     plan = tiny_plan.model_copy(update={"selector": selector})
     training = build_training(silo_config("silo-1", 1, epsilon=8.0), plan)
 
-    delta = training.trainer.train_round(adapter_state(training.trainer.model), steps=1)
+    delta = training.trainer.train_round(adapter_state(training.trainer.model), steps=1, release=0)
 
     assert isinstance(training.trainer.model, CausalLMSelector)
     assert delta.keys() == adapter_state(build_selector(selector, plan.seed)).keys()
