@@ -62,9 +62,16 @@ class SiloAudit:
 
 
 def audit_ledger(
-    silo_id: str, source: str, ledger: VerifiedLedger, *, with_pld: bool = True
+    silo_id: str,
+    source: str,
+    ledger: VerifiedLedger,
+    *,
+    with_pld: bool = True,
+    allow_insecure_rng: bool = False,
 ) -> SiloAudit:
-    """Recompute ε for every entry and flag under-reporting and budget overruns."""
+    """Recompute ε for every entry and flag under-reporting and budget overruns, and every
+    release with seeded (predictable) noise unless the plan allowed it
+    (`allow_insecure_rng`: the plan's dp.allow_insecure_rng)."""
     audit = SiloAudit(silo_id, source, violations=list(ledger.violations))
     entries = ledger.entries
     if not entries:
@@ -106,6 +113,15 @@ def audit_ledger(
                     f"budget overrun: epsilon {spent:.6g} exceeds the budget {budget:g}",
                 )
             )
+        if not entry.secure_rng and not allow_insecure_rng:
+            audit.violations.append(
+                Violation(
+                    where,
+                    entry.seq,
+                    "DP noise from a seeded, predictable generator (secure_rng: false) but the "
+                    "plan does not allow it (dp.allow_insecure_rng)",
+                )
+            )
     last, again = entries[-1], recomputed[-1]
     audit.releases = len(entries)
     audit.last_round = last.round
@@ -115,8 +131,10 @@ def audit_ledger(
     audit.budget_epsilon = last.budget_epsilon
     audit.delta = last.params.delta
     audit.secure_rng = all(e.secure_rng for e in entries)
-    if not audit.secure_rng:
-        audit.notes.append("DP noise came from a non-cryptographic RNG (secure_rng: false)")
+    if not audit.secure_rng and allow_insecure_rng:
+        audit.notes.append(
+            "DP noise was seeded and predictable (secure_rng: false), as the plan allowed"
+        )
     return audit
 
 

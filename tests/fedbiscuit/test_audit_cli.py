@@ -13,6 +13,8 @@ from fedbiscuit.cli import main
 from privacy.accounting import DpEvent, PrivacyAccountant
 from privacy.ledger import Ledger, LedgerEntry
 from privacy.pki import FederationPaths, RevocationList, RevokedCertificate
+from protos.config_files import save_model_file
+from protos.plan import DpSpec
 from tests.ledger_entries import signer_for
 from tests.privacy.conftest import LEDGER_FEDERATION
 
@@ -20,7 +22,9 @@ DELTA = 1e-5
 EVENT = DpEvent("dp_sgd", noise_multiplier=1.1, sample_rate=0.05, steps=5)
 
 
-def _write_ledger(path: Path, pki: FederationPaths, *, lie_at: int | None = None) -> Path:
+def _write_ledger(
+    path: Path, pki: FederationPaths, *, lie_at: int | None = None, secure_rng: bool = True
+) -> Path:
     """Three releases as a silo records them; at `lie_at` the silo records a tenth of its ε."""
     ledger = Ledger.open(
         path,
@@ -34,7 +38,7 @@ def _write_ledger(path: Path, pki: FederationPaths, *, lie_at: int | None = None
         after = accountant.epsilon_after(EVENT, DELTA)
         recorded = after / 10 if round_index == lie_at else after
         ledger.append(
-            round_index=round_index, event=EVENT, clip_norm=1.0, delta=DELTA, secure_rng=False,
+            round_index=round_index, event=EVENT, clip_norm=1.0, delta=DELTA, secure_rng=secure_rng,
             epsilon_after=recorded, budget_epsilon=8.0,
         )  # fmt: skip
         accountant.record(EVENT)
@@ -68,7 +72,7 @@ def test_an_honest_ledger_passes_with_a_table_json_and_plot(
     assert silo["releases"] == 3 and silo["last_round"] == 2 and silo["status"] == "ok"
     assert silo["epsilon_rdp"] == pytest.approx(silo["epsilon_recorded"], rel=1e-2)
     assert silo["epsilon_pld"] < silo["epsilon_rdp"]
-    assert silo["secure_rng"] is False
+    assert silo["secure_rng"] is True
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -177,3 +181,20 @@ def pki_of_another_federation(tmp_path: Path) -> Path:
     from privacy.pki import init_ca
 
     return init_ca(tmp_path / "other", "fed-b").ca_cert
+
+
+def test_seeded_noise_is_a_violation_unless_the_plan_allows_it(
+    tmp_path: Path, ledger_pki: FederationPaths, tiny_plan, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger = _write_ledger(tmp_path / "ledger.jsonl", ledger_pki, secure_rng=False)
+    forbids = tmp_path / "forbids.yaml"
+    save_model_file(forbids, tiny_plan.model_copy(update={"dp": DpSpec()}))
+    allows = tmp_path / "allows.yaml"
+    save_model_file(allows, tiny_plan)  # the test plan sets dp.allow_insecure_rng
+
+    assert _audit(ledger_pki, ledger) == 1  # no plan: nothing allows it
+    assert _audit(ledger_pki, ledger, "--plan", str(forbids)) == 1
+    out = capsys.readouterr().out
+    assert out.count("secure_rng: false") >= 6 and "audit: FAILED" in out
+    assert _audit(ledger_pki, ledger, "--plan", str(allows)) == 0
+    assert "as the plan allowed" in capsys.readouterr().out
