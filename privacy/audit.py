@@ -103,7 +103,16 @@ def audit_ledger(
                     f"which give {again.rdp:.6g} (dp-accounting RDP)",
                 )
             )
-        budget = entry.budget_epsilon
+        budget = min(entry.budget_epsilon, entries[0].budget_epsilon)
+        if entry.budget_epsilon > entries[0].budget_epsilon:
+            audit.violations.append(
+                Violation(
+                    where,
+                    entry.seq,
+                    f"budget raised to {entry.budget_epsilon:g}: the first entry fixed the "
+                    f"silo's budget for the federation at {entries[0].budget_epsilon:g}",
+                )
+            )
         if entry.epsilon_after > budget or again.rdp > budget + _tolerance(budget):
             spent = max(entry.epsilon_after, again.rdp)
             audit.violations.append(

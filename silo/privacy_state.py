@@ -105,6 +105,17 @@ class PrivacyState:
         self._save_accountant()
         return entry
 
+    def check_budget_pinned(self, budget_epsilon: float) -> None:
+        """The first ledger entry fixes the silo's budget for the federation: refuse a larger
+        one (the aggregator would refuse its entries, and the audit flag them)."""
+        entries = self.ledger.entries
+        if entries and budget_epsilon > entries[0].budget_epsilon:
+            raise FailedPrecondition(
+                f"budget.epsilon is {budget_epsilon:g} but this silo's first ledger entry "
+                f"({self.ledger.path}, seq 0) fixed its budget for the federation at "
+                f"{entries[0].budget_epsilon:g}; a budget can only be lowered"
+            )
+
     def sync_with_aggregator(self, next_seq: int, last_hash: str) -> None:
         """Take the aggregator's position in this silo's ledger (from Join).
 

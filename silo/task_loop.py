@@ -76,7 +76,8 @@ class TaskLoop:
         plan, plan_sha256 = self._join()
         mode = admit(self._config.policy, plan)
         check_plan(self._config.policy, plan, self._config.budget)
-        training = build_training(self._config, plan)
+        self._privacy.check_budget_pinned(self._config.budget.epsilon)
+        training = build_training(self._config, plan, self._privacy.accountant.events)
         self._log("setup", plan_sha256=plan_sha256[:12], noise_multiplier=training.sigma)
         self._uploader: Uploader = mode(
             UploadContext(

@@ -7,6 +7,7 @@ sigma the silo's policy forbids stops the agent before anything is released.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,13 +50,14 @@ def reserved_loss_reports(plan: Plan) -> tuple[DpEvent, ...]:
     return (DpEvent("gaussian", one.noise_multiplier, 1.0, one.steps * groupings),)
 
 
-def build_training(config: SiloConfig, plan: Plan) -> TrainingSetup:
+def build_training(config: SiloConfig, plan: Plan, spent: Sequence[DpEvent] = ()) -> TrainingSetup:
     """Load the silo's data and the plan's selector (its backbone from where this silo keeps
     it, silo.local_backbones); fix sigma, checked against the policy.
 
     A plan without a fixed sigma gets the smallest one whose `participations_budgeted`
-    rounds, plus one loss report per planned FedBiscuit grouping, fit the silo's whole
-    budget, so every round and grouping the silo is asked for is affordable.
+    rounds, plus one loss report per planned FedBiscuit grouping, fit what is left of the
+    silo's budget after the releases already `spent` (a restart or a plan change mid-way), so
+    every round and grouping the silo is asked for is affordable.
     """
     pairs = read_jsonl(config.data.train_path)
     rows: tuple[int, ...] = ()
@@ -72,7 +74,7 @@ def build_training(config: SiloConfig, plan: Plan) -> TrainingSetup:
         # only up to rounding, so aim a hair under the budget or the last round may not fit.
         target = config.budget.epsilon * (1 - _DERIVATION_MARGIN)
         sigma = derive_noise_multiplier(
-            target, plan.delta, sample_rate, steps, reserved_loss_reports(plan)
+            target, plan.delta, sample_rate, steps, (*spent, *reserved_loss_reports(plan))
         )
         source = f"the noise multiplier derived for budget.epsilon={config.budget.epsilon:g}"
     check_noise_multiplier(config.policy, sigma, source)

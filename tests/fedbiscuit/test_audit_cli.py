@@ -23,7 +23,12 @@ EVENT = DpEvent("dp_sgd", noise_multiplier=1.1, sample_rate=0.05, steps=5)
 
 
 def _write_ledger(
-    path: Path, pki: FederationPaths, *, lie_at: int | None = None, secure_rng: bool = True
+    path: Path,
+    pki: FederationPaths,
+    *,
+    lie_at: int | None = None,
+    secure_rng: bool = True,
+    budgets: tuple[float, ...] = (8.0, 8.0, 8.0),
 ) -> Path:
     """Three releases as a silo records them; at `lie_at` the silo records a tenth of its ε."""
     ledger = Ledger.open(
@@ -39,7 +44,7 @@ def _write_ledger(
         recorded = after / 10 if round_index == lie_at else after
         ledger.append(
             round_index=round_index, event=EVENT, clip_norm=1.0, delta=DELTA, secure_rng=secure_rng,
-            epsilon_after=recorded, budget_epsilon=8.0,
+            epsilon_after=recorded, budget_epsilon=budgets[round_index],
         )  # fmt: skip
         accountant.record(EVENT)
     return path
@@ -198,3 +203,14 @@ def test_seeded_noise_is_a_violation_unless_the_plan_allows_it(
     assert out.count("secure_rng: false") >= 6 and "audit: FAILED" in out
     assert _audit(ledger_pki, ledger, "--plan", str(allows)) == 0
     assert "as the plan allowed" in capsys.readouterr().out
+
+
+def test_a_budget_raised_after_the_first_entry_is_a_violation(
+    tmp_path: Path, ledger_pki: FederationPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger = _write_ledger(tmp_path / "ledger.jsonl", ledger_pki, budgets=(8.0, 8.0, 12.0))
+
+    assert _audit(ledger_pki, ledger) == 1
+    out = capsys.readouterr().out
+    assert "ledger.jsonl:3: seq 2" in out or "seq 2" in out
+    assert "budget raised to 12: the first entry fixed the silo's budget" in out

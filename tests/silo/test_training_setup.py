@@ -34,6 +34,23 @@ def test_derived_noise_lets_the_silo_afford_every_planned_round(
         guard.check(event)
 
 
+def test_a_plan_change_derives_sigma_from_the_budget_left(
+    tiny_plan: Plan, silo_config: SiloConfigFactory
+) -> None:
+    plan = _with_derived_noise(tiny_plan)
+    config = silo_config("silo-1", 1, epsilon=3.0)
+    fresh = build_training(config, plan)
+    guard = BudgetGuard(PrivacyAccountant(), config.budget.epsilon, plan.delta)
+    guard.spend(fresh.trainer.dp_event(plan.training.local_steps))  # one round under plan 1
+
+    again = build_training(config, plan, guard.accountant.events)  # the new plan, whole ahead
+    event = again.trainer.dp_event(plan.training.local_steps)
+    spent = [guard.spend(event) for _ in range(plan.rounds)]
+
+    assert again.sigma > fresh.sigma
+    assert spent[-1] == pytest.approx(config.budget.epsilon, rel=1e-4)
+
+
 def test_derived_noise_below_the_policy_floor_is_refused(
     tiny_plan: Plan, silo_config: SiloConfigFactory
 ) -> None:
