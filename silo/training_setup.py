@@ -39,11 +39,11 @@ class TrainingSetup:
     """FedBiscuit: the fixed m training pairs every loss report averages over."""
 
 
-def reserved_loss_reports(plan: Plan) -> tuple[DpEvent, ...]:
+def reserved_loss_reports(plan: Plan, made: int = 0) -> tuple[DpEvent, ...]:
     """The loss reports a silo must be able to afford besides DP-SGD: one per planned
-    grouping (FedBis: none), as one event of equal RDP."""
+    grouping (FedBis: none) beyond the `made` ones already spent, as one event of equal RDP."""
     fb = plan.fedbiscuit
-    groupings = len(plan.grouping_rounds())
+    groupings = max(0, len(plan.grouping_rounds()) - made)
     if fb is None or groupings == 0:
         return ()
     one = loss_report_event(plan.adapters, fb.loss_report.noise_multiplier)
@@ -69,13 +69,16 @@ def build_training(config: SiloConfig, plan: Plan, spent: Sequence[DpEvent] = ()
     if plan.dp.noise_multiplier is not None:
         sigma, source = plan.dp.noise_multiplier, "plan.dp.noise_multiplier"
     else:
-        steps = plan.participations_budgeted * plan.training.local_steps
+        # What the ledger spent stays spent; what is planned beyond it must fit what is left.
+        rounds_made = sum(1 for event in spent if event.mechanism == "dp_sgd")
+        reports_made = len(spent) - rounds_made
+        rounds_left = max(1, plan.participations_budgeted - rounds_made)
+        steps = rounds_left * plan.training.local_steps
+        reserved = (*spent, *reserved_loss_reports(plan, reports_made))
         # Derived for one event of all steps, spent as one event per round: the RDP sums agree
         # only up to rounding, so aim a hair under the budget or the last round may not fit.
         target = config.budget.epsilon * (1 - _DERIVATION_MARGIN)
-        sigma = derive_noise_multiplier(
-            target, plan.delta, sample_rate, steps, (*spent, *reserved_loss_reports(plan))
-        )
+        sigma = derive_noise_multiplier(target, plan.delta, sample_rate, steps, reserved)
         source = f"the noise multiplier derived for budget.epsilon={config.budget.epsilon:g}"
     check_noise_multiplier(config.policy, sigma, source)
     check_noise_source(config.policy, plan, seeded=config.seed is not None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from privacy.accounting import PrivacyAccountant
+from privacy.accounting import DpEvent, PrivacyAccountant
 from privacy.budget_guard import BudgetGuard
 from protos.errors import BudgetExceeded, PolicyViolation
 from protos.plan import BackboneSpec, LoraSpec, Plan, SelectorSpec
@@ -41,14 +41,18 @@ def test_a_plan_change_derives_sigma_from_the_budget_left(
     config = silo_config("silo-1", 1, epsilon=3.0)
     fresh = build_training(config, plan)
     guard = BudgetGuard(PrivacyAccountant(), config.budget.epsilon, plan.delta)
-    guard.spend(fresh.trainer.dp_event(plan.training.local_steps))  # one round under plan 1
+    steps = plan.training.local_steps
+    guard.spend(DpEvent("dp_sgd", fresh.sigma * 0.95, fresh.trainer.sample_rate, steps))
 
-    again = build_training(config, plan, guard.accountant.events)  # the new plan, whole ahead
-    event = again.trainer.dp_event(plan.training.local_steps)
-    spent = [guard.spend(event) for _ in range(plan.rounds)]
+    again = build_training(config, plan, guard.accountant.events)
+    event = again.trainer.dp_event(steps)
+    spent = [guard.spend(event) for _ in range(plan.rounds - 1)]  # the rounds left
 
     assert again.sigma > fresh.sigma
     assert spent[-1] == pytest.approx(config.budget.epsilon, rel=1e-4)
+    # A restart under the same plan keeps the same sigma.
+    restarted = build_training(config, plan, (fresh.trainer.dp_event(steps),))
+    assert restarted.sigma == pytest.approx(fresh.sigma, rel=1e-5)
 
 
 def test_derived_noise_below_the_policy_floor_is_refused(
