@@ -34,6 +34,10 @@ from protos.errors import FailedPrecondition, InvalidInput
 from protos.strict_model import StrictModel
 
 LEDGER_VERSION = 2
+TIMESTAMP_RESOLUTION_S = 300
+"""Entry timestamps are rounded down to this: they leave the silo, and exact times would tell
+how long its training took (which grows with its data). Equal to the PKI's certificate
+backdating, so a rounded timestamp never precedes the signing certificate's validity."""
 GENESIS_HASH = "0" * 64
 _HASH_PATTERN = r"^[0-9a-f]{64}$"
 
@@ -66,7 +70,10 @@ class LedgerEntry(StrictModel):
     secure_rng: bool
     epsilon_after: float = Field(ge=0)
     budget_epsilon: float = Field(gt=0)
-    timestamp: float = Field(description="Seconds since the Unix epoch when it was appended.")
+    timestamp: float = Field(
+        description="Seconds since the Unix epoch when it was appended, rounded down to "
+        "TIMESTAMP_RESOLUTION_S."
+    )
     prev_hash: str = Field(pattern=_HASH_PATTERN)
     signer_cert: str = Field(
         min_length=1, description="PEM of the silo certificate whose key signed this entry."
@@ -231,7 +238,9 @@ class Ledger:
             secure_rng=secure_rng,
             epsilon_after=epsilon_after,
             budget_epsilon=budget_epsilon,
-            timestamp=self._clock(),
+            timestamp=float(
+                math.floor(self._clock() / TIMESTAMP_RESOLUTION_S) * TIMESTAMP_RESOLUTION_S
+            ),
             prev_hash=self._entries[-1].entry_hash if self._entries else GENESIS_HASH,
         )
         unsigned = LedgerEntry.model_construct(

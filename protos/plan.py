@@ -137,6 +137,16 @@ class DpSpec(StrictModel):
     expected_batch_size: int = Field(
         16, ge=1, description="Expected Poisson batch size; sample rate = this / local examples."
     )
+    sample_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Poisson sampling rate q every silo trains and accounts with. Public, so "
+        "the ledger's sample rate says nothing about a silo's size (each silo's expected batch "
+        "is q times its own number of pairs). Null: q = expected_batch_size / N, which reveals "
+        "N in every ledger entry; a silo then takes part only if its policy sets "
+        "allow_revealing_dataset_size.",
+    )
     noise_multiplier: float | None = Field(
         None,
         gt=0,
@@ -454,6 +464,8 @@ class Plan(StrictModel):
             del data["he"]  # and every plan from before homomorphic mode
         if data["selector"]["kind"] == "pair_encoder":
             del data["selector"]["kind"]  # so do pair-encoder plans from before causal_lm
+        if data["dp"]["sample_rate"] is None:
+            del data["dp"]["sample_rate"]  # and plans from before a fixed sample rate
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     def sha256(self) -> str:

@@ -40,6 +40,11 @@ class SiloPolicy(StrictModel):
         description="Accept seeded (reproducible, hence predictable) DP sampling and noise when "
         "config.seed is set; the plan's dp.allow_insecure_rng must agree. Tests and demos only.",
     )
+    allow_revealing_dataset_size: bool = Field(
+        False,
+        description="Accept plans without dp.sample_rate: the silo then samples at "
+        "expected_batch_size / N, and every ledger entry reveals its number of pairs N.",
+    )
     min_noise_multiplier: float = Field(
         0.5, gt=0, description="Smallest DP-SGD noise multiplier sigma the silo will train with."
     )
@@ -80,6 +85,12 @@ def check_plan(policy: SiloPolicy, plan: Plan, budget: PrivacyBudget) -> None:
     if plan.rounds > policy.max_rounds:
         raise PolicyViolation(
             f"plan.rounds is {plan.rounds} but policy.max_rounds is {policy.max_rounds}"
+        )
+    if plan.dp.sample_rate is None and not policy.allow_revealing_dataset_size:
+        raise PolicyViolation(
+            "plan.dp.sample_rate is not set, so this silo's ledger entries would reveal its "
+            "number of training pairs (expected_batch_size / N), but "
+            "policy.allow_revealing_dataset_size is false: ask for a plan with a fixed sample_rate"
         )
     check_local_steps(policy, plan.training.local_steps, "plan.training.local_steps")
     if plan.dp.noise_multiplier is not None:

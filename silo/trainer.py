@@ -2,9 +2,10 @@
 
 Built from Opacus's parts rather than its PrivacyEngine so that exactly one accountant (the
 silo's `PrivacyAccountant`, fed by `dp_event`) decides what is spent. Each step: a Poisson
-sample of pairs at rate q = expected_batch_size / N, exact per-pair gradients
+sample of pairs at rate q (the plan's dp.sample_rate, else expected_batch_size / N), exact
+per-pair gradients
 (GradSampleModule, summed loss), clipping to `clip_norm`, Gaussian noise of std
-σ·clip_norm, then division by the EXPECTED batch size (DPOptimizer "mean"), which keeps
+σ·clip_norm, then division by the EXPECTED batch size q·N (DPOptimizer "mean"), which keeps
 the sensitivity of the update independent of the sampled batch's size. Sampling and noise
 come from the release's own AES-CTR keystreams (privacy.secure_noise), the noise snapped
 (privacy.dp_optimizer).
@@ -54,7 +55,7 @@ class LocalTrainer:
             )
         if not train_pairs:
             raise InvalidInput("the silo has no training pairs")
-        if dp.expected_batch_size > len(train_pairs):
+        if dp.sample_rate is None and dp.expected_batch_size > len(train_pairs):
             raise InvalidInput(
                 f"dp.expected_batch_size={dp.expected_batch_size} exceeds the silo's "
                 f"{len(train_pairs)} training pairs"
@@ -77,7 +78,15 @@ class LocalTrainer:
 
     @property
     def sample_rate(self) -> float:
+        """q: the plan's (public) rate, else expected_batch_size / N (which reveals N)."""
+        if self.dp.sample_rate is not None:
+            return self.dp.sample_rate
         return self.dp.expected_batch_size / len(self._examples)
+
+    @property
+    def expected_batch_size(self) -> float:
+        """q·N, what DP-SGD divides the noised sum by (local: it never leaves the silo)."""
+        return self.sample_rate * len(self._examples)
 
     def dp_event(self, steps: int) -> DpEvent:
         """What `train_round(..., steps)` releases, for the budget guard and the ledger."""
@@ -98,7 +107,7 @@ class LocalTrainer:
             stream=stream,
             noise_multiplier=self.noise_multiplier,
             max_grad_norm=self.dp.clip_norm,
-            expected_batch_size=self.dp.expected_batch_size,
+            expected_batch_size=self.expected_batch_size,
             loss_reduction="mean",
         )
 

@@ -65,7 +65,7 @@ def build_training(config: SiloConfig, plan: Plan, spent: Sequence[DpEvent] = ()
         keys = [f"{p.prompt}\x00{p.chosen}\x00{p.rejected}".encode() for p in pairs]
         salt = f"{plan.federation_id}/{config.silo_id}".encode()
         rows = tuple(evaluation_sample(keys, plan.fedbiscuit.loss_report.sample_size, salt))
-    sample_rate = min(1.0, plan.dp.expected_batch_size / len(pairs))
+    sample_rate = plan.dp.sample_rate or min(1.0, plan.dp.expected_batch_size / len(pairs))
     if plan.dp.noise_multiplier is not None:
         sigma, source = plan.dp.noise_multiplier, "plan.dp.noise_multiplier"
     else:

@@ -326,7 +326,11 @@ class FederationServicer(pb_grpc.FederationServicer):
                 f"{at}: {p.steps} steps, but the plan's tasks have "
                 f"{self._plan.training.local_steps} local steps"
             )
-        if not _poisson_rate_of(dp.expected_batch_size, p.sample_rate):
+        if dp.sample_rate is not None and p.sample_rate != dp.sample_rate:
+            raise FailedPrecondition(
+                f"{at}: sample rate {p.sample_rate!r} is not the plan's {dp.sample_rate!r}"
+            )
+        if dp.sample_rate is None and not _poisson_rate_of(dp.expected_batch_size, p.sample_rate):
             raise FailedPrecondition(
                 f"{at}: sample rate {p.sample_rate!r} is not the plan's expected batch size "
                 f"{dp.expected_batch_size} over a whole number of examples (at least that many)"

@@ -94,7 +94,7 @@ def test_entry_is_on_disk_when_append_returns(tmp_path: Path) -> None:
     assert on_disk["entry_hash"] == entry.entry_hash == entry.computed_hash()
     assert on_disk["prev_hash"] == GENESIS_HASH
     assert on_disk["round"] == 4
-    assert on_disk["timestamp"] == 1_700_000_000.0
+    assert on_disk["timestamp"] == 1_699_999_800.0  # rounded down to 5 minutes
     assert on_disk["params"] == {
         "noise_multiplier": 1.1,
         "sample_rate": 0.05,
