@@ -101,12 +101,11 @@ def _audit_path(path: Path, anchors: TrustAnchors, plan: Plan | None) -> list[Si
     if path.is_file():
         ledger = _silo_file(path, anchors)
         silo_id = ledger.entries[0].silo_id if ledger.entries else path.stem
-        allow = plan is not None and plan.dp.allow_insecure_rng
-        return [audit_ledger(silo_id, str(path), ledger, allow_insecure_rng=allow)]
+        return [audit_ledger(silo_id, str(path), ledger, **_against(plan))]
     if (path / DB_NAME).is_file():
-        allow = _allows_insecure_rng(plan, path)
+        against = _against(_plan_of(plan, path))
         return [
-            audit_ledger(silo_id, str(path), ledger, allow_insecure_rng=allow)
+            audit_ledger(silo_id, str(path), ledger, **against)
             for silo_id, ledger in _aggregator(path, anchors).items()
         ]
     state = path / "aggregator" / "state"
@@ -116,12 +115,12 @@ def _audit_path(path: Path, anchors: TrustAnchors, plan: Plan | None) -> list[Si
             f"{path}: neither a ledger file, an aggregator state dir nor a demo workdir"
         )
     held = _aggregator(state, anchors) if (state / DB_NAME).is_file() else {}
-    allow = _allows_insecure_rng(plan, state if (state / DB_NAME).is_file() else None)
+    against = _against(_plan_of(plan, state if (state / DB_NAME).is_file() else None))
     audits = []
     for ledger_path in silo_files:
         silo_id = ledger_path.parent.parent.name
         ledger = _silo_file(ledger_path, anchors)
-        audit = audit_ledger(silo_id, str(ledger_path), ledger, allow_insecure_rng=allow)
+        audit = audit_ledger(silo_id, str(ledger_path), ledger, **against)
         theirs = held.pop(silo_id, None)
         if theirs is not None:
             found, notes = cross_check(ledger, theirs, str(state))
@@ -129,21 +128,29 @@ def _audit_path(path: Path, anchors: TrustAnchors, plan: Plan | None) -> list[Si
             audit.notes += notes
         audits.append(audit)
     for silo_id, ledger in held.items():  # the aggregator knows silos we have no ledger of
-        audit = audit_ledger(silo_id, str(state), ledger, allow_insecure_rng=allow)
+        audit = audit_ledger(silo_id, str(state), ledger, **against)
         audit.notes.append("no silo ledger in the workdir to cross-check against")
         audits.append(audit)
     return audits
 
 
-def _allows_insecure_rng(plan: Plan | None, state_dir: Path | None) -> bool:
-    """The plan's dp.allow_insecure_rng: the given plan's, else the aggregator state's."""
+def _plan_of(plan: Plan | None, state_dir: Path | None) -> Plan | None:
+    """The given plan, else the one the aggregator state holds (if any)."""
     if plan is None and state_dir is not None:
         store = SqliteStore.open_read_only(state_dir)
         try:
             plan = store.plan
         finally:
             store.close()
-    return plan is not None and plan.dp.allow_insecure_rng
+    return plan
+
+
+def _against(plan: Plan | None) -> dict:
+    """What audit_ledger checks entries against: the plan's RNG opt-in and loss report."""
+    return {
+        "allow_insecure_rng": plan is not None and plan.dp.allow_insecure_rng,
+        "loss_report": plan.fedbiscuit.loss_report if plan and plan.fedbiscuit else None,
+    }
 
 
 def _silo_file(path: Path, anchors: TrustAnchors) -> VerifiedLedger:

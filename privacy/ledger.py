@@ -51,6 +51,13 @@ class ReleaseParams(StrictModel):
     clip_norm: float = Field(gt=0)
     delta: float = Field(gt=0, lt=1)
     accountant: Literal["rdp"] = "rdp"
+    sample_size: int | None = Field(
+        None,
+        ge=1,
+        description="A loss report's m, the examples each mean is over: its sensitivity per "
+        "adapter is clip_norm / m and its noise std noise_multiplier · clip_norm / m. None "
+        "for DP-SGD (left out of the hashed and signed bytes, so older entries still verify).",
+    )
 
 
 class LedgerEntry(StrictModel):
@@ -83,16 +90,21 @@ class LedgerEntry(StrictModel):
 
     def computed_hash(self) -> str:
         """SHA-256 of the canonical JSON of this entry without `entry_hash` and `signature`."""
-        body = self.model_dump(mode="json", exclude={"entry_hash", "signature"})
-        return hashlib.sha256(_canonical(body)).hexdigest()
+        return hashlib.sha256(_canonical(self._body({"entry_hash", "signature"}))).hexdigest()
 
     def signed_bytes(self) -> bytes:
         """What the signature covers: the canonical JSON of every field but `signature`."""
-        return _canonical(self.model_dump(mode="json", exclude={"signature"}))
+        return _canonical(self._body({"signature"}))
 
     def to_line(self) -> bytes:
         """The canonical JSON of the whole entry (what the ledger file and the wire carry)."""
-        return _canonical(self.model_dump(mode="json"))
+        return _canonical(self._body(set()))
+
+    def _body(self, exclude: set[str]) -> dict:
+        body = self.model_dump(mode="json", exclude=exclude)
+        if body["params"]["sample_size"] is None:
+            del body["params"]["sample_size"]  # as entries were before loss reports recorded m
+        return body
 
     def dp_event(self) -> DpEvent:
         return DpEvent(
@@ -217,6 +229,7 @@ class Ledger:
         secure_rng: bool,
         epsilon_after: float,
         budget_epsilon: float,
+        sample_size: int | None = None,
     ) -> LedgerEntry:
         """Sign and write one release durably (flush + fsync) before returning; release only
         after."""
@@ -234,6 +247,7 @@ class Ledger:
                 steps=event.steps,
                 clip_norm=clip_norm,
                 delta=delta,
+                sample_size=sample_size,
             ),
             secure_rng=secure_rng,
             epsilon_after=epsilon_after,

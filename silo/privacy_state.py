@@ -87,11 +87,12 @@ class PrivacyState:
         epsilon_after: float,
         budget_epsilon: float,
         clip_norm: float | None = None,
+        sample_size: int | None = None,
     ) -> LedgerEntry:
         """Append the signed ledger entry (fsync), then the accountant; return the entry.
 
         `clip_norm` is the release's clipping bound: DP-SGD's plan.dp.clip_norm by default, the
-        loss clip C for a loss report."""
+        loss clip C for a loss report, whose `sample_size` m (sensitivity C/m) is recorded."""
         entry = self.ledger.append(
             round_index=round_index,
             event=event,
@@ -100,6 +101,7 @@ class PrivacyState:
             secure_rng=secure_rng,
             epsilon_after=epsilon_after,
             budget_epsilon=budget_epsilon,
+            sample_size=sample_size,
         )
         self.accountant.record(entry.dp_event())
         self._save_accountant()

@@ -197,6 +197,7 @@ class TaskLoop:
             epsilon_after=after,
             budget_epsilon=budget.epsilon,
             clip_norm=spec.clip,
+            sample_size=len(training.evaluation_rows),
         )
         stream = training.trainer.noise.stream(entry.seq, "loss_report")
         noised = noised_mean_losses(np.stack(losses), spec.clip, spec.noise_multiplier, stream)

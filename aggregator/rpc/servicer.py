@@ -359,6 +359,12 @@ class FederationServicer(pb_grpc.FederationServicer):
                 f"{at} records (mechanism, round, noise_multiplier, sample_rate, steps) = "
                 f"{found}, not the loss report of task {task.task_id!r} {expected}"
             )
+        if p.sample_size != spec.sample_size:
+            raise FailedPrecondition(
+                f"{at}: the report averages over {p.sample_size} examples, not the plan's "
+                f"loss_report.sample_size {spec.sample_size} (its sensitivity would be "
+                "another than the accounted clip / m)"
+            )
         if (p.clip_norm, p.delta) != (spec.clip, self._plan.delta):
             raise FailedPrecondition(
                 f"{at}: clip {p.clip_norm} and delta {p.delta} differ from the plan's loss "

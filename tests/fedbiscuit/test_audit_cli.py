@@ -14,7 +14,7 @@ from privacy.accounting import DpEvent, PrivacyAccountant
 from privacy.ledger import Ledger, LedgerEntry
 from privacy.pki import FederationPaths, RevocationList, RevokedCertificate
 from protos.config_files import save_model_file
-from protos.plan import DpSpec
+from protos.plan import DpSpec, FedBiscuitSpec, LossReportSpec, Plan
 from tests.ledger_entries import signer_for
 from tests.privacy.conftest import LEDGER_FEDERATION
 
@@ -214,3 +214,50 @@ def test_a_budget_raised_after_the_first_entry_is_a_violation(
     out = capsys.readouterr().out
     assert "ledger.jsonl:3: seq 2" in out or "seq 2" in out
     assert "budget raised to 12: the first entry fixed the silo's budget" in out
+
+
+@pytest.mark.parametrize(
+    ("sample_size", "plan_m", "status", "words"),
+    [
+        (None, None, 1, "without its sample size m"),
+        (32, None, 0, "audit: ok"),
+        (32, 32, 0, "audit: ok"),
+        (16, 32, 1, "noise std sigma*C/m = 8*2/16 = 1, not the plan's 8*2/32 = 0.5"),
+    ],
+)
+def test_a_loss_report_is_checked_for_its_noise_std_sigma_c_over_m(
+    tmp_path: Path,
+    ledger_pki: FederationPaths,
+    tiny_plan,
+    capsys: pytest.CaptureFixture[str],
+    sample_size: int | None,
+    plan_m: int | None,
+    status: int,
+    words: str,
+) -> None:
+    ledger = Ledger.open(
+        tmp_path / "ledger.jsonl",
+        federation_id=LEDGER_FEDERATION,
+        silo_id="silo-1",
+        signer=signer_for(ledger_pki, "silo-1"),
+    )
+    report = DpEvent("gaussian", noise_multiplier=8.0, sample_rate=1.0, steps=3)
+    accountant = PrivacyAccountant()
+    ledger.append(
+        round_index=2, event=report, clip_norm=2.0, delta=DELTA, secure_rng=True,
+        epsilon_after=accountant.epsilon_after(report, DELTA), budget_epsilon=8.0,
+        sample_size=sample_size,
+    )  # fmt: skip
+    extra: list[str] = []
+    if plan_m is not None:
+        fedbiscuit = FedBiscuitSpec(
+            clusters=2,
+            loss_report=LossReportSpec(clip=2.0, sample_size=plan_m, noise_multiplier=8.0),
+        )
+        fields = {"algorithm": "fedbiscuit", "fedbiscuit": fedbiscuit, "rounds": 4}
+        plan = Plan.model_validate({**tiny_plan.model_dump(), **fields})
+        save_model_file(tmp_path / "plan.yaml", plan)
+        extra = ["--plan", str(tmp_path / "plan.yaml")]
+
+    assert _audit(ledger_pki, ledger.path, *extra) == status
+    assert words in capsys.readouterr().out
