@@ -141,7 +141,8 @@ class NoiseSource:
 
 
 def snapping_grid(std: float) -> float:
-    """Λ: the power of two at most 2^-GRID_BITS·std·2 that releases of noise `std` snap to."""
+    """Λ = 2^(⌈log2 std⌉ − GRID_BITS), in [std, 2·std)·2^-GRID_BITS: the grid that releases
+    with noise `std` snap to."""
     if not std > 0 or not math.isfinite(std):
         raise InvalidInput(f"noise std {std} must be positive and finite")
     return 2.0 ** (math.ceil(math.log2(std)) - GRID_BITS)
