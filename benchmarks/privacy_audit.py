@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from fedbiscuit.demo_setup import DemoOptions
+from fedbiscuit.demo.layout import DemoOptions
 from fedbiscuit.mechanism_audit import PLANTED_BUGS, AuditSetting, MechanismAudit, run_audit
 from privacy.accounting import derive_noise_multiplier
 

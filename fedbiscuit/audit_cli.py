@@ -23,8 +23,8 @@ from aggregator.store import DB_NAME, SqliteStore
 from privacy.audit import ABS_TOLERANCE, REL_TOLERANCE, SiloAudit, audit_ledger, cross_check
 from privacy.ledger_verify import TrustAnchors, VerifiedLedger, verify_ledger
 from privacy.pki import RevocationList, federation_id_of_ca
-from protos.config_files import load_model_file
 from protos.errors import InvalidInput
+from protos.operator_formats.config_files import load_model_file
 from protos.plan import Plan
 
 SILO_LEDGER = Path("state") / "ledger.jsonl"

@@ -13,7 +13,7 @@ from fedbiscuit.cli import main
 from privacy.accounting import DpEvent, PrivacyAccountant
 from privacy.ledger import Ledger, LedgerEntry
 from privacy.pki import FederationPaths, RevocationList, RevokedCertificate
-from protos.config_files import save_model_file
+from protos.operator_formats.config_files import save_model_file
 from protos.plan import DpSpec, FedBiscuitSpec, LossReportSpec, Plan
 from tests.ledger_entries import signer_for
 from tests.privacy.conftest import LEDGER_FEDERATION
