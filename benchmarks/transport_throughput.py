@@ -301,7 +301,7 @@ def real_upload_arm(
             task.round,
             event,
             plan,
-            secure_rng=False,
+            secure_rng=True,  # the plan forbids seeded noise (the default)
             epsilon_after=privacy.accountant.epsilon_after(event, plan.delta),
             budget_epsilon=8.0,
         )

@@ -3,7 +3,9 @@
 `--ledger` is a silo's ledger file, an aggregator state dir, or a demo `--workdir` (then
 every silo's ledger and the aggregator's copy, cross-checked). Every entry's certificate
 (issued by `--ca`, not revoked), signature, hash chain and sequence are verified and its ε
-recomputed with an independent accountant (`privacy.independent_accounting`). Exit status:
+recomputed with an independent accountant (`privacy.independent_accounting`); seeded noise
+(`secure_rng: false`) is a violation unless the plan (`--plan`, else the aggregator state's)
+allows it. Exit status:
 0 when everything checks out, 1 on any violation (each printed with file:line or store row
 and seq), 2 when the input cannot be read.
 """
@@ -22,6 +24,8 @@ from privacy.audit import ABS_TOLERANCE, REL_TOLERANCE, SiloAudit, audit_ledger,
 from privacy.ledger_verify import TrustAnchors, VerifiedLedger, verify_ledger
 from privacy.pki import RevocationList, federation_id_of_ca
 from protos.errors import InvalidInput
+from protos.operator_formats.config_files import load_model_file
+from protos.plan import Plan
 
 SILO_LEDGER = Path("state") / "ledger.jsonl"
 
@@ -42,6 +46,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--ca", required=True, type=Path, metavar="CA_CERT", help="federation CA")
     parser.add_argument("--revocations", type=Path, metavar="FILE", help="revoked.json to apply")
+    parser.add_argument(
+        "--plan",
+        type=Path,
+        metavar="PLAN_YAML",
+        help="the federation's plan (default: the one in the aggregator state); seeded noise "
+        "(secure_rng: false) is a violation unless it sets dp.allow_insecure_rng",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the report as JSON")
     parser.add_argument("--plot", type=Path, metavar="OUT.png", help="plot epsilon over rounds")
     parser.set_defaults(func=_audit)
@@ -52,7 +63,8 @@ def _audit(args: argparse.Namespace) -> int:
 
     absl_logging.set_verbosity(absl_logging.ERROR)
     anchors = _anchors(args.ca, args.revocations)
-    audits = _audit_path(args.ledger, anchors)
+    plan = load_model_file(args.plan, Plan) if args.plan else None
+    audits = _audit_path(args.ledger, anchors, plan)
     if not audits:
         raise InvalidInput(f"{args.ledger}: no ledger entries found to audit")
     _print_table(audits)
@@ -84,14 +96,16 @@ def _anchors(ca_path: Path, revocations: Path | None) -> TrustAnchors:
     return TrustAnchors(ca, federation_id_of_ca(ca), revoked)
 
 
-def _audit_path(path: Path, anchors: TrustAnchors) -> list[SiloAudit]:
+def _audit_path(path: Path, anchors: TrustAnchors, plan: Plan | None) -> list[SiloAudit]:
+    """Audit what `path` holds against `plan` (None: the aggregator state's plan, if any)."""
     if path.is_file():
         ledger = _silo_file(path, anchors)
         silo_id = ledger.entries[0].silo_id if ledger.entries else path.stem
-        return [audit_ledger(silo_id, str(path), ledger)]
+        return [audit_ledger(silo_id, str(path), ledger, **_against(plan))]
     if (path / DB_NAME).is_file():
+        against = _against(_plan_of(plan, path))
         return [
-            audit_ledger(silo_id, str(path), ledger)
+            audit_ledger(silo_id, str(path), ledger, **against)
             for silo_id, ledger in _aggregator(path, anchors).items()
         ]
     state = path / "aggregator" / "state"
@@ -101,11 +115,12 @@ def _audit_path(path: Path, anchors: TrustAnchors) -> list[SiloAudit]:
             f"{path}: neither a ledger file, an aggregator state dir nor a demo workdir"
         )
     held = _aggregator(state, anchors) if (state / DB_NAME).is_file() else {}
+    against = _against(_plan_of(plan, state if (state / DB_NAME).is_file() else None))
     audits = []
     for ledger_path in silo_files:
         silo_id = ledger_path.parent.parent.name
         ledger = _silo_file(ledger_path, anchors)
-        audit = audit_ledger(silo_id, str(ledger_path), ledger)
+        audit = audit_ledger(silo_id, str(ledger_path), ledger, **against)
         theirs = held.pop(silo_id, None)
         if theirs is not None:
             found, notes = cross_check(ledger, theirs, str(state))
@@ -113,10 +128,29 @@ def _audit_path(path: Path, anchors: TrustAnchors) -> list[SiloAudit]:
             audit.notes += notes
         audits.append(audit)
     for silo_id, ledger in held.items():  # the aggregator knows silos we have no ledger of
-        audit = audit_ledger(silo_id, str(state), ledger)
+        audit = audit_ledger(silo_id, str(state), ledger, **against)
         audit.notes.append("no silo ledger in the workdir to cross-check against")
         audits.append(audit)
     return audits
+
+
+def _plan_of(plan: Plan | None, state_dir: Path | None) -> Plan | None:
+    """The given plan, else the one the aggregator state holds (if any)."""
+    if plan is None and state_dir is not None:
+        store = SqliteStore.open_read_only(state_dir)
+        try:
+            plan = store.plan
+        finally:
+            store.close()
+    return plan
+
+
+def _against(plan: Plan | None) -> dict:
+    """What audit_ledger checks entries against: the plan's RNG opt-in and loss report."""
+    return {
+        "allow_insecure_rng": plan is not None and plan.dp.allow_insecure_rng,
+        "loss_report": plan.fedbiscuit.loss_report if plan and plan.fedbiscuit else None,
+    }
 
 
 def _silo_file(path: Path, anchors: TrustAnchors) -> VerifiedLedger:

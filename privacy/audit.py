@@ -7,11 +7,14 @@ against the aggregator's. Pure: the CLI reads the files and prints.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from privacy.independent_accounting import IndependentEpsilon, recompute
+from privacy.ledger import LedgerEntry
 from privacy.ledger_verify import VerifiedLedger, Violation
 from protos.errors import InvalidInput
+from protos.plan import LossReportSpec
 
 # The silo's recorded ε (Opacus RDP) and the independent RDP recomputation must agree within
 # this (relative, plus an absolute floor for tiny ε): both are RDP bounds over slightly
@@ -62,9 +65,18 @@ class SiloAudit:
 
 
 def audit_ledger(
-    silo_id: str, source: str, ledger: VerifiedLedger, *, with_pld: bool = True
+    silo_id: str,
+    source: str,
+    ledger: VerifiedLedger,
+    *,
+    with_pld: bool = True,
+    allow_insecure_rng: bool = False,
+    loss_report: LossReportSpec | None = None,
 ) -> SiloAudit:
-    """Recompute ε for every entry and flag under-reporting and budget overruns."""
+    """Recompute ε for every entry and flag under-reporting and budget overruns, every
+    release with seeded (predictable) noise unless the plan allowed it
+    (`allow_insecure_rng`: the plan's dp.allow_insecure_rng), and every loss report whose
+    noise std σ·C/m is unknown (no m) or not the plan's (`loss_report`, when known)."""
     audit = SiloAudit(silo_id, source, violations=list(ledger.violations))
     entries = ledger.entries
     if not entries:
@@ -96,7 +108,16 @@ def audit_ledger(
                     f"which give {again.rdp:.6g} (dp-accounting RDP)",
                 )
             )
-        budget = entry.budget_epsilon
+        budget = min(entry.budget_epsilon, entries[0].budget_epsilon)
+        if entry.budget_epsilon > entries[0].budget_epsilon:
+            audit.violations.append(
+                Violation(
+                    where,
+                    entry.seq,
+                    f"budget raised to {entry.budget_epsilon:g}: the first entry fixed the "
+                    f"silo's budget for the federation at {entries[0].budget_epsilon:g}",
+                )
+            )
         if entry.epsilon_after > budget or again.rdp > budget + _tolerance(budget):
             spent = max(entry.epsilon_after, again.rdp)
             audit.violations.append(
@@ -104,6 +125,18 @@ def audit_ledger(
                     where,
                     entry.seq,
                     f"budget overrun: epsilon {spent:.6g} exceeds the budget {budget:g}",
+                )
+            )
+        problem = _loss_report_problem(entry, loss_report)
+        if problem:
+            audit.violations.append(Violation(where, entry.seq, problem))
+        if not entry.secure_rng and not allow_insecure_rng:
+            audit.violations.append(
+                Violation(
+                    where,
+                    entry.seq,
+                    "DP noise from a seeded, predictable generator (secure_rng: false) but the "
+                    "plan does not allow it (dp.allow_insecure_rng)",
                 )
             )
     last, again = entries[-1], recomputed[-1]
@@ -115,9 +148,31 @@ def audit_ledger(
     audit.budget_epsilon = last.budget_epsilon
     audit.delta = last.params.delta
     audit.secure_rng = all(e.secure_rng for e in entries)
-    if not audit.secure_rng:
-        audit.notes.append("DP noise came from a non-cryptographic RNG (secure_rng: false)")
+    if not audit.secure_rng and allow_insecure_rng:
+        audit.notes.append(
+            "DP noise was seeded and predictable (secure_rng: false), as the plan allowed"
+        )
     return audit
+
+
+def _loss_report_problem(entry: LedgerEntry, spec: LossReportSpec | None) -> str | None:
+    """Why a loss report's recorded noise std σ·C/m cannot be trusted, or None."""
+    if entry.mechanism != "gaussian":
+        return None
+    p = entry.params
+    if p.sample_size is None:
+        return "a loss report without its sample size m: its sensitivity C/m is unknown"
+    if spec is None:
+        return None
+    recorded = p.noise_multiplier * p.clip_norm / p.sample_size
+    planned = spec.noise_multiplier * spec.clip / spec.sample_size
+    if p.sample_size != spec.sample_size or not math.isclose(recorded, planned, rel_tol=1e-9):
+        return (
+            f"loss report noise std sigma*C/m = {p.noise_multiplier:g}*{p.clip_norm:g}/"
+            f"{p.sample_size} = {recorded:.6g}, not the plan's {spec.noise_multiplier:g}*"
+            f"{spec.clip:g}/{spec.sample_size} = {planned:.6g}"
+        )
+    return None
 
 
 def cross_check(

@@ -34,6 +34,10 @@ from protos.errors import FailedPrecondition, InvalidInput
 from protos.strict_model import StrictModel
 
 LEDGER_VERSION = 2
+TIMESTAMP_RESOLUTION_S = 300
+"""Entry timestamps are rounded down to this: they leave the silo, and exact times would tell
+how long its training took (which grows with its data). Equal to the PKI's certificate
+backdating, so a rounded timestamp never precedes the signing certificate's validity."""
 GENESIS_HASH = "0" * 64
 _HASH_PATTERN = r"^[0-9a-f]{64}$"
 
@@ -47,6 +51,13 @@ class ReleaseParams(StrictModel):
     clip_norm: float = Field(gt=0)
     delta: float = Field(gt=0, lt=1)
     accountant: Literal["rdp"] = "rdp"
+    sample_size: int | None = Field(
+        None,
+        ge=1,
+        description="A loss report's m, the examples each mean is over: its sensitivity per "
+        "adapter is clip_norm / m and its noise std noise_multiplier · clip_norm / m. None "
+        "for DP-SGD (left out of the hashed and signed bytes, so older entries still verify).",
+    )
 
 
 class LedgerEntry(StrictModel):
@@ -66,7 +77,10 @@ class LedgerEntry(StrictModel):
     secure_rng: bool
     epsilon_after: float = Field(ge=0)
     budget_epsilon: float = Field(gt=0)
-    timestamp: float = Field(description="Seconds since the Unix epoch when it was appended.")
+    timestamp: float = Field(
+        description="Seconds since the Unix epoch when it was appended, rounded down to "
+        "TIMESTAMP_RESOLUTION_S."
+    )
     prev_hash: str = Field(pattern=_HASH_PATTERN)
     signer_cert: str = Field(
         min_length=1, description="PEM of the silo certificate whose key signed this entry."
@@ -76,16 +90,21 @@ class LedgerEntry(StrictModel):
 
     def computed_hash(self) -> str:
         """SHA-256 of the canonical JSON of this entry without `entry_hash` and `signature`."""
-        body = self.model_dump(mode="json", exclude={"entry_hash", "signature"})
-        return hashlib.sha256(_canonical(body)).hexdigest()
+        return hashlib.sha256(_canonical(self._body({"entry_hash", "signature"}))).hexdigest()
 
     def signed_bytes(self) -> bytes:
         """What the signature covers: the canonical JSON of every field but `signature`."""
-        return _canonical(self.model_dump(mode="json", exclude={"signature"}))
+        return _canonical(self._body({"signature"}))
 
     def to_line(self) -> bytes:
         """The canonical JSON of the whole entry (what the ledger file and the wire carry)."""
-        return _canonical(self.model_dump(mode="json"))
+        return _canonical(self._body(set()))
+
+    def _body(self, exclude: set[str]) -> dict:
+        body = self.model_dump(mode="json", exclude=exclude)
+        if body["params"]["sample_size"] is None:
+            del body["params"]["sample_size"]  # as entries were before loss reports recorded m
+        return body
 
     def dp_event(self) -> DpEvent:
         return DpEvent(
@@ -210,6 +229,7 @@ class Ledger:
         secure_rng: bool,
         epsilon_after: float,
         budget_epsilon: float,
+        sample_size: int | None = None,
     ) -> LedgerEntry:
         """Sign and write one release durably (flush + fsync) before returning; release only
         after."""
@@ -227,11 +247,14 @@ class Ledger:
                 steps=event.steps,
                 clip_norm=clip_norm,
                 delta=delta,
+                sample_size=sample_size,
             ),
             secure_rng=secure_rng,
             epsilon_after=epsilon_after,
             budget_epsilon=budget_epsilon,
-            timestamp=self._clock(),
+            timestamp=float(
+                math.floor(self._clock() / TIMESTAMP_RESOLUTION_S) * TIMESTAMP_RESOLUTION_S
+            ),
             prev_hash=self._entries[-1].entry_hash if self._entries else GENESIS_HASH,
         )
         unsigned = LedgerEntry.model_construct(

@@ -9,7 +9,8 @@ sensitivity √K·C/m, noise multiplier σ/√K): K·α/(2σ²) either way.
 
 The evaluation sample is the m examples with the smallest keyed hash, so adding or removing
 one record changes at most one member of the sample (replace-one), which is what the C/m
-sensitivity assumes. Pure: no I/O; noise comes from the generator the caller passes.
+sensitivity assumes. Pure: no I/O; noise comes from the keystream the caller passes, and the
+released means are snapped to a grid (privacy.secure_noise) against floating-point attacks.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from privacy.accounting import DpEvent
+from privacy.secure_noise import RandomStream, snap
 from protos.errors import InvalidInput
 
 __all__ = ["evaluation_sample", "loss_report_event", "noised_mean_losses"]
@@ -48,10 +51,11 @@ def evaluation_sample(keys: Sequence[bytes], size: int, salt: bytes = b"") -> li
 
 
 def noised_mean_losses(
-    losses: np.ndarray, clip: float, noise_multiplier: float, rng: np.random.Generator
+    losses: np.ndarray, clip: float, noise_multiplier: float, stream: RandomStream
 ) -> np.ndarray:
     """[K, m] per-example losses → K means of the losses clipped to [0, clip], each plus
-    N(0, (noise_multiplier · clip / m)²). The result may leave [0, clip] (that is the noise)."""
+    N(0, (noise_multiplier · clip / m)²), snapped. The result may leave [0, clip] (that is the
+    noise)."""
     values = np.asarray(losses, dtype=np.float64)
     if values.ndim != 2 or values.shape[0] < 1 or values.shape[1] < 1:
         raise InvalidInput(f"losses must be shaped [adapters, examples], got {values.shape}")
@@ -61,4 +65,5 @@ def noised_mean_losses(
         raise InvalidInput("loss report clip and noise multiplier must be positive")
     means = np.clip(values, 0.0, clip).mean(axis=1)
     std = noise_multiplier * clip / values.shape[1]
-    return means + rng.normal(0.0, std, size=means.shape)
+    released = snap(torch.from_numpy(means), std, stream.gaussians(means.size))
+    return released.numpy()

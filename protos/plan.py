@@ -137,6 +137,16 @@ class DpSpec(StrictModel):
     expected_batch_size: int = Field(
         16, ge=1, description="Expected Poisson batch size; sample rate = this / local examples."
     )
+    sample_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Poisson sampling rate q every silo trains and accounts with. Public, so "
+        "the ledger's sample rate says nothing about a silo's size (each silo's expected batch "
+        "is q times its own number of pairs). Null: q = expected_batch_size / N, which reveals "
+        "N in every ledger entry; a silo then takes part only if its policy sets "
+        "allow_revealing_dataset_size.",
+    )
     noise_multiplier: float | None = Field(
         None,
         gt=0,
@@ -151,9 +161,10 @@ class DpSpec(StrictModel):
         "updates left the silos (an aggregator restart, an abort) is re-run, and costs again.",
     )
     allow_insecure_rng: bool = Field(
-        True,
-        description="Allow DP noise from a non-cryptographic generator (the ledger records which "
-        "was used). Opacus secure mode needs torchcsprng, which may not be installable.",
+        False,
+        description="Allow silos whose DP sampling and noise are seeded (config.seed: tests and "
+        "demos), hence predictable; each silo's policy must allow it too, and every ledger "
+        "entry records secure_rng and the seed's use. Production plans leave this false.",
     )
 
 
@@ -485,6 +496,8 @@ class Plan(StrictModel):
             del data["fedbiscuit"]["membership"]  # FedBiscuit plans from before hidden mode
         if data["selector"]["kind"] == "pair_encoder":
             del data["selector"]["kind"]  # so do pair-encoder plans from before causal_lm
+        if data["dp"]["sample_rate"] is None:
+            del data["dp"]["sample_rate"]  # and plans from before a fixed sample rate
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     def sha256(self) -> str:

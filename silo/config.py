@@ -70,8 +70,9 @@ class SiloConfig(_Strict):
     seed: int | None = Field(
         None,
         ge=0,
-        description="Seed for local sampling and noise, for tests and demos only: leave unset in "
-        "production so DP noise is not reproducible.",
+        description="Seed for local sampling and noise, for tests and demos only: it makes DP "
+        "noise predictable, so it needs policy.allow_insecure_rng and the plan's "
+        "dp.allow_insecure_rng, and the ledger records it. Leave unset in production.",
     )
     policy: SiloPolicy = SiloPolicy()
     local_backbones: dict[str, Path] = Field(

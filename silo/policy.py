@@ -35,6 +35,16 @@ class SiloPolicy(StrictModel):
         description="Accept plans whose updates reach the aggregator unprotected (it then sees "
         "each silo's individual delta). Development and demos only.",
     )
+    allow_insecure_rng: bool = Field(
+        False,
+        description="Accept seeded (reproducible, hence predictable) DP sampling and noise when "
+        "config.seed is set; the plan's dp.allow_insecure_rng must agree. Tests and demos only.",
+    )
+    allow_revealing_dataset_size: bool = Field(
+        False,
+        description="Accept plans without dp.sample_rate: the silo then samples at "
+        "expected_batch_size / N, and every ledger entry reveals its number of pairs N.",
+    )
     min_noise_multiplier: float = Field(
         0.5, gt=0, description="Smallest DP-SGD noise multiplier sigma the silo will train with."
     )
@@ -76,9 +86,31 @@ def check_plan(policy: SiloPolicy, plan: Plan, budget: PrivacyBudget) -> None:
         raise PolicyViolation(
             f"plan.rounds is {plan.rounds} but policy.max_rounds is {policy.max_rounds}"
         )
+    if plan.dp.sample_rate is None and not policy.allow_revealing_dataset_size:
+        raise PolicyViolation(
+            "plan.dp.sample_rate is not set, so this silo's ledger entries would reveal its "
+            "number of training pairs (expected_batch_size / N), but "
+            "policy.allow_revealing_dataset_size is false: ask for a plan with a fixed sample_rate"
+        )
     check_local_steps(policy, plan.training.local_steps, "plan.training.local_steps")
     if plan.dp.noise_multiplier is not None:
         check_noise_multiplier(policy, plan.dp.noise_multiplier, "plan.dp.noise_multiplier")
+
+
+def check_noise_source(policy: SiloPolicy, plan: Plan, seeded: bool) -> None:
+    """A seeded silo's noise is predictable: both operators must have opted in to that."""
+    if not seeded:
+        return
+    if not policy.allow_insecure_rng:
+        raise PolicyViolation(
+            "config.seed is set (seeded, predictable DP noise) but policy.allow_insecure_rng is "
+            "false: unset the seed, or allow it for a test federation"
+        )
+    if not plan.dp.allow_insecure_rng:
+        raise PolicyViolation(
+            "config.seed is set (seeded, predictable DP noise) but the plan's "
+            "dp.allow_insecure_rng is false: unset the seed"
+        )
 
 
 def check_local_steps(policy: SiloPolicy, steps: int, source: str) -> None:

@@ -87,11 +87,12 @@ class PrivacyState:
         epsilon_after: float,
         budget_epsilon: float,
         clip_norm: float | None = None,
+        sample_size: int | None = None,
     ) -> LedgerEntry:
         """Append the signed ledger entry (fsync), then the accountant; return the entry.
 
         `clip_norm` is the release's clipping bound: DP-SGD's plan.dp.clip_norm by default, the
-        loss clip C for a loss report."""
+        loss clip C for a loss report, whose `sample_size` m (sensitivity C/m) is recorded."""
         entry = self.ledger.append(
             round_index=round_index,
             event=event,
@@ -100,10 +101,22 @@ class PrivacyState:
             secure_rng=secure_rng,
             epsilon_after=epsilon_after,
             budget_epsilon=budget_epsilon,
+            sample_size=sample_size,
         )
         self.accountant.record(entry.dp_event())
         self._save_accountant()
         return entry
+
+    def check_budget_pinned(self, budget_epsilon: float) -> None:
+        """The first ledger entry fixes the silo's budget for the federation: refuse a larger
+        one (the aggregator would refuse its entries, and the audit flag them)."""
+        entries = self.ledger.entries
+        if entries and budget_epsilon > entries[0].budget_epsilon:
+            raise FailedPrecondition(
+                f"budget.epsilon is {budget_epsilon:g} but this silo's first ledger entry "
+                f"({self.ledger.path}, seq 0) fixed its budget for the federation at "
+                f"{entries[0].budget_epsilon:g}; a budget can only be lowered"
+            )
 
     def sync_with_aggregator(self, next_seq: int, last_hash: str) -> None:
         """Take the aggregator's position in this silo's ledger (from Join).

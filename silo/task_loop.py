@@ -71,16 +71,13 @@ class TaskLoop:
         self._privacy = privacy
         self._stop = stop or threading.Event()
         self._wait_ms = wait_ms
-        # Loss-report noise: seeded from the silo's seed (tests, audits) or OS entropy. Like
-        # DP-SGD's, an ordinary PRNG (the ledger records secure_rng=False).
-        seed = None if config.seed is None else [config.seed, 0x4C4F5353]
-        self._noise_rng = np.random.default_rng(seed)
 
     def run(self) -> LoopOutcome:
         plan, plan_sha256 = self._join()
         mode = admit(self._config.policy, plan)
         check_plan(self._config.policy, plan, self._config.budget)
-        training = build_training(self._config, plan)
+        self._privacy.check_budget_pinned(self._config.budget.epsilon)
+        training = build_training(self._config, plan, self._privacy.accountant.events)
         self._log("setup", plan_sha256=plan_sha256[:12], noise_multiplier=training.sigma)
         self._uploader: Uploader = mode(
             UploadContext(
@@ -164,7 +161,7 @@ class TaskLoop:
         )
         self._log("train", task.round, seq=entry.seq, epsilon_after=round(after, 4))
         delta_state = training.trainer.train_round(
-            codec.unflatten(manifest, vector), task.local_steps
+            codec.unflatten(manifest, vector), task.local_steps, release=entry.seq
         )
         update_manifest, update = codec.flatten(delta_state)
         ack = upload.send(update_manifest, update, privacy.undelivered())
@@ -200,10 +197,10 @@ class TaskLoop:
             epsilon_after=after,
             budget_epsilon=budget.epsilon,
             clip_norm=spec.clip,
+            sample_size=len(training.evaluation_rows),
         )
-        noised = noised_mean_losses(
-            np.stack(losses), spec.clip, spec.noise_multiplier, self._noise_rng
-        )
+        stream = training.trainer.noise.stream(entry.seq, "loss_report")
+        noised = noised_mean_losses(np.stack(losses), spec.clip, spec.noise_multiplier, stream)
         ack = self._client.report_losses(task, [float(v) for v in noised], privacy.undelivered())
         privacy.delivered(ack.ledger_next_seq)
         self._log("reported", task.round, seq=entry.seq, epsilon_after=round(after, 4))

@@ -2,10 +2,13 @@
 
 Built from Opacus's parts rather than its PrivacyEngine so that exactly one accountant (the
 silo's `PrivacyAccountant`, fed by `dp_event`) decides what is spent. Each step: a Poisson
-sample of pairs at rate q = expected_batch_size / N, exact per-pair gradients
+sample of pairs at rate q (the plan's dp.sample_rate, else expected_batch_size / N), exact
+per-pair gradients
 (GradSampleModule, summed loss), clipping to `clip_norm`, Gaussian noise of std
-σ·clip_norm, then division by the EXPECTED batch size (DPOptimizer "mean"), which keeps
-the sensitivity of the update independent of the sampled batch's size.
+σ·clip_norm, then division by the EXPECTED batch size q·N (DPOptimizer "mean"), which keeps
+the sensitivity of the update independent of the sampled batch's size. Sampling and noise
+come from the release's own AES-CTR keystreams (privacy.secure_noise), the noise snapped
+(privacy.dp_optimizer).
 """
 
 from __future__ import annotations
@@ -16,35 +19,23 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from opacus import GradSampleModule
-from opacus.optimizers import DPOptimizer
-from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
 from privacy.accounting import DpEvent
+from privacy.dp_optimizer import SecureNoiseDPOptimizer
+from privacy.secure_noise import NoiseSource, RandomStream
 from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import DpSpec, TrainingSpec
 from selector.data import PreferencePair
 from selector.model import Encoder, Selector, adapter_state, load_adapter_state
 
 
-def _generator(device: torch.device, seed: int | None) -> torch.Generator:
-    generator = torch.Generator(device=device)
-    if seed is None:
-        generator.seed()  # fresh OS entropy; torch's default seed is a fixed constant
-    else:
-        generator.manual_seed(seed)
-    return generator
-
-
 class LocalTrainer:
     """Trains the adapters of `model` (moved to `device`) from given globals, privately.
 
-    `seed` makes sampling and noise reproducible (tests, audits); None draws from OS
-    entropy. Either way the generators are ordinary PRNGs: `secure_rng` is False because
-    Opacus's secure mode needs torchcsprng, so a plan that forbids insecure RNG is refused.
-    The generators carry over between rounds so no round reuses another's noise.
+    `noise` keys each release's sampling and noise streams: from os.urandom (secure), or
+    from a test seed and the release's ledger seq (reproducible, never replayed, and
+    insecure: refused unless the plan sets dp.allow_insecure_rng).
     """
-
-    secure_rng = False
 
     def __init__(
         self,
@@ -55,16 +46,16 @@ class LocalTrainer:
         training: TrainingSpec,
         noise_multiplier: float,
         device: torch.device,
-        seed: int | None,
+        noise: NoiseSource,
     ) -> None:
-        if not dp.allow_insecure_rng:
+        if not noise.secure and not dp.allow_insecure_rng:
             raise FailedPrecondition(
-                "plan sets dp.allow_insecure_rng=false, but secure DP noise needs torchcsprng, "
-                "which this silo does not have"
+                "this silo's DP noise is seeded (config.seed), which the plan forbids "
+                "(dp.allow_insecure_rng is false): unset the seed"
             )
         if not train_pairs:
             raise InvalidInput("the silo has no training pairs")
-        if dp.expected_batch_size > len(train_pairs):
+        if dp.sample_rate is None and dp.expected_batch_size > len(train_pairs):
             raise InvalidInput(
                 f"dp.expected_batch_size={dp.expected_batch_size} exceeds the silo's "
                 f"{len(train_pairs)} training pairs"
@@ -78,21 +69,32 @@ class LocalTrainer:
         self.device = device
         self._examples = encoder.encode(train_pairs)
         self._module = GradSampleModule(self.model, loss_reduction="sum")
-        streams: list[int | None] = [None, None]
-        if seed is not None:
-            streams = [int(s) for s in np.random.SeedSequence(seed).generate_state(2, np.uint64)]
-        self._sample_generator = _generator(torch.device("cpu"), streams[0])
-        self._noise_generator = _generator(device, streams[1])
+        self.noise = noise
+
+    @property
+    def secure_rng(self) -> bool:
+        """Whether sampling and noise come from OS entropy (what the ledger records)."""
+        return self.noise.secure
 
     @property
     def sample_rate(self) -> float:
+        """q: the plan's (public) rate, else expected_batch_size / N (which reveals N)."""
+        if self.dp.sample_rate is not None:
+            return self.dp.sample_rate
         return self.dp.expected_batch_size / len(self._examples)
+
+    @property
+    def expected_batch_size(self) -> float:
+        """q·N, what DP-SGD divides the noised sum by (local: it never leaves the silo)."""
+        return self.sample_rate * len(self._examples)
 
     def dp_event(self, steps: int) -> DpEvent:
         """What `train_round(..., steps)` releases, for the budget guard and the ledger."""
         return DpEvent("dp_sgd", self.noise_multiplier, self.sample_rate, steps)
 
-    def _optimizer(self, params: list[torch.nn.Parameter]) -> DPOptimizer:
+    def _optimizer(
+        self, params: list[torch.nn.Parameter], stream: RandomStream
+    ) -> SecureNoiseDPOptimizer:
         """A fresh optimizer every round: each round starts from the globals."""
         rate = self.training.learning_rate
         inner = (
@@ -100,13 +102,13 @@ class LocalTrainer:
             if self.training.optimizer == "adam"
             else torch.optim.SGD(params, lr=rate)
         )
-        return DPOptimizer(
+        return SecureNoiseDPOptimizer(
             inner,
+            stream=stream,
             noise_multiplier=self.noise_multiplier,
             max_grad_norm=self.dp.clip_norm,
-            expected_batch_size=self.dp.expected_batch_size,
+            expected_batch_size=self.expected_batch_size,
             loss_reduction="mean",
-            generator=self._noise_generator,
         )
 
     @torch.no_grad()
@@ -125,32 +127,29 @@ class LocalTrainer:
             chunks.append(torch.nn.functional.softplus(-scores).double().cpu())
         return torch.cat(chunks).numpy()
 
-    def poisson_batches(self, steps: int) -> UniformWithReplacementSampler:
-        """The rows of each of `steps` batches: every pair joins each batch independently with
-        probability `sample_rate` (the Poisson sampling the accounting assumes). Draws from the
-        trainer's sampling generator, as `train_round` does."""
-        return UniformWithReplacementSampler(
-            num_samples=len(self._examples),
-            sample_rate=self.sample_rate,
-            generator=self._sample_generator,
-            steps=steps,
-        )
+    def poisson_batches(self, steps: int, release: int) -> list[list[int]]:
+        """The rows of each of `steps` batches of release `release`: every pair joins each
+        batch independently with probability `sample_rate` (the Poisson sampling the
+        accounting assumes), from that release's sampling stream, as `train_round` draws."""
+        stream = self.noise.stream(release, "dp_sgd/sampling")
+        return [stream.poisson_rows(len(self._examples), self.sample_rate) for _ in range(steps)]
 
     def train_round(
-        self, global_state: Mapping[str, np.ndarray], steps: int
+        self, global_state: Mapping[str, np.ndarray], steps: int, *, release: int
     ) -> dict[str, np.ndarray]:
         """`steps` DP-SGD steps from `global_state`; returns the delta (new − global).
 
-        The caller must have charged `dp_event(steps)` to the budget before calling.
+        The caller must have charged `dp_event(steps)` to the budget before calling, as the
+        ledger entry whose seq is `release` (which keys a seeded silo's streams).
         """
         if steps < 1:
             raise InvalidInput(f"local steps {steps} must be at least 1")
         load_adapter_state(self.model, global_state)
         params = list(self.model.trainable().values())
-        optimizer = self._optimizer(params)
+        optimizer = self._optimizer(params, self.noise.stream(release, "dp_sgd/noise"))
         self._module.train()
         try:
-            for rows in self.poisson_batches(steps):
+            for rows in self.poisson_batches(steps, release):
                 optimizer.zero_grad(set_to_none=True)
                 if rows:
                     scores = self._module(self._examples.select(rows).to(self.device))

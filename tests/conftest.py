@@ -31,7 +31,14 @@ def tiny_plan(tiny_spec: SelectorSpec) -> Plan:
         round_deadline_s=30.0,
         protection="insecure_plaintext",
         selector=tiny_spec,
-        dp=DpSpec(clip_norm=1.0, expected_batch_size=8, noise_multiplier=1.0),
+        # Test silos are seeded (deterministic tests): an explicit insecure-RNG opt-in.
+        dp=DpSpec(
+            clip_norm=1.0,
+            expected_batch_size=8,
+            sample_rate=0.125,  # public; 8 of the 64 pairs of each tiny_dataset silo
+            noise_multiplier=1.0,
+            allow_insecure_rng=True,
+        ),
         training=TrainingSpec(local_steps=2, learning_rate=1e-2, optimizer="adam"),
     )
 

@@ -41,7 +41,7 @@ def signed_entry(
             clip_norm=clip_norm,
             delta=delta,
         ),
-        "secure_rng": False,
+        "secure_rng": True,
         "epsilon_after": epsilon_after,
         "budget_epsilon": budget_epsilon,
         "timestamp": timestamp,

@@ -83,6 +83,13 @@ class LedgerIntake:
                 problem = check_next(last, entry)
                 if problem:
                     raise FailedPrecondition(f"{at}: {problem}")
+                first = stored[0] if stored else new[0] if new else entry
+                pinned = first.budget_epsilon
+                if entry.budget_epsilon > pinned:
+                    raise FailedPrecondition(
+                        f"{at}: budget_epsilon {entry.budget_epsilon:g} exceeds the budget "
+                        f"{pinned:g} the silo's first ledger entry fixed for this federation"
+                    )
                 try:
                     signer = x509.load_pem_x509_certificate(entry.signer_cert.encode())
                 except ValueError:

@@ -328,7 +328,11 @@ class FederationServicer(pb_grpc.FederationServicer):
                 f"{at}: {p.steps} steps, but the plan's tasks have "
                 f"{self._plan.training.local_steps} local steps"
             )
-        if not _poisson_rate_of(dp.expected_batch_size, p.sample_rate):
+        if dp.sample_rate is not None and p.sample_rate != dp.sample_rate:
+            raise FailedPrecondition(
+                f"{at}: sample rate {p.sample_rate!r} is not the plan's {dp.sample_rate!r}"
+            )
+        if dp.sample_rate is None and not _poisson_rate_of(dp.expected_batch_size, p.sample_rate):
             raise FailedPrecondition(
                 f"{at}: sample rate {p.sample_rate!r} is not the plan's expected batch size "
                 f"{dp.expected_batch_size} over a whole number of examples (at least that many)"
@@ -356,6 +360,12 @@ class FederationServicer(pb_grpc.FederationServicer):
             raise FailedPrecondition(
                 f"{at} records (mechanism, round, noise_multiplier, sample_rate, steps) = "
                 f"{found}, not the loss report of task {task.task_id!r} {expected}"
+            )
+        if p.sample_size != spec.sample_size:
+            raise FailedPrecondition(
+                f"{at}: the report averages over {p.sample_size} examples, not the plan's "
+                f"loss_report.sample_size {spec.sample_size} (its sensitivity would be "
+                "another than the accounted clip / m)"
             )
         if (p.clip_norm, p.delta) != (spec.clip, self._plan.delta):
             raise FailedPrecondition(

@@ -24,6 +24,7 @@ from aggregator.rounds.fedavg import aggregate_on_model, fedavg
 from privacy.accounting import PrivacyAccountant, derive_noise_multiplier
 from privacy.balanced_assignment import assign_clusters
 from privacy.loss_report import evaluation_sample, loss_report_event, noised_mean_losses
+from privacy.secure_noise import NoiseSource
 from protos.plan import DpSpec, Plan
 from selector.benchmark.generator import SiloData
 from selector.model import Encoder, adapter_state, build_selector
@@ -94,20 +95,25 @@ class _Party:
             build_selector(plan.selector, plan.seed),
             encoder,
             self.pairs,
-            DpSpec.model_validate(spec.model_dump()),
+            # An offline comparison, seeded for reproducible figures: never a silo's noise.
+            DpSpec.model_validate({**spec.model_dump(), "allow_insecure_rng": True}),
             plan.training,
             noise_multiplier=sigma,
             device=torch.device("cpu"),
-            seed=seed,
+            noise=NoiseSource(seed, context="quality"),
         )
         self.accountant = PrivacyAccountant()
-        self.rng = np.random.default_rng(seed)
+        self._releases = 0
+
+    def _next_release(self) -> int:
+        self._releases += 1
+        return self._releases
 
     def train(self, state: State) -> State:
         steps = self.plan.training.local_steps
         if self.dp:
             self.accountant.record(self.trainer.dp_event(steps))
-        return self.trainer.train_round(state, steps)
+        return self.trainer.train_round(state, steps, release=self._next_release())
 
     def loss_report(self, states: Sequence[State]) -> np.ndarray:
         """FedBiscuit's report: per adapter, the mean clipped loss over the evaluation sample,
@@ -119,8 +125,9 @@ class _Party:
         if not self.dp:
             return np.clip(losses, 0.0, fb.loss_report.clip).mean(axis=1)
         self.accountant.record(loss_report_event(len(states), fb.loss_report.noise_multiplier))
+        stream = self.trainer.noise.stream(self._next_release(), "loss_report")
         return noised_mean_losses(
-            losses, fb.loss_report.clip, fb.loss_report.noise_multiplier, self.rng
+            losses, fb.loss_report.clip, fb.loss_report.noise_multiplier, stream
         )
 
     def epsilon(self) -> float:

@@ -13,6 +13,8 @@ from fedbiscuit.cli import main
 from privacy.accounting import DpEvent, PrivacyAccountant
 from privacy.ledger import Ledger, LedgerEntry
 from privacy.pki import FederationPaths, RevocationList, RevokedCertificate
+from protos.operator_formats.config_files import save_model_file
+from protos.plan import DpSpec, FedBiscuitSpec, LossReportSpec, Plan
 from tests.ledger_entries import signer_for
 from tests.privacy.conftest import LEDGER_FEDERATION
 
@@ -20,7 +22,14 @@ DELTA = 1e-5
 EVENT = DpEvent("dp_sgd", noise_multiplier=1.1, sample_rate=0.05, steps=5)
 
 
-def _write_ledger(path: Path, pki: FederationPaths, *, lie_at: int | None = None) -> Path:
+def _write_ledger(
+    path: Path,
+    pki: FederationPaths,
+    *,
+    lie_at: int | None = None,
+    secure_rng: bool = True,
+    budgets: tuple[float, ...] = (8.0, 8.0, 8.0),
+) -> Path:
     """Three releases as a silo records them; at `lie_at` the silo records a tenth of its ε."""
     ledger = Ledger.open(
         path,
@@ -34,8 +43,8 @@ def _write_ledger(path: Path, pki: FederationPaths, *, lie_at: int | None = None
         after = accountant.epsilon_after(EVENT, DELTA)
         recorded = after / 10 if round_index == lie_at else after
         ledger.append(
-            round_index=round_index, event=EVENT, clip_norm=1.0, delta=DELTA, secure_rng=False,
-            epsilon_after=recorded, budget_epsilon=8.0,
+            round_index=round_index, event=EVENT, clip_norm=1.0, delta=DELTA, secure_rng=secure_rng,
+            epsilon_after=recorded, budget_epsilon=budgets[round_index],
         )  # fmt: skip
         accountant.record(EVENT)
     return path
@@ -68,7 +77,7 @@ def test_an_honest_ledger_passes_with_a_table_json_and_plot(
     assert silo["releases"] == 3 and silo["last_round"] == 2 and silo["status"] == "ok"
     assert silo["epsilon_rdp"] == pytest.approx(silo["epsilon_recorded"], rel=1e-2)
     assert silo["epsilon_pld"] < silo["epsilon_rdp"]
-    assert silo["secure_rng"] is False
+    assert silo["secure_rng"] is True
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -177,3 +186,78 @@ def pki_of_another_federation(tmp_path: Path) -> Path:
     from privacy.pki import init_ca
 
     return init_ca(tmp_path / "other", "fed-b").ca_cert
+
+
+def test_seeded_noise_is_a_violation_unless_the_plan_allows_it(
+    tmp_path: Path, ledger_pki: FederationPaths, tiny_plan, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger = _write_ledger(tmp_path / "ledger.jsonl", ledger_pki, secure_rng=False)
+    forbids = tmp_path / "forbids.yaml"
+    save_model_file(forbids, tiny_plan.model_copy(update={"dp": DpSpec()}))
+    allows = tmp_path / "allows.yaml"
+    save_model_file(allows, tiny_plan)  # the test plan sets dp.allow_insecure_rng
+
+    assert _audit(ledger_pki, ledger) == 1  # no plan: nothing allows it
+    assert _audit(ledger_pki, ledger, "--plan", str(forbids)) == 1
+    out = capsys.readouterr().out
+    assert out.count("secure_rng: false") >= 6 and "audit: FAILED" in out
+    assert _audit(ledger_pki, ledger, "--plan", str(allows)) == 0
+    assert "as the plan allowed" in capsys.readouterr().out
+
+
+def test_a_budget_raised_after_the_first_entry_is_a_violation(
+    tmp_path: Path, ledger_pki: FederationPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger = _write_ledger(tmp_path / "ledger.jsonl", ledger_pki, budgets=(8.0, 8.0, 12.0))
+
+    assert _audit(ledger_pki, ledger) == 1
+    out = capsys.readouterr().out
+    assert "ledger.jsonl:3: seq 2" in out or "seq 2" in out
+    assert "budget raised to 12: the first entry fixed the silo's budget" in out
+
+
+@pytest.mark.parametrize(
+    ("sample_size", "plan_m", "status", "words"),
+    [
+        (None, None, 1, "without its sample size m"),
+        (32, None, 0, "audit: ok"),
+        (32, 32, 0, "audit: ok"),
+        (16, 32, 1, "noise std sigma*C/m = 8*2/16 = 1, not the plan's 8*2/32 = 0.5"),
+    ],
+)
+def test_a_loss_report_is_checked_for_its_noise_std_sigma_c_over_m(
+    tmp_path: Path,
+    ledger_pki: FederationPaths,
+    tiny_plan,
+    capsys: pytest.CaptureFixture[str],
+    sample_size: int | None,
+    plan_m: int | None,
+    status: int,
+    words: str,
+) -> None:
+    ledger = Ledger.open(
+        tmp_path / "ledger.jsonl",
+        federation_id=LEDGER_FEDERATION,
+        silo_id="silo-1",
+        signer=signer_for(ledger_pki, "silo-1"),
+    )
+    report = DpEvent("gaussian", noise_multiplier=8.0, sample_rate=1.0, steps=3)
+    accountant = PrivacyAccountant()
+    ledger.append(
+        round_index=2, event=report, clip_norm=2.0, delta=DELTA, secure_rng=True,
+        epsilon_after=accountant.epsilon_after(report, DELTA), budget_epsilon=8.0,
+        sample_size=sample_size,
+    )  # fmt: skip
+    extra: list[str] = []
+    if plan_m is not None:
+        fedbiscuit = FedBiscuitSpec(
+            clusters=2,
+            loss_report=LossReportSpec(clip=2.0, sample_size=plan_m, noise_multiplier=8.0),
+        )
+        fields = {"algorithm": "fedbiscuit", "fedbiscuit": fedbiscuit, "rounds": 4}
+        plan = Plan.model_validate({**tiny_plan.model_dump(), **fields})
+        save_model_file(tmp_path / "plan.yaml", plan)
+        extra = ["--plan", str(tmp_path / "plan.yaml")]
+
+    assert _audit(ledger_pki, ledger.path, *extra) == status
+    assert words in capsys.readouterr().out

@@ -94,7 +94,7 @@ def test_entry_is_on_disk_when_append_returns(tmp_path: Path) -> None:
     assert on_disk["entry_hash"] == entry.entry_hash == entry.computed_hash()
     assert on_disk["prev_hash"] == GENESIS_HASH
     assert on_disk["round"] == 4
-    assert on_disk["timestamp"] == 1_700_000_000.0
+    assert on_disk["timestamp"] == 1_699_999_800.0  # rounded down to 5 minutes
     assert on_disk["params"] == {
         "noise_multiplier": 1.1,
         "sample_rate": 0.05,
@@ -212,3 +212,26 @@ def test_signing_key_cannot_be_pickled_nor_paired_with_another_certificate(
         pickle.dumps(signer)
     with pytest.raises(InvalidInput, match="does not belong"):
         EntrySigner.from_files(ledger_pki.silo_key("silo-1"), ledger_pki.silo_cert("silo-2"))
+
+
+def test_a_loss_report_records_its_sample_size_and_dp_sgd_entries_hash_without_it(
+    tmp_path: Path,
+) -> None:
+    ledger = _open(tmp_path / "ledger.jsonl")
+    report = DpEvent("gaussian", noise_multiplier=8.0, sample_rate=1.0, steps=3)
+    ledger.append(
+        round_index=0, event=EVENTS[0], clip_norm=1.0, delta=DELTA, secure_rng=True,
+        epsilon_after=PrivacyAccountant().epsilon_after(EVENTS[0], DELTA), budget_epsilon=8.0,
+    )  # fmt: skip
+    accountant = PrivacyAccountant()
+    accountant.record(EVENTS[0])
+    entry = ledger.append(
+        round_index=1, event=report, clip_norm=2.0, delta=DELTA, secure_rng=True,
+        epsilon_after=accountant.epsilon_after(report, DELTA), budget_epsilon=8.0,
+        sample_size=112,
+    )  # fmt: skip
+
+    lines = [json.loads(line) for line in (tmp_path / "ledger.jsonl").read_text().splitlines()]
+    assert "sample_size" not in lines[0]["params"]  # DP-SGD entries are as before
+    assert lines[1]["params"]["sample_size"] == 112
+    assert _open(tmp_path / "ledger.jsonl").entries[1] == entry  # verifies on reopen

@@ -5,34 +5,37 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from privacy.accounting import DpEvent, PrivacyAccountant
 from privacy.budget_guard import BudgetGuard
 from privacy.loss_report import evaluation_sample, loss_report_event, noised_mean_losses
+from privacy.secure_noise import NoiseSource, snapping_grid
 from protos.errors import BudgetExceeded, InvalidInput
 
 
 class _NoNoise:
-    def normal(self, loc, scale, size):
-        self.scale = scale
-        return np.zeros(size)
+    """A stream of zeros: what is left is the clipped mean, snapped."""
+
+    def gaussians(self, count, device=None):
+        return torch.zeros(count, dtype=torch.float64)
 
 
 def test_losses_are_clipped_to_zero_and_c_then_averaged():
-    rng = _NoNoise()
     losses = np.array([[-1.0, 0.5, 9.0, 1.5], [0.0, 0.0, 0.0, 4.0]])
 
-    means = noised_mean_losses(losses, clip=2.0, noise_multiplier=3.0, rng=rng)
+    means = noised_mean_losses(losses, clip=2.0, noise_multiplier=3.0, stream=_NoNoise())
 
-    np.testing.assert_allclose(means, [(0 + 0.5 + 2 + 1.5) / 4, 2.0 / 4])
-    assert rng.scale == pytest.approx(3.0 * 2.0 / 4)
+    grid = snapping_grid(3.0 * 2.0 / 4)
+    np.testing.assert_allclose(means, [(0 + 0.5 + 2 + 1.5) / 4, 2.0 / 4], atol=grid / 2)
 
 
 def test_noise_has_std_sigma_c_over_m():
     losses = np.full((1, 50), 1.0)
+    source = NoiseSource(seed=0, context="loss-report")
     draws = [
-        noised_mean_losses(losses, 2.0, 5.0, np.random.default_rng(seed))[0] - 1.0
-        for seed in range(2000)
+        noised_mean_losses(losses, 2.0, 5.0, source.stream(release, "loss_report"))[0] - 1.0
+        for release in range(2000)
     ]
     assert np.std(draws) == pytest.approx(5.0 * 2.0 / 50, rel=0.1)
 

@@ -10,6 +10,7 @@ from protos.errors import InvalidInput
 from protos.operator_formats.config_files import load_model_file, save_model_file
 from protos.plan import (
     BackboneSpec,
+    DpSpec,
     FedBiscuitSpec,
     HeSpec,
     LoraSpec,
@@ -80,9 +81,14 @@ def test_fedbis_plans_hash_without_a_fedbiscuit_field():
 
 def test_pair_encoder_plans_hash_as_before_the_selector_kind_existed():
     # The SHA-256 this plan had before SelectorSpec.kind was added (commit 47ef754), when its
-    # defaults were min_silos 2 and plaintext updates.
+    # defaults were min_silos 2, plaintext updates and insecure RNG allowed.
     before = "a7d846f4598cc528640c05180b3f9759dfacddefff46ce2fafeb89076d4a513b"
-    old = {"federation_id": "hospitals", "min_silos": 2, "protection": "insecure_plaintext"}
+    old = {
+        "federation_id": "hospitals",
+        "min_silos": 2,
+        "protection": "insecure_plaintext",
+        "dp": DpSpec(allow_insecure_rng=True),
+    }
     plan = Plan(**old)
     explicit = Plan(**old, selector=SelectorSpec(kind="pair_encoder"))
     assert plan.sha256() == explicit.sha256() == before

@@ -71,8 +71,11 @@ def silo_config(
             state_dir=tmp_path / f"state-{silo_id}",
             budget=PrivacyBudget(epsilon=epsilon, delta=1e-5),
             device="cpu",
+            # Seeded for deterministic tests, which the silo's policy must allow explicitly.
             seed=7,
-            policy=policy or SiloPolicy(allow_insecure_plaintext=True),
+            policy=(policy or SiloPolicy(allow_insecure_plaintext=True)).model_copy(
+                update={"allow_insecure_rng": True}
+            ),
             local_backbones=local_backbones or {},
         )
 
@@ -137,8 +140,8 @@ def recorded_updates(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, np.ndar
     lock = threading.Lock()
     train_round = LocalTrainer.train_round
 
-    def recording(self: LocalTrainer, globals_state, steps):
-        delta = train_round(self, globals_state, steps)
+    def recording(self: LocalTrainer, globals_state, steps, *, release):
+        delta = train_round(self, globals_state, steps, release=release)
         with lock:
             recorded.append((codec.flatten(globals_state)[0].sha256, codec.flatten(delta)[1]))
         return delta

@@ -46,7 +46,7 @@ def test_a_silo_trains_from_the_folder_it_maps_to_the_plans_digest(
     config = silo_config("silo-1", 1, local_backbones={digest: relocated})
 
     training = build_training(config, plan)
-    delta = training.trainer.train_round(adapter_state(training.trainer.model), steps=1)
+    delta = training.trainer.train_round(adapter_state(training.trainer.model), steps=1, release=0)
 
     assert not (tmp_path / "operator").exists()
     assert all(np.isfinite(value).all() for value in delta.values())

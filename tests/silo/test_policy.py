@@ -21,7 +21,8 @@ PERMISSIVE = SiloPolicy(allow_insecure_plaintext=True)
 
 
 def _plan(**changes: object) -> Plan:
-    return Plan(federation_id="fed-a", **{"protection": "insecure_plaintext", **changes})
+    fields = {"protection": "insecure_plaintext", "dp": DpSpec(sample_rate=0.1), **changes}
+    return Plan(federation_id="fed-a", **fields)
 
 
 def test_plan_delta_above_the_budget_delta_is_refused() -> None:
@@ -30,7 +31,7 @@ def test_plan_delta_above_the_budget_delta_is_refused() -> None:
 
 
 def test_fixed_noise_below_the_floor_is_refused() -> None:
-    plan = _plan(dp=DpSpec(noise_multiplier=0.3))
+    plan = _plan(dp=DpSpec(noise_multiplier=0.3, sample_rate=0.1))
 
     with pytest.raises(
         PolicyViolation,
@@ -80,3 +81,11 @@ def test_round_costing_more_than_the_per_round_cap_is_refused() -> None:
     check_round_epsilon(policy, 1.0, 1.4)
     with pytest.raises(PolicyViolation, match=r"policy\.max_epsilon_per_round is 0\.5"):
         check_round_epsilon(policy, 1.0, 1.6)
+
+
+def test_a_plan_whose_sample_rate_would_reveal_the_silo_size_is_refused() -> None:
+    plan = _plan(dp=DpSpec())  # q = expected_batch_size / N: the ledger would reveal N
+
+    with pytest.raises(PolicyViolation, match="policy.allow_revealing_dataset_size is false"):
+        check_plan(PERMISSIVE, plan, BUDGET)
+    check_plan(PERMISSIVE.model_copy(update={"allow_revealing_dataset_size": True}), plan, BUDGET)

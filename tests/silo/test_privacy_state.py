@@ -108,3 +108,13 @@ def test_entries_the_aggregator_lacks_are_resent_until_acknowledged(tmp_path: Pa
     assert state.undelivered() == [e.to_line() for e in state.ledger.entries[1:]]
     state.delivered(3)
     assert state.undelivered() == []
+
+
+def test_the_first_entry_pins_the_budget_a_restarted_silo_may_use(tmp_path: Path) -> None:
+    _spend_rounds(tmp_path, rounds=1)  # budget 8 recorded at seq 0
+    state = _restore(tmp_path)
+
+    state.check_budget_pinned(8.0)
+    state.check_budget_pinned(5.0)  # lowering it is fine
+    with pytest.raises(FailedPrecondition, match="fixed its budget for the federation at 8"):
+        state.check_budget_pinned(9.0)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from privacy.secure_noise import NoiseSource
 from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import DpSpec, TrainingSpec
 from selector.evaluation import agreement
@@ -13,14 +14,16 @@ TRAINING = TrainingSpec(local_steps=3, learning_rate=1e-2, optimizer="adam")
 
 
 def _trainer(spec, encoder, pairs, *, seed, noise=1.0, dp=None, training=TRAINING):
-    dp = dp or DpSpec(clip_norm=1.0, expected_batch_size=8)
-    return LocalTrainer(build_selector(spec, 0), encoder, pairs, dp, training, noise, CPU, seed)
+    """A seeded trainer (seed None: secure noise); seeding needs the plan's opt-in."""
+    dp = dp or DpSpec(clip_norm=1.0, expected_batch_size=8, allow_insecure_rng=True)
+    source = NoiseSource(seed, context="test-fed/silo-1")
+    return LocalTrainer(build_selector(spec, 0), encoder, pairs, dp, training, noise, CPU, source)
 
 
 def test_delta_has_the_adapter_state_layout(tiny_spec, tiny_encoder, tiny_dataset):
     trainer = _trainer(tiny_spec, tiny_encoder, tiny_dataset["silo-1"].train, seed=0)
     globals_ = adapter_state(build_selector(tiny_spec, 0))
-    delta = trainer.train_round(globals_, steps=2)
+    delta = trainer.train_round(globals_, steps=2, release=0)
     assert list(delta) == list(globals_)
     assert all(
         delta[n].shape == v.shape and delta[n].dtype == np.float32 for n, v in globals_.items()
@@ -36,35 +39,46 @@ def test_training_changes_only_the_adapters(tiny_spec, tiny_encoder, tiny_datase
         for name, param in trainer.model.named_parameters()
         if param not in trainable
     }
-    trainer.train_round(adapter_state(trainer.model), steps=2)
+    trainer.train_round(adapter_state(trainer.model), steps=2, release=0)
     after = dict(trainer.model.named_parameters())
     assert all(torch.equal(after[name], value) for name, value in frozen.items())
 
 
-def test_same_seed_gives_the_same_deltas_over_rounds(tiny_spec, tiny_encoder, tiny_dataset):
+def test_same_seed_gives_the_same_deltas_per_release(tiny_spec, tiny_encoder, tiny_dataset):
     pairs = tiny_dataset["silo-1"].train
     globals_ = adapter_state(build_selector(tiny_spec, 0))
     first = _trainer(tiny_spec, tiny_encoder, pairs, seed=42)
-    second = _trainer(tiny_spec, tiny_encoder, pairs, seed=42)
+    second = _trainer(tiny_spec, tiny_encoder, pairs, seed=42)  # e.g. the silo restarted
     other = _trainer(tiny_spec, tiny_encoder, pairs, seed=43)
-    for _ in range(2):
-        a, b, c = (t.train_round(globals_, steps=2) for t in (first, second, other))
+    for release in range(2):
+        a, b, c = (t.train_round(globals_, 2, release=release) for t in (first, second, other))
         assert all(np.array_equal(a[n], b[n]) for n in a)
         assert not all(np.array_equal(a[n], c[n]) for n in a)
-    # Round two draws fresh samples and noise: it does not replay round one.
-    again = first.train_round(globals_, steps=2)
+    # The next release (ledger seq) draws fresh samples and noise: it replays no earlier one.
+    again = first.train_round(globals_, steps=2, release=2)
     assert not all(np.array_equal(again[n], a[n]) for n in a)
 
 
+def test_two_unseeded_runs_never_share_a_noise_stream(tiny_spec, tiny_encoder, tiny_dataset):
+    pairs = tiny_dataset["silo-1"].train
+    globals_ = adapter_state(build_selector(tiny_spec, 0))
+    # The same release of two secure trainers (two runs of one silo): keys from os.urandom.
+    runs = [_trainer(tiny_spec, tiny_encoder, pairs, seed=None) for _ in range(2)]
+    a, b = (run.train_round(globals_, steps=2, release=0) for run in runs)
+    assert all(run.secure_rng for run in runs)
+    assert not any(np.array_equal(a[n], b[n]) for n in a)
+
+
 def test_empty_poisson_batches_still_step_with_noise(tiny_spec, tiny_encoder, tiny_dataset):
-    dp = DpSpec(clip_norm=1.0, expected_batch_size=1)  # q = 1/64: most batches are empty
+    # q = 1/64: most batches are empty
+    dp = DpSpec(clip_norm=1.0, expected_batch_size=1, allow_insecure_rng=True)
     sgd = TrainingSpec(local_steps=6, learning_rate=0.1, optimizer="sgd")
     trainer = _trainer(
         tiny_spec, tiny_encoder, tiny_dataset["silo-1"].train, seed=3, dp=dp, training=sgd
     )
     forwards = []
     trainer.model.register_forward_hook(lambda module, args, out: forwards.append(len(out)))
-    delta = trainer.train_round(adapter_state(trainer.model), steps=6)
+    delta = trainer.train_round(adapter_state(trainer.model), steps=6, release=0)
     assert len(forwards) < 6  # at least one step had an empty batch
     assert all(np.isfinite(v).all() and np.any(v != 0) for v in delta.values())
 
@@ -79,27 +93,28 @@ def test_dp_event_describes_the_round(tiny_spec, tiny_encoder, tiny_dataset):
         0.125,
         5,
     )
-    assert trainer.secure_rng is False
+    assert trainer.secure_rng is False  # seeded
 
 
 def test_plans_the_silo_cannot_honour_are_refused(tiny_spec, tiny_encoder, tiny_dataset):
     pairs = tiny_dataset["silo-1"].train
     with pytest.raises(FailedPrecondition, match="allow_insecure_rng"):
-        _trainer(tiny_spec, tiny_encoder, pairs, seed=0, dp=DpSpec(allow_insecure_rng=False))
+        _trainer(tiny_spec, tiny_encoder, pairs, seed=0, dp=DpSpec())  # seeded, not allowed
+    assert _trainer(tiny_spec, tiny_encoder, pairs, seed=None, dp=DpSpec()).secure_rng
     with pytest.raises(InvalidInput, match="exceeds the silo's 64 training pairs"):
-        _trainer(tiny_spec, tiny_encoder, pairs, seed=0, dp=DpSpec(expected_batch_size=65))
+        _trainer(tiny_spec, tiny_encoder, pairs, seed=None, dp=DpSpec(expected_batch_size=65))
 
 
 def test_federated_rounds_without_noise_beat_chance(tiny_spec, tiny_encoder, tiny_dataset):
-    dp = DpSpec(clip_norm=10.0, expected_batch_size=16)
+    dp = DpSpec(clip_norm=10.0, expected_batch_size=16, allow_insecure_rng=True)
     trainers = [
         _trainer(tiny_spec, tiny_encoder, part.train, seed=i, noise=0.0, dp=dp)
         for i, part in enumerate(tiny_dataset.values())
     ]
     test = [pair for part in tiny_dataset.values() for pair in part.test]
     globals_ = adapter_state(build_selector(tiny_spec, 0))
-    for _ in range(3):
-        deltas = [trainer.train_round(globals_, steps=10) for trainer in trainers]
+    for r in range(3):
+        deltas = [trainer.train_round(globals_, steps=10, release=r) for trainer in trainers]
         globals_ = {n: v + np.mean([d[n] for d in deltas], axis=0) for n, v in globals_.items()}
     model = build_selector(tiny_spec, 0)
     load_adapter_state(model, globals_)
@@ -115,7 +130,7 @@ def test_dp_sgd_batches_are_poisson_samples_at_the_recorded_rate(
     trainer = _trainer(tiny_spec, tiny_encoder, pairs, seed=11)
     steps = 4000
 
-    batches = list(trainer.poisson_batches(steps))
+    batches = trainer.poisson_batches(steps, release=0)
 
     q = 8 / len(pairs)
     assert trainer.sample_rate == trainer.dp_event(steps).sample_rate == q
@@ -136,6 +151,6 @@ def test_training_steps_on_exactly_the_poisson_batches(tiny_spec, tiny_encoder, 
     forwards: list[int] = []
     trainer.model.register_forward_hook(lambda module, args, out: forwards.append(len(out)))
 
-    trainer.train_round(adapter_state(trainer.model), steps=12)
+    trainer.train_round(adapter_state(trainer.model), steps=12, release=3)
 
-    assert forwards == [len(rows) for rows in sampler.poisson_batches(12) if rows]
+    assert forwards == [len(rows) for rows in sampler.poisson_batches(12, release=3) if rows]

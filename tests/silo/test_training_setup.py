@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from privacy.accounting import PrivacyAccountant
+from privacy.accounting import DpEvent, PrivacyAccountant
 from privacy.budget_guard import BudgetGuard
 from protos.errors import BudgetExceeded, PolicyViolation
 from protos.plan import BackboneSpec, LoraSpec, Plan, SelectorSpec
@@ -34,6 +34,27 @@ def test_derived_noise_lets_the_silo_afford_every_planned_round(
         guard.check(event)
 
 
+def test_a_plan_change_derives_sigma_from_the_budget_left(
+    tiny_plan: Plan, silo_config: SiloConfigFactory
+) -> None:
+    plan = _with_derived_noise(tiny_plan)
+    config = silo_config("silo-1", 1, epsilon=3.0)
+    fresh = build_training(config, plan)
+    guard = BudgetGuard(PrivacyAccountant(), config.budget.epsilon, plan.delta)
+    steps = plan.training.local_steps
+    guard.spend(DpEvent("dp_sgd", fresh.sigma * 0.95, fresh.trainer.sample_rate, steps))
+
+    again = build_training(config, plan, guard.accountant.events)
+    event = again.trainer.dp_event(steps)
+    spent = [guard.spend(event) for _ in range(plan.rounds - 1)]  # the rounds left
+
+    assert again.sigma > fresh.sigma
+    assert spent[-1] == pytest.approx(config.budget.epsilon, rel=1e-4)
+    # A restart under the same plan keeps the same sigma.
+    restarted = build_training(config, plan, (fresh.trainer.dp_event(steps),))
+    assert restarted.sigma == pytest.approx(fresh.sigma, rel=1e-5)
+
+
 def test_derived_noise_below_the_policy_floor_is_refused(
     tiny_plan: Plan, silo_config: SiloConfigFactory
 ) -> None:
@@ -59,7 +80,7 @@ def test_a_causal_lm_plan_trains_a_causal_lm_selector(
     plan = tiny_plan.model_copy(update={"selector": selector})
     training = build_training(silo_config("silo-1", 1, epsilon=8.0), plan)
 
-    delta = training.trainer.train_round(adapter_state(training.trainer.model), steps=1)
+    delta = training.trainer.train_round(adapter_state(training.trainer.model), steps=1, release=0)
 
     assert isinstance(training.trainer.model, CausalLMSelector)
     assert delta.keys() == adapter_state(build_selector(selector, plan.seed)).keys()

@@ -286,6 +286,7 @@ def _with_entries(header, entries):
         ("gap", grpc.StatusCode.FAILED_PRECONDITION, "seq 1: expected seq 0"),
         ("another silo's key", grpc.StatusCode.PERMISSION_DENIED, "seq 0 is signed with another"),
         ("none", grpc.StatusCode.INVALID_ARGUMENT, "no signed ledger entry"),
+        ("raised budget", grpc.StatusCode.FAILED_PRECONDITION, "seq 1: budget_epsilon 20 exceeds"),
     ],
 )
 def test_upload_without_a_valid_signed_entry_in_sequence_is_refused(
@@ -308,6 +309,9 @@ def test_upload_without_a_valid_signed_entry_in_sequence_is_refused(
     elif problem == "another silo's key":
         forged = other.next_entry(task.round).model_copy(update={"silo_id": silo.silo_id})
         entries = [forged.to_line()]
+    elif problem == "raised budget":  # the first entry pinned the budget at 8
+        raised = silo.next_entry(task.round, budget_epsilon=20.0, epsilon_after=9.0)
+        entries = [silo.entries[0].to_line(), raised.to_line()]
     else:
         entries = []
 
