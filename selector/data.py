@@ -147,9 +147,11 @@ class PairEncoder:
     def _ids(self, texts: list[str]) -> list[list[int]]:
         if not texts:  # the tokenizer rejects an empty batch
             return []
-        return self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False)[
-            "input_ids"
-        ]
+        # Whole texts, cut later by fit_pair: verbose=False silences the warning about texts
+        # longer than the model's limit, which never reach the model.
+        return self.tokenizer(
+            texts, add_special_tokens=False, return_attention_mask=False, verbose=False
+        )["input_ids"]
 
     def _sides(
         self, pairs: Sequence[PreferencePair]
