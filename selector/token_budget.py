@@ -18,7 +18,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from selector.data import PreferencePair
-from selector.truncation import PROMPT_SHARE, PairTemplate
+from selector.truncation import PROMPT_SHARE
 
 MIN_WINDOW = 32
 """No window below this: the demo's short synthetic answers fit in it."""
@@ -65,11 +65,10 @@ def length_statistics(
     )
 
 
-def suggested_window(
-    stats: LengthStatistics, tokenizer: PreTrainedTokenizerBase, limit: int
-) -> int:
-    """`max_tokens_per_answer` for data like `stats` (special tokens included), ≤ `limit`."""
+def suggested_window(stats: LengthStatistics, limit: int, special_tokens: int = 0) -> int:
+    """`max_tokens_per_answer` for data like `stats`, ≤ `limit`; `special_tokens` is what the
+    encoder's template adds inside that window (`PairTemplate.added` for a pair encoder)."""
     text = stats.answer_p90 * PROMPT_SHARE / (PROMPT_SHARE - 1)
-    window = PairTemplate.of(tokenizer).added + math.ceil(text)
+    window = special_tokens + math.ceil(text)
     window = WINDOW_STEP * math.ceil(window / WINDOW_STEP)
     return max(MIN_WINDOW, min(limit, window))
