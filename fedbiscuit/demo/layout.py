@@ -123,12 +123,17 @@ class DemoLayout:
     test_sets: dict[str, Path]
     logs_dir: Path
     plan: Plan
+    recipe_note: str | None = None
+    """What `with_data_recipe` chose for a partner's data, and from which statistics."""
 
 
-def with_data_recipe(options: DemoOptions, train: Sequence[PreferencePair]) -> DemoOptions:
+def with_data_recipe(
+    options: DemoOptions, train: Sequence[PreferencePair]
+) -> tuple[DemoOptions, str]:
     """The training knobs `fedbiscuit.recipe` derives for a partner's data (the smallest
     silo's size, the budget) and a token window from the pairs' length statistics; the
-    rounds stay the demo's. Operator-side: the demo holds every silo's file."""
+    rounds stay the demo's. Operator-side: the demo holds every silo's file. Also returns
+    a line saying what was chosen and from what."""
     recipe = derive_recipe(
         options.train_pairs_per_silo,
         options.epsilon,
@@ -139,14 +144,20 @@ def with_data_recipe(options: DemoOptions, train: Sequence[PreferencePair]) -> D
     selector = _selector(options)
     tokenizer = backbone_tokenizer(selector.backbone)
     special = PairTemplate.of(tokenizer).added if selector.kind == "pair_encoder" else 0
-    window = suggested_window(length_statistics(train, tokenizer), WINDOW_LIMIT, special)
-    return dataclasses.replace(
+    stats = length_statistics(train, tokenizer)
+    window = suggested_window(stats, WINDOW_LIMIT, special)
+    chosen = dataclasses.replace(
         options,
         local_steps=recipe.local_steps,
         expected_batch_size=recipe.expected_batch_size,
         learning_rate_minilm=recipe.learning_rate,
         max_tokens_per_answer=window,
     )
+    note = (
+        f"recipe for {options.train_pairs_per_silo} pairs per silo: {recipe.describe()}; "
+        f"window {window} tokens per side (data: {stats.describe()})"
+    )
+    return chosen, note
 
 
 def free_loopback_port() -> int:
@@ -229,9 +240,10 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
     if options.train_data is None:
         check_silo_count(options, "silos")
     dataset = _dataset(options)
+    recipe_note = None
     if options.train_data is not None:
         # The files decide the silo count; a loss report averages over the smallest silo.
-        options = with_data_recipe(
+        options, recipe_note = with_data_recipe(
             dataclasses.replace(
                 options,
                 silos=len(dataset),
@@ -316,6 +328,7 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
         test_sets=test_sets,
         logs_dir=logs_dir,
         plan=plan,
+        recipe_note=recipe_note,
     )
 
 
