@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from fedbiscuit.recipe import MAX_BATCH, derive_recipe
+from fedbiscuit.recipe import LOCAL_STEPS, MAX_BATCH, PAIRS_PER_ROUND, derive_recipe
 from privacy.accounting import DpEvent, PrivacyAccountant
 from protos.errors import InvalidInput
 
 
-def test_half_of_a_silo_per_step_within_the_batch_bounds() -> None:
-    assert derive_recipe(220, 8.0, 1e-5).expected_batch_size == 110
-    assert derive_recipe(100_000, 8.0, 1e-5).expected_batch_size == MAX_BATCH
+def test_batch_is_half_a_silo_within_a_round_of_compute() -> None:
+    compute_bound = PAIRS_PER_ROUND // LOCAL_STEPS
+    assert derive_recipe(40, 8.0, 1e-5).expected_batch_size == 20
+    assert derive_recipe(220, 8.0, 1e-5).expected_batch_size == compute_bound
+    assert derive_recipe(100_000, 8.0, 1e-5).expected_batch_size == compute_bound <= MAX_BATCH
     assert derive_recipe(3, 8.0, 1e-5).expected_batch_size == 3
 
 
