@@ -31,7 +31,7 @@ from selector.benchmark.partition import partition_iid
 from selector.data import PreferencePair
 from selector.formats import read_pairs
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hh_harmless_dev.jsonl.gz"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_harmless_dev.jsonl.gz"
 TEST_SHARE = 0.2
 
 
@@ -62,8 +62,8 @@ def _iid(
     return {silo: SiloData(train=train_parts[silo], test=test_parts[silo]) for silo in train_parts}
 
 
-def dataset(split: str, silos: int, seed: int) -> dict[str, SiloData]:
-    pairs = read_pairs(DATA, "hh-rlhf")
+def dataset(path: Path, split: str, silos: int, seed: int) -> dict[str, SiloData]:
+    pairs = read_pairs(path, "hh-rlhf")
     order = np.random.default_rng(seed).permutation(len(pairs))
     held_out = int(len(pairs) * TEST_SHARE)
     test = [pairs[i] for i in order[:held_out]]
@@ -81,10 +81,11 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     parser.add_argument("--dp-only", action="store_true", help="skip the runs without DP")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=DATA, help="an HH-RLHF export")
     args = parser.parse_args()
     for split in args.splits.split(","):
         started = time.monotonic()
-        data = dataset(split, args.silos, args.seed)
+        data = dataset(args.data, split, args.silos, args.seed)
         base = DemoOptions(
             silos=args.silos,
             rounds=args.rounds,
