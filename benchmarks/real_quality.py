@@ -59,7 +59,13 @@ def _iid(
 ) -> dict[str, SiloData]:
     train_parts = partition_iid(train, silos, seed)
     test_parts = partition_iid(test, silos, seed + 1)
-    return {silo: SiloData(train=train_parts[silo], test=test_parts[silo]) for silo in train_parts}
+    return {
+        silo: SiloData(
+            train=train_parts[silo],
+            test=[dataclasses.replace(pair, silo=silo) for pair in test_parts[silo]],
+        )
+        for silo in train_parts
+    }
 
 
 def dataset(path: Path, split: str, silos: int, seed: int) -> dict[str, SiloData]:
