@@ -163,10 +163,11 @@ def mean_probability_agreement(logits: torch.Tensor) -> float:
 
 
 def _clusters_by_group(grouping: dict[str, int], groups: dict[str, str | None]) -> str:
-    """'0: thorough×4 | 1: blunt×4 | 2: gentle×2 thorough×2' (who sits in which cluster)."""
+    """'0: thorough×4 | 1: blunt×4 | 2: gentle×2 thorough×2' (who sits in which cluster);
+    silos of data without latent groups (real data) are named themselves."""
     parts = []
     for k in sorted(set(grouping.values())):
-        members = [groups[silo] for silo, c in grouping.items() if c == k]
+        members = [groups[silo] or silo for silo, c in grouping.items() if c == k]
         counts = {name: members.count(name) for name in dict.fromkeys(sorted(members))}
         parts.append(f"{k}: " + " ".join(f"{name}×{n}" for name, n in counts.items()))
     return " | ".join(parts)
