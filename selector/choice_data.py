@@ -17,6 +17,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from selector.data import PreferencePair
+from selector.truncation import fit_pair
 
 PAD_SEGMENT = 2
 """`segment_ids` value of padding slots (0 = chosen asked as A, 1 = chosen asked as B)."""
@@ -65,10 +66,9 @@ class ChoiceBatch:
 class ChoiceEncoder:
     """Tokenizes pairs as two multiple-choice prompts, chosen first as A, then as B.
 
-    Truncation keeps the budget of PairEncoder: the prompt keeps at most half of
-    `max_tokens_per_answer`, and each answer at most what is left of it, so prompt + answer
-    never exceeds `max_tokens_per_answer` tokens for either answer (the template's few
-    tokens come on top).
+    Truncation is PairEncoder's (`selector.truncation.fit_pair`): the answers first, then the
+    end of the prompt, so prompt + answer never exceeds `max_tokens_per_answer` tokens for
+    either answer (the template's few tokens come on top).
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_tokens_per_answer: int) -> None:
@@ -81,9 +81,11 @@ class ChoiceEncoder:
     def _ids(self, texts: list[str]) -> list[list[int]]:
         if not texts:  # the tokenizer rejects an empty batch
             return []
-        return self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False)[
-            "input_ids"
-        ]
+        # Whole texts, cut later by fit_pair: verbose=False silences the warning about texts
+        # longer than the model's limit, which never reach the model.
+        return self.tokenizer(
+            texts, add_special_tokens=False, return_attention_mask=False, verbose=False
+        )["input_ids"]
 
     def _segment(self, prompt: list[int], a: list[int], b: list[int]) -> list[int]:
         t = self._template
@@ -91,12 +93,12 @@ class ChoiceEncoder:
 
     def encode(self, pairs: Sequence[PreferencePair]) -> ChoiceBatch:
         limit = self.max_tokens_per_answer
-        prompts = [ids[: limit // 2] for ids in self._ids([p.prompt for p in pairs])]
+        prompts = self._ids([p.prompt for p in pairs])
         chosen = self._ids([p.chosen for p in pairs])
         rejected = self._ids([p.rejected for p in pairs])
         segments = []
         for prompt, good, bad in zip(prompts, chosen, rejected, strict=True):
-            good, bad = good[: limit - len(prompt)], bad[: limit - len(prompt)]
+            prompt, good, bad = fit_pair(prompt, good, bad, limit)
             segments.append((self._segment(prompt, good, bad), self._segment(prompt, bad, good)))
         width = max((len(ids) for pair in segments for ids in pair), default=1)
         rows = len(pairs)

@@ -15,6 +15,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from protos.errors import InvalidInput
+from selector.truncation import PairTemplate, fit_pair
 
 PAD_HALF = 2
 """`half_ids` value of padding slots (0 = side a, 1 = side b)."""
@@ -124,28 +125,55 @@ class PairBatch:
 
 
 class PairEncoder:
-    """Tokenizes pairs with the chosen answer as side a (so the target logit is always +)."""
+    """Tokenizes pairs with the chosen answer as side a (so the target logit is always +).
+
+    Each side is [prompt | answer] in the tokenizer's own pair template, at most
+    `max_tokens_per_answer` tokens with its special tokens; `selector.truncation.fit_pair`
+    decides what is kept (the answers first, then the end of the prompt, the same prompt
+    tokens on both sides).
+    """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_tokens_per_answer: int) -> None:
         self.tokenizer = tokenizer
         self.max_tokens_per_answer = max_tokens_per_answer
+        self._template = PairTemplate.of(tokenizer)
+        self._window = max_tokens_per_answer - self._template.added
+        if self._window < 1:
+            raise InvalidInput(
+                f"max_tokens_per_answer {max_tokens_per_answer} leaves no room for text after "
+                f"the tokenizer's {self._template.added} special tokens"
+            )
 
-    def _side(self, prompts: list[str], answers: list[str]) -> dict[str, list[list[int]]]:
-        if not prompts:  # the tokenizer rejects an empty batch
-            return {"input_ids": [], "token_type_ids": []}
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        if not texts:  # the tokenizer rejects an empty batch
+            return []
+        # Whole texts, cut later by fit_pair: verbose=False silences the warning about texts
+        # longer than the model's limit, which never reach the model.
         return self.tokenizer(
-            prompts,
-            answers,
-            truncation="longest_first",
-            max_length=self.max_tokens_per_answer,
-            return_token_type_ids=True,
-            return_attention_mask=False,
+            texts, add_special_tokens=False, return_attention_mask=False, verbose=False
+        )["input_ids"]
+
+    def _sides(
+        self, pairs: Sequence[PreferencePair]
+    ) -> tuple[dict[str, list[list[int]]], dict[str, list[list[int]]]]:
+        side_a: dict[str, list[list[int]]] = {"input_ids": [], "token_type_ids": []}
+        side_b: dict[str, list[list[int]]] = {"input_ids": [], "token_type_ids": []}
+        texts = zip(
+            self._ids([p.prompt for p in pairs]),
+            self._ids([p.chosen for p in pairs]),
+            self._ids([p.rejected for p in pairs]),
+            strict=True,
         )
+        for prompt, chosen, rejected in texts:
+            prompt, chosen, rejected = fit_pair(prompt, chosen, rejected, self._window)
+            for side, answer in ((side_a, chosen), (side_b, rejected)):
+                ids, types = self._template.join(prompt, answer)
+                side["input_ids"].append(ids)
+                side["token_type_ids"].append(types)
+        return side_a, side_b
 
     def encode(self, pairs: Sequence[PreferencePair]) -> PairBatch:
-        prompts = [p.prompt for p in pairs]
-        side_a = self._side(prompts, [p.chosen for p in pairs])
-        side_b = self._side(prompts, [p.rejected for p in pairs])
+        side_a, side_b = self._sides(pairs)
         width = max(
             (len(ids) for ids in side_a["input_ids"] + side_b["input_ids"]),
             default=1,

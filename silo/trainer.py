@@ -47,6 +47,7 @@ class LocalTrainer:
         noise_multiplier: float,
         device: torch.device,
         noise: NoiseSource,
+        physical_batch_size: int = 32,
     ) -> None:
         if not noise.secure and not dp.allow_insecure_rng:
             raise FailedPrecondition(
@@ -60,6 +61,8 @@ class LocalTrainer:
                 f"dp.expected_batch_size={dp.expected_batch_size} exceeds the silo's "
                 f"{len(train_pairs)} training pairs"
             )
+        if physical_batch_size < 1:
+            raise InvalidInput(f"physical batch size {physical_batch_size} must be at least 1")
         if not noise_multiplier >= 0:
             raise InvalidInput(f"noise multiplier {noise_multiplier} must be non-negative")
         self.model = model.to(device)
@@ -67,6 +70,7 @@ class LocalTrainer:
         self.training = training
         self.noise_multiplier = float(noise_multiplier)
         self.device = device
+        self.physical_batch_size = physical_batch_size
         self._examples = encoder.encode(train_pairs)
         self._module = GradSampleModule(self.model, loss_reduction="sum")
         self.noise = noise
@@ -134,6 +138,40 @@ class LocalTrainer:
         stream = self.noise.stream(release, "dp_sgd/sampling")
         return [stream.poisson_rows(len(self._examples), self.sample_rate) for _ in range(steps)]
 
+    def _accumulate(
+        self,
+        optimizer: SecureNoiseDPOptimizer,
+        params: list[torch.nn.Parameter],
+        rows: Sequence[int],
+    ) -> None:
+        """Clipped per-pair gradients of one logical (Poisson) batch, summed in the optimizer,
+        computed `physical_batch_size` pairs at a time so a large expected batch fits in
+        memory: every chunk but the last is a skipped step (clip and accumulate, no noise),
+        as Opacus's BatchMemoryManager does. The caller's `step()` then noises once."""
+        optimizer.zero_grad(set_to_none=True)
+        if not rows:
+            # An empty Poisson batch: no gradient, but the step and its noise happen.
+            for param in params:
+                param.grad_sample = param.new_zeros((0, *param.shape))
+            return
+        chunks = [
+            rows[start : start + self.physical_batch_size]
+            for start in range(0, len(rows), self.physical_batch_size)
+        ]
+        for index, chunk in enumerate(chunks):
+            if index > 0:
+                optimizer.zero_grad(set_to_none=True)  # keeps the summed clipped gradients
+            scores = self._module(self._examples.select(chunk).to(self.device))
+            # −log σ(score): Bradley–Terry loss with the chosen answer on side a.
+            loss = torch.nn.functional.softplus(-scores).sum()
+            with warnings.catch_warnings():
+                # Opacus's hooks on a frozen backbone: expected, and said every step.
+                warnings.filterwarnings("ignore", "Full backward hook is firing")
+                loss.backward()
+            if index < len(chunks) - 1:
+                optimizer.signal_skip_step(do_skip=True)
+                optimizer.step()
+
     def train_round(
         self, global_state: Mapping[str, np.ndarray], steps: int, *, release: int
     ) -> dict[str, np.ndarray]:
@@ -150,19 +188,7 @@ class LocalTrainer:
         self._module.train()
         try:
             for rows in self.poisson_batches(steps, release):
-                optimizer.zero_grad(set_to_none=True)
-                if rows:
-                    scores = self._module(self._examples.select(rows).to(self.device))
-                    # −log σ(score): Bradley–Terry loss with the chosen answer on side a.
-                    loss = torch.nn.functional.softplus(-scores).sum()
-                    with warnings.catch_warnings():
-                        # Opacus's hooks on a frozen backbone: expected, and said every step.
-                        warnings.filterwarnings("ignore", "Full backward hook is firing")
-                        loss.backward()
-                else:
-                    # An empty Poisson batch: no gradient, but the step and its noise happen.
-                    for param in params:
-                        param.grad_sample = param.new_zeros((0, *param.shape))
+                self._accumulate(optimizer, params, rows)
                 optimizer.step()
         finally:
             optimizer.zero_grad(set_to_none=True)

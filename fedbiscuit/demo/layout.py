@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from aggregator.config import AggregatorConfig
 from fedbiscuit.demo.data import partner_dataset
+from fedbiscuit.recipe import WINDOW_LIMIT, derive_recipe
 from privacy import pki
 from protos.errors import InvalidInput
 from protos.operator_formats.config_files import save_model_file
@@ -28,9 +30,12 @@ from protos.plan import (
     SelectorSpec,
     TrainingSpec,
 )
+from selector.backbone import backbone_tokenizer
 from selector.benchmark.generator import THREE_GROUPS, SiloData, make_federated_dataset
 from selector.data import PreferencePair, write_jsonl
 from selector.local_backbone import check_model_folder, folder_digest, local_model_kind
+from selector.token_budget import length_statistics, suggested_window
+from selector.truncation import PairTemplate
 from silo.config import SiloConfig
 
 FEDERATION_ID = "demo"
@@ -85,6 +90,9 @@ class DemoOptions:
     """A local model folder (`demo --backbone PATH`) instead of MiniLM or the tiny one."""
     train_pairs_per_silo: int = 256
     test_pairs_per_silo: int = 128
+    max_tokens_per_answer: int = 32
+    """The synthetic benchmark's short texts fit in 32; a partner's data gets a window from
+    its length statistics (`with_data_recipe`)."""
     local_steps: int = 6
     expected_batch_size: int = 16
     # Plain SGD after DP-SGD's clipping and averaging; tuned on the benchmark (see README).
@@ -115,6 +123,41 @@ class DemoLayout:
     test_sets: dict[str, Path]
     logs_dir: Path
     plan: Plan
+    recipe_note: str | None = None
+    """What `with_data_recipe` chose for a partner's data, and from which statistics."""
+
+
+def with_data_recipe(
+    options: DemoOptions, train: Sequence[PreferencePair]
+) -> tuple[DemoOptions, str]:
+    """The training knobs `fedbiscuit.recipe` derives for a partner's data (the smallest
+    silo's size, the budget) and a token window from the pairs' length statistics; the
+    rounds stay the demo's. Operator-side: the demo holds every silo's file. Also returns
+    a line saying what was chosen and from what."""
+    recipe = derive_recipe(
+        options.train_pairs_per_silo,
+        options.epsilon,
+        options.delta,
+        rounds=options.rounds,
+        participations=options.rounds + 1 if options.protection == "masking" else None,
+    )
+    selector = _selector(options)
+    tokenizer = backbone_tokenizer(selector.backbone)
+    special = PairTemplate.of(tokenizer).added if selector.kind == "pair_encoder" else 0
+    stats = length_statistics(train, tokenizer)
+    window = suggested_window(stats, WINDOW_LIMIT, special)
+    chosen = dataclasses.replace(
+        options,
+        local_steps=recipe.local_steps,
+        expected_batch_size=recipe.expected_batch_size,
+        learning_rate_minilm=recipe.learning_rate,
+        max_tokens_per_answer=window,
+    )
+    note = (
+        f"recipe for {options.train_pairs_per_silo} pairs per silo: {recipe.describe()}; "
+        f"window {window} tokens per side (data: {stats.describe()})"
+    )
+    return chosen, note
 
 
 def free_loopback_port() -> int:
@@ -185,13 +228,14 @@ def _selector(options: DemoOptions) -> SelectorSpec:
     if options.backbone_path is None:
         kind = "tiny" if options.tiny else "minilm"
         return SelectorSpec(
-            backbone=BackboneSpec(kind=kind, seed=options.seed), max_tokens_per_answer=32
+            backbone=BackboneSpec(kind=kind, seed=options.seed),
+            max_tokens_per_answer=options.max_tokens_per_answer,
         )
     folder = check_model_folder(options.backbone_path)
     return SelectorSpec(
         kind=local_model_kind(folder),
         backbone=BackboneSpec(kind="local", path=str(folder), sha256=folder_digest(folder)),
-        max_tokens_per_answer=32,
+        max_tokens_per_answer=options.max_tokens_per_answer,
     )
 
 
@@ -201,12 +245,16 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
     if options.train_data is None:
         check_silo_count(options, "silos")
     dataset = _dataset(options)
+    recipe_note = None
     if options.train_data is not None:
         # The files decide the silo count; a loss report averages over the smallest silo.
-        options = dataclasses.replace(
-            options,
-            silos=len(dataset),
-            train_pairs_per_silo=min(len(data.train) for data in dataset.values()),
+        options, recipe_note = with_data_recipe(
+            dataclasses.replace(
+                options,
+                silos=len(dataset),
+                train_pairs_per_silo=min(len(data.train) for data in dataset.values()),
+            ),
+            [pair for data in dataset.values() for pair in data.train],
         )
         check_silo_count(options, f"--data {options.train_data}")
         if options.algorithm == "fedbiscuit" and not 2 <= options.clusters <= options.silos:
@@ -287,6 +335,7 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
         test_sets=test_sets,
         logs_dir=logs_dir,
         plan=plan,
+        recipe_note=recipe_note,
     )
 
 

@@ -69,6 +69,8 @@ def run_demo(
             f"{len(layout.silo_configs)} "
             f"silos, {layout.plan.selector.backbone.kind} backbone, workdir {layout.workdir}"
         )
+        if layout.recipe_note is not None:
+            console.print(layout.recipe_note)
         parties = _start_parties(layout)
         try:
             status = _follow_rounds(layout, parties, console, started + timeout_s)

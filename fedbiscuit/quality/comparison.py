@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,7 +31,7 @@ from fedbiscuit.demo.layout import DemoOptions, demo_plan
 from fedbiscuit.quality.methods import METHODS, Outcome
 from protos.errors import InvalidInput
 from protos.plan import Plan
-from selector.benchmark.generator import THREE_GROUPS, make_federated_dataset
+from selector.benchmark.generator import THREE_GROUPS, SiloData, make_federated_dataset
 from selector.model import Selector, build_encoder, build_selector, load_adapter_state
 from selector.set_evaluation import SetAgreement, logits_agreement
 from selector.vote import selector_logits
@@ -41,6 +41,7 @@ __all__ = [
     "Row",
     "format_table",
     "mean_probability_agreement",
+    "run_methods",
     "run_quality",
     "target_verdict",
 ]
@@ -111,13 +112,23 @@ def run_quality(options: QualityOptions, log: Callable[[str], None] = print) -> 
 
     `log` gets one line per finished run (worst silo and its group, FedBiscuit's groupings).
     """
-    unknown = sorted(set(options.methods) - set(METHODS))
-    if unknown:
-        raise InvalidInput(f"unknown method {unknown[0]!r}; choose from {list(METHODS)}")
-    by_algorithm = plans(options)
     dataset = make_federated_dataset(
         options.silos, options.train_pairs, options.test_pairs, options.seed, THREE_GROUPS
     )
+    return run_methods(plans(options), dataset, options, log)
+
+
+def run_methods(
+    by_algorithm: Mapping[str, Plan],
+    dataset: Mapping[str, SiloData],
+    options: QualityOptions,
+    log: Callable[[str], None] = print,
+) -> list[Row]:
+    """`options.methods` × `options.dp_modes` on `dataset` with the FedBis and FedBiscuit
+    plans `by_algorithm` (the synthetic benchmark's or a real-data benchmark's)."""
+    unknown = sorted(set(options.methods) - set(METHODS))
+    if unknown:
+        raise InvalidInput(f"unknown method {unknown[0]!r}; choose from {list(METHODS)}")
     groups = {silo: data.group for silo, data in dataset.items()}
     test = [pair for silo in sorted(dataset) for pair in dataset[silo].test]
     encoder = build_encoder(by_algorithm["fedbis"].selector)
@@ -152,10 +163,11 @@ def mean_probability_agreement(logits: torch.Tensor) -> float:
 
 
 def _clusters_by_group(grouping: dict[str, int], groups: dict[str, str | None]) -> str:
-    """'0: thorough×4 | 1: blunt×4 | 2: gentle×2 thorough×2' (who sits in which cluster)."""
+    """'0: thorough×4 | 1: blunt×4 | 2: gentle×2 thorough×2' (who sits in which cluster);
+    silos of data without latent groups (real data) are named themselves."""
     parts = []
     for k in sorted(set(grouping.values())):
-        members = [groups[silo] for silo, c in grouping.items() if c == k]
+        members = [groups[silo] or silo for silo, c in grouping.items() if c == k]
         counts = {name: members.count(name) for name in dict.fromkeys(sorted(members))}
         parts.append(f"{k}: " + " ".join(f"{name}×{n}" for name, n in counts.items()))
     return " | ".join(parts)

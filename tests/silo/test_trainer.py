@@ -154,3 +154,31 @@ def test_training_steps_on_exactly_the_poisson_batches(tiny_spec, tiny_encoder, 
     trainer.train_round(adapter_state(trainer.model), steps=12, release=3)
 
     assert forwards == [len(rows) for rows in sampler.poisson_batches(12, release=3) if rows]
+
+
+def test_physical_batches_give_the_update_of_one_logical_batch(
+    tiny_spec, tiny_encoder, tiny_dataset
+):
+    """A large expected batch computed a few pairs at a time (memory-bounded) is the same
+    DP-SGD step: clipped per-pair gradients summed over the whole Poisson batch."""
+    pairs = tiny_dataset["silo-1"].train
+    dp = DpSpec(expected_batch_size=len(pairs) // 2, clip_norm=0.5, allow_insecure_rng=True)
+    training = TrainingSpec(local_steps=2, learning_rate=0.1, optimizer="sgd")
+    state = adapter_state(build_selector(tiny_spec, 0))
+    deltas = []
+    for physical in (len(pairs), 3):
+        trainer = LocalTrainer(
+            build_selector(tiny_spec, 0),
+            tiny_encoder,
+            pairs,
+            dp,
+            training,
+            0.0,
+            CPU,
+            NoiseSource(7, context="test-fed/silo-1"),
+            physical_batch_size=physical,
+        )
+        deltas.append(trainer.train_round(state, 2, release=0))
+    for name in deltas[0]:
+        np.testing.assert_allclose(deltas[0][name], deltas[1][name], rtol=1e-4, atol=1e-6)
+    assert any(np.abs(delta).max() > 0 for delta in deltas[0].values())
