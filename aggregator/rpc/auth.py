@@ -6,10 +6,10 @@ binding (the certificate's SAN URI names a hosted federation, and that federatio
 issued it, so one federation's CA cannot mint silos of another), and that federation's
 revocation list (its one :class:`~aggregator.federation_trust.RevocationView`). It is
 default-deny: only the methods in :data:`SILO_METHODS` are served (plus the read-only health
-check, :data:`aggregator.rpc.health.HEALTH_METHODS`); anything else is UNIMPLEMENTED before a
-handler runs. Servicer methods get the caller with
-:func:`authenticated_silo` (and its federation with :func:`authenticated_federation`), never
-from a message field, metadata or the peer address.
+check, :data:`aggregator.rpc.health.HEALTH_METHODS`, under the same checks: a revoked certificate
+gets no work at all); anything else is UNIMPLEMENTED before a handler runs. Servicer methods
+get the caller with :func:`authenticated_silo` (and its federation with
+:func:`authenticated_federation`), never from a message field, metadata or the peer address.
 """
 
 from __future__ import annotations
@@ -108,9 +108,7 @@ class SiloAuthInterceptor(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
-        if method in HEALTH_METHODS:  # the handshake already required a federation certificate
-            return continuation(handler_call_details)
-        if method not in SILO_METHODS:
+        if method not in SILO_METHODS and method not in HEALTH_METHODS:
             logger.warning("refused call to unlisted method", extra={"method": method})
             return None  # gRPC answers UNIMPLEMENTED; no handler runs
         handler = continuation(handler_call_details)
