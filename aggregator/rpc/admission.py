@@ -28,8 +28,9 @@ from prometheus_client import Counter
 
 from aggregator.caller_limits import CallerLimits
 from aggregator.ops.metrics import AggregatorMetrics
-from aggregator.rpc.auth import authenticated_federation, authenticated_silo
+from aggregator.rpc.auth import SILO_METHODS, authenticated_federation, authenticated_silo
 from aggregator.rpc.error_status import ClientCancelled, status_of
+from aggregator.rpc.health import HEALTH_METHODS
 from aggregator.rpc.method_handlers import rewrap
 from aggregator.rpc.stream_watchdog import StreamWatchdog
 from protos.errors import InvalidInput
@@ -43,6 +44,7 @@ LONG_POLLS = frozenset(
 )
 WATCHES = frozenset({"/grpc.health.v1.Health/Watch"})
 
+_COUNTED = SILO_METHODS | HEALTH_METHODS  # other names are counted as "other"
 Caller = tuple[str, str]  # (federation id, silo id)
 
 
@@ -146,15 +148,20 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
         self._watchdog = StreamWatchdog(clock)
         self.refusals = Counter(
             "fedbiscuit_rpc_refusals",
-            "Calls refused or cut short by the admission limits, by method and reason "
+            "Calls refused or cut short, by method and reason: by the admission limits "
             "(silo_busy, server_busy, waiting_full, malformed, header_timeout, chunk_timeout, "
-            "long_poll_shortened).",
+            "long_poll_shortened) and by the silo interceptor (no_certificate, "
+            "invalid_certificate, revoked, revocation_unknown).",
             ["method", "reason"],
             registry=metrics.registry,
         )
 
     def close(self) -> None:
         self._watchdog.close()
+
+    def count_refusal(self, method: str, reason: str) -> None:
+        """Count a refusal made elsewhere (the silo interceptor's UNAUTHENTICATED ones)."""
+        self.refusals.labels(method if method in _COUNTED else "other", reason).inc()
 
     def in_flight(self, federation_id: str, silo_id: str) -> int:
         """Calls of this silo admitted and not yet finished (for operators and tests)."""

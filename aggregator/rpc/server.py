@@ -82,7 +82,10 @@ class AggregatorServer:
                 ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aggregator-rpc"),
                 interceptors=[
                     RpcMetricsInterceptor(self.metrics),  # outermost: counts refusals too
-                    SiloAuthInterceptor({f: h.trust for f, h in self.federations.items()}),
+                    SiloAuthInterceptor(
+                        {f: h.trust for f, h in self.federations.items()},
+                        on_refusal=self.admission.count_refusal,
+                    ),
                     self.admission,  # innermost: only authenticated calls are admitted
                 ],
                 maximum_concurrent_rpcs=workers * QUEUED_CALLS_PER_WORKER,

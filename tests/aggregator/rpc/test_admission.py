@@ -101,6 +101,8 @@ def test_malformed_body_from_a_revoked_silo_is_unauthenticated(
         next(health.Watch(health_pb2.HealthCheckRequest(), timeout=TIMEOUT_S))
     codes = {e.value.code() for e in (err, stream_err, check_err, watch_err)}
     assert codes == {grpc.StatusCode.UNAUTHENTICATED}
+    assert refusals(server, f"{FEDERATION_SERVICE}/Join", "revoked") == 1
+    assert refusals(server, "/grpc.health.v1.Health/Watch", "revoked") == 1
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
