@@ -34,6 +34,7 @@ from aggregator.rpc.health import HEALTH_METHODS
 from aggregator.rpc.method_handlers import rewrap
 from aggregator.rpc.stream_watchdog import StreamWatchdog
 from protos.errors import InvalidInput
+from protos.retry_hint import BUSY
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,7 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
         self, context: grpc.ServicerContext, method: str, reason: str, caller: Caller
     ) -> None:
         self.refusals.labels(method, reason).inc()
+        context.set_trailing_metadata((BUSY,))  # momentary: the silo client retries it
         context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _REASONS[reason].format(silo=caller[1]))
 
     def _decode(
