@@ -193,12 +193,28 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def seeds_for(task: pb.Task, header: pb.UpdateHeader, data: bytes, entry_line: bytes) -> dict:
+def seeds_for(
+    task: pb.Task,
+    header: pb.UpdateHeader,
+    data: bytes,
+    entry_line: bytes,
+    advertisement: pb.SecAggKeyAdvertisement | None = None,
+) -> dict:
     """Valid requests of every method for the silo holding TRAIN `task` (`header` and `data`
-    a valid upload of it, `entry_line` a signed ledger entry of that silo)."""
+    a valid upload of it, `entry_line` a signed ledger entry of that silo, `advertisement`
+    its signed SecAgg+ keys under a masking plan)."""
     fed, plan = task.federation_id, task.plan_sha256
-    context = pb.SecAggContext(
-        federation_id=fed, round=task.round, plan_sha256=plan, seed=b"s" * 32
+    advertisement = advertisement or pb.SecAggKeyAdvertisement(
+        silo_id="silo-1",
+        mask_public_key=b"m" * 32,
+        share_public_key=b"k" * 32,
+        certificate_pem=b"-----BEGIN CERTIFICATE-----",
+        signature=b"sig",
+    )
+    context = (
+        task.secagg
+        if task.HasField("secagg")
+        else pb.SecAggContext(federation_id=fed, round=task.round, plan_sha256=plan, seed=b"s" * 32)
     )
     return {
         "Join": [pb.JoinRequest(federation_id=fed, agent_version="fuzz")],
@@ -231,13 +247,7 @@ def seeds_for(task: pb.Task, header: pb.UpdateHeader, data: bytes, entry_line: b
                 federation_id=fed,
                 task_id=task.task_id,
                 context=context,
-                advertisement=pb.SecAggKeyAdvertisement(
-                    silo_id="silo-1",
-                    mask_public_key=b"m" * 32,
-                    share_public_key=b"k" * 32,
-                    certificate_pem=b"-----BEGIN CERTIFICATE-----",
-                    signature=b"sig",
-                ),
+                advertisement=advertisement,
             )  # fmt: skip
         ],
         "SecAggFetch": [
