@@ -44,7 +44,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from privacy.pki import channel_credentials, init_ca, issue_aggregator, issue_silo, revoke
 from protos import codec
-from protos.config_files import save_model_file
+from protos.operator_formats.config_files import save_model_file
 from protos.plan import BackboneSpec, Plan, SelectorSpec
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc

@@ -140,7 +140,7 @@ def test_a_busy_refusal_is_retried_until_the_aggregator_has_room(
                 while server.admission.in_flight("test-fed", "silo-1"):
                     threading.Event().wait(0.01)
 
-            with SiloClient(silo_config("silo-1", server.port), sleep=room_after) as client:
+            with connect(silo_config("silo-1", server.port), sleep=room_after) as client:
                 reply = client.join()
 
     assert reply.silo_id == "silo-1"

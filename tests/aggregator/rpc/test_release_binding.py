@@ -11,7 +11,7 @@ import pytest
 from privacy.re_release import release_binding
 from protos.v1 import federation_pb2 as pb
 
-from .conftest import SILOS, Federation
+from ..conftest import SILOS, Federation
 
 
 def _binding(federation: Federation, task: pb.Task, globals_sha256: str | None = None) -> str:

@@ -15,14 +15,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from aggregator.status import read_status
+from aggregator.ops.status import read_status
 from privacy.secagg import SecAggClient, for_plan
 from privacy.secagg import wire as secagg_wire
 from protos import codec
 from protos.v1 import federation_pb2 as pb
 from tests.request_fuzzer import run, seeds_for
 
-from .conftest import SILOS, Federation, tiny_plan
+from ..conftest import SILOS, Federation, tiny_plan
 
 CASES = 400
 SEED = 14
