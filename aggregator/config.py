@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from aggregator.caller_limits import CallerLimits
 from protos.errors import InvalidInput
 from protos.operator_formats.config_files import load_model_file, read_mapping_file, where_in_file
 from protos.plan import Plan
@@ -131,6 +132,10 @@ class AggregatorConfig(BaseSettings):
         description="host:port of a plaintext gRPC port serving only grpc.health.v1 (for "
         "probes that cannot present a client certificate); off when unset. The health service "
         "is always served on listen_address too, to callers with a federation certificate.",
+    )
+    limits: CallerLimits = Field(
+        default_factory=CallerLimits,
+        description="Bounds on calls in flight per silo and in all (hostile-peer defences).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = Field(

@@ -51,8 +51,11 @@ def recompute(entries: Sequence[LedgerEntry], *, with_pld: bool = True) -> list[
     pld = pld_privacy_accountant.PLDAccountant(
         value_discretization_interval=PLD_VALUE_DISCRETIZATION
     )
-    out = []
+    out: list[IndependentEpsilon] = []
     for entry in entries:
+        if not entry.spends:  # a re-release: post-processing of an earlier release
+            out.append(out[-1] if out else IndependentEpsilon(0.0, 0.0))
+            continue
         event = dp_event(entry)
         rdp.compose(event)
         epsilon_pld = math.nan

@@ -39,6 +39,9 @@ TIMESTAMP_RESOLUTION_S = 300
 how long its training took (which grows with its data). Equal to the PKI's certificate
 backdating, so a rounded timestamp never precedes the signing certificate's validity."""
 GENESIS_HASH = "0" * 64
+# The mechanism of an entry that sends an earlier DP-SGD release's noised update again (a
+# re-run attempt of the same round): post-processing, no new epsilon (privacy.re_release).
+RE_RELEASE = "re_release"
 _HASH_PATTERN = r"^[0-9a-f]{64}$"
 
 
@@ -87,26 +90,39 @@ class LedgerEntry(StrictModel):
     )
     entry_hash: str = Field(pattern=_HASH_PATTERN)
     signature: str = Field(min_length=1, max_length=200, description="base64 DER ECDSA-SHA256.")
+    # Optional fields are left out of the canonical JSON when unset, so entries written
+    # before they existed keep their hashes and signatures.
+    release_binding: str | None = Field(
+        None,
+        pattern=_HASH_PATTERN,
+        description="A DP-SGD release's binding to (federation, plan, round, adapter, digest "
+        "of the global it trained from); a re-release carries its original's.",
+    )
+    re_release_of: int | None = Field(
+        None, ge=0, description="A re-release: the seq of the entry whose update is sent again."
+    )
+
+    @property
+    def spends(self) -> bool:
+        """Whether this entry is a new DP release (a re-release composes nothing)."""
+        return self.mechanism != RE_RELEASE
 
     def computed_hash(self) -> str:
         """SHA-256 of the canonical JSON of this entry without `entry_hash` and `signature`."""
-        return hashlib.sha256(_canonical(self._body({"entry_hash", "signature"}))).hexdigest()
+        body = self.model_dump(mode="json", exclude={"entry_hash", "signature"}, exclude_none=True)
+        return hashlib.sha256(_canonical(body)).hexdigest()
 
     def signed_bytes(self) -> bytes:
         """What the signature covers: the canonical JSON of every field but `signature`."""
-        return _canonical(self._body({"signature"}))
+        return _canonical(self.model_dump(mode="json", exclude={"signature"}, exclude_none=True))
 
     def to_line(self) -> bytes:
         """The canonical JSON of the whole entry (what the ledger file and the wire carry)."""
-        return _canonical(self._body(set()))
-
-    def _body(self, exclude: set[str]) -> dict:
-        body = self.model_dump(mode="json", exclude=exclude)
-        if body["params"]["sample_size"] is None:
-            del body["params"]["sample_size"]  # as entries were before loss reports recorded m
-        return body
+        return _canonical(self.model_dump(mode="json", exclude_none=True))
 
     def dp_event(self) -> DpEvent:
+        if not self.spends:
+            raise InvalidInput(f"seq {self.seq}: a re-release is no DP event (nothing to compose)")
         return DpEvent(
             mechanism=self.mechanism,
             noise_multiplier=self.params.noise_multiplier,
@@ -230,15 +246,11 @@ class Ledger:
         epsilon_after: float,
         budget_epsilon: float,
         sample_size: int | None = None,
+        release_binding: str | None = None,
     ) -> LedgerEntry:
         """Sign and write one release durably (flush + fsync) before returning; release only
         after."""
-        if self._signer is None:
-            raise FailedPrecondition(f"{self._path}: opened without a signing key; cannot append")
         fields = dict(
-            federation_id=self._federation_id,
-            silo_id=self._silo_id,
-            seq=len(self._entries),
             round=round_index,
             mechanism=event.mechanism,
             params=ReleaseParams(
@@ -252,10 +264,39 @@ class Ledger:
             secure_rng=secure_rng,
             epsilon_after=epsilon_after,
             budget_epsilon=budget_epsilon,
+            release_binding=release_binding,
+        )
+        return self._append(fields)
+
+    def append_re_release(
+        self, original: LedgerEntry, *, epsilon_after: float, budget_epsilon: float
+    ) -> LedgerEntry:
+        """Sign and write (fsync) an entry saying `original`'s noised update is sent again:
+        same round, parameters and binding, `epsilon_after` unchanged (no new spend)."""
+        fields = dict(
+            round=original.round,
+            mechanism=RE_RELEASE,
+            params=original.params,
+            secure_rng=original.secure_rng,
+            epsilon_after=epsilon_after,
+            budget_epsilon=budget_epsilon,
+            release_binding=original.release_binding,
+            re_release_of=original.seq,
+        )
+        return self._append(fields)
+
+    def _append(self, fields: dict) -> LedgerEntry:
+        if self._signer is None:
+            raise FailedPrecondition(f"{self._path}: opened without a signing key; cannot append")
+        fields = dict(
+            federation_id=self._federation_id,
+            silo_id=self._silo_id,
+            seq=len(self._entries),
             timestamp=float(
                 math.floor(self._clock() / TIMESTAMP_RESOLUTION_S) * TIMESTAMP_RESOLUTION_S
             ),
             prev_hash=self._entries[-1].entry_hash if self._entries else GENESIS_HASH,
+            **fields,
         )
         unsigned = LedgerEntry.model_construct(
             **fields, signer_cert="", entry_hash=GENESIS_HASH, signature=""
@@ -275,7 +316,8 @@ class Ledger:
             raise InvalidInput(f"{self._path}: replay needs an empty accountant")
         epsilon = 0.0
         for entry in self._entries:
-            accountant.record(entry.dp_event())
+            if entry.spends:
+                accountant.record(entry.dp_event())
             epsilon = accountant.epsilon(entry.params.delta)
             if not math.isclose(epsilon, entry.epsilon_after, rel_tol=1e-6, abs_tol=1e-9):
                 raise InvalidInput(

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from privacy.ledger import GENESIS_HASH, LedgerEntry, verify_signature
 from privacy.pki import RevocationList, silo_id_from_cert
+from privacy.re_release import re_release_problem
 from protos.errors import InvalidInput, NotAuthenticated
 
 
@@ -174,7 +175,7 @@ def verify_ledger(lines: Sequence[tuple[str, bytes]], anchors: TrustAnchors) -> 
             kind = "duplicate of" if first_hash == entry.entry_hash else "fork: differs from"
             violations.append(Violation(where, entry.seq, f"{kind} the entry at {first_where}"))
             continue
-        link = check_next(previous, entry)
+        link = check_next(previous, entry) or re_release_problem(entry, entries[:-1])
         if link:
             violations.append(Violation(where, entry.seq, link))
         seen[entry.seq] = (entry.entry_hash, where)

@@ -21,6 +21,7 @@ import numpy as np
 
 from protos import codec
 from protos.errors import InvalidInput
+from protos.retry_hint import is_busy
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc
 from silo.config import SiloConfig
@@ -351,7 +352,7 @@ class SiloClient:
                 return attempt_once()
             except grpc.RpcError as exc:
                 code, details = exc.code(), exc.details() or ""
-                if code not in RETRYABLE:
+                if code not in RETRYABLE and not is_busy(exc.trailing_metadata()):
                     raise from_rpc_error(
                         rpc, self._address, code, details, task_scoped=task_scoped
                     ) from None

@@ -88,6 +88,7 @@ class PrivacyState:
         budget_epsilon: float,
         clip_norm: float | None = None,
         sample_size: int | None = None,
+        release_binding: str | None = None,
     ) -> LedgerEntry:
         """Append the signed ledger entry (fsync), then the accountant; return the entry.
 
@@ -102,6 +103,7 @@ class PrivacyState:
             epsilon_after=epsilon_after,
             budget_epsilon=budget_epsilon,
             sample_size=sample_size,
+            release_binding=release_binding,
         )
         self.accountant.record(entry.dp_event())
         self._save_accountant()
@@ -117,6 +119,16 @@ class PrivacyState:
                 f"({self.ledger.path}, seq 0) fixed its budget for the federation at "
                 f"{entries[0].budget_epsilon:g}; a budget can only be lowered"
             )
+
+    def record_re_release(self, original_seq: int, budget_epsilon: float) -> LedgerEntry:
+        """Append (fsync) the signed entry for sending release `original_seq`'s noised update
+        again: no new epsilon, nothing composed (privacy.re_release)."""
+        original = self.ledger.entries[original_seq]
+        return self.ledger.append_re_release(
+            original,
+            epsilon_after=self.accountant.epsilon(original.params.delta),
+            budget_epsilon=budget_epsilon,
+        )
 
     def sync_with_aggregator(self, next_seq: int, last_hash: str) -> None:
         """Take the aggregator's position in this silo's ledger (from Join).

@@ -18,6 +18,7 @@ import numpy as np
 from privacy.accounting import DpEvent
 from privacy.budget_guard import BudgetGuard
 from privacy.loss_report import loss_report_event, noised_mean_losses
+from privacy.re_release import MAX_RE_RELEASES, release_binding
 from privacy.secagg import SecAggAborted
 from protos import codec
 from protos.errors import BudgetExceeded, FailedPrecondition, InvalidInput, PolicyViolation
@@ -29,6 +30,7 @@ from silo.identity import SiloIdentity
 from silo.joining import accept_plan
 from silo.policy import check_local_steps, check_plan, check_round_epsilon
 from silo.privacy_state import PrivacyState
+from silo.release_store import ReleaseStore, StoredRelease
 from silo.rpc_errors import SupersededByAggregator
 from silo.training_setup import TrainingSetup, build_training
 from silo.upload import UploadContext, Uploader, admit
@@ -71,6 +73,7 @@ class TaskLoop:
         self._privacy = privacy
         self._stop = stop or threading.Event()
         self._wait_ms = wait_ms
+        self._releases = ReleaseStore(config.state_dir)
 
     def run(self) -> LoopOutcome:
         plan, plan_sha256 = self._join()
@@ -141,34 +144,68 @@ class TaskLoop:
         return after
 
     def _train(self, plan: Plan, training: TrainingSetup, task: pb.Task) -> str:
-        """Handle one validated TRAIN task: "uploaded", or "declined" (nothing released)."""
+        """Handle one validated TRAIN task: "uploaded", or "declined" (nothing released).
+
+        A re-run attempt of a round this silo already released for (same binding, and the same
+        roster of the upload, e.g. the SecAgg+ keys) re-sends that release, unpaid."""
         privacy, budget = self._privacy, self._config.budget
         event = training.trainer.dp_event(task.local_steps)
-        after = self._afford_or_decline(plan, task, event)
-        if after is None:
-            return "declined"
+        binding = release_binding(
+            self._config.federation_id,
+            task.plan_sha256,  # checked against the accepted plan in _validate
+            task.round,
+            task.adapter_index,
+            task.globals_sha256,
+        )
+        stored = self._re_releasable(binding, task.round)
+        after = None
+        if stored is None:
+            after = self._afford_or_decline(plan, task, event)
+            if after is None:
+                return "declined"
         upload = self._uploader.begin(task)
         # E.g. SecAgg+ keys: a round too small to hide this silo aborts before anything is spent.
         upload.before_training()
-        manifest, vector = self._uploader.globals_for(task)
-        entry = privacy.record(
-            task.round,
-            event,
-            plan,
-            secure_rng=training.secure_rng,
-            epsilon_after=after,
-            budget_epsilon=budget.epsilon,
-        )
-        self._log("train", task.round, seq=entry.seq, epsilon_after=round(after, 4))
-        delta_state = training.trainer.train_round(
-            codec.unflatten(manifest, vector), task.local_steps, release=entry.seq
-        )
-        update_manifest, update = codec.flatten(delta_state)
+        if stored is not None and stored.roster != upload.roster:
+            stored = None  # another roster: sums could be differenced; a new release
+            after = self._afford_or_decline(plan, task, event)
+            if after is None:
+                return "declined"
+        if stored is not None:
+            entry = privacy.record_re_release(stored.seq, budget.epsilon)
+            self._log("re_release", task.round, seq=entry.seq, of_seq=stored.seq)
+            update_manifest, update = stored.manifest, stored.vector
+        else:
+            manifest, vector = self._uploader.globals_for(task)
+            entry = privacy.record(
+                task.round,
+                event,
+                plan,
+                secure_rng=training.secure_rng,
+                epsilon_after=after,
+                budget_epsilon=budget.epsilon,
+                release_binding=binding,
+            )
+            self._log("train", task.round, seq=entry.seq, epsilon_after=round(after, 4))
+            delta_state = training.trainer.train_round(
+                codec.unflatten(manifest, vector), task.local_steps, release=entry.seq
+            )
+            update_manifest, update = codec.flatten(delta_state)
+            release = StoredRelease(entry.seq, upload.roster, update_manifest, update)
+            self._releases.save(binding, task.round, release)
         ack = upload.send(update_manifest, update, privacy.undelivered())
         privacy.delivered(ack.ledger_next_seq)
         upload.after_send()
         self._log("uploaded", task.round, accepted=ack.accepted, protection=plan.protection)
         return "uploaded"
+
+    def _re_releasable(self, binding: str, round_: int) -> StoredRelease | None:
+        """The paid-for release under `binding`, if it may still be sent again."""
+        stored = self._releases.load(binding, round_)
+        if stored is None:
+            return None
+        repeats = sum(1 for e in self._privacy.ledger.entries if e.re_release_of == stored.seq)
+        return stored if repeats < MAX_RE_RELEASES else None
 
     def _evaluate(self, plan: Plan, training: TrainingSetup, task: pb.Task) -> str:
         """Handle one EVALUATE task (a FedBiscuit grouping): "reported" or "declined".

@@ -32,7 +32,8 @@ def next_round_epsilon(entries: Sequence[LedgerEntry], plan: Plan) -> float | No
         return None
     accountant = PrivacyAccountant()
     for entry in entries:
-        accountant.record(entry.dp_event())
+        if entry.spends:
+            accountant.record(entry.dp_event())
     params = last_sgd.params
     event = DpEvent(
         "dp_sgd", params.noise_multiplier, params.sample_rate, plan.training.local_steps

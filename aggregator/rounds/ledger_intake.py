@@ -38,6 +38,10 @@ class LedgerIntake:
         stored = self._store.ledger_entries(silo_id)
         return (stored[-1].seq + 1, stored[-1].entry_hash) if stored else (0, "")
 
+    def entries_before(self, silo_id: str, seq: int) -> list[LedgerEntry]:
+        """The stored entries of `silo_id` before `seq`, in order (a re-release's context)."""
+        return [parse_entry(r.entry_json) for r in self._store.ledger_entries(silo_id)][:seq]
+
     def accept(
         self, silo_id: str, cert: x509.Certificate, raw_entries: Sequence[bytes]
     ) -> list[LedgerEntry]:

@@ -6,10 +6,10 @@ binding (the certificate's SAN URI names a hosted federation, and that federatio
 issued it, so one federation's CA cannot mint silos of another), and that federation's
 revocation list (its one :class:`~aggregator.federation_trust.RevocationView`). It is
 default-deny: only the methods in :data:`SILO_METHODS` are served (plus the read-only health
-check, :data:`aggregator.rpc.health.HEALTH_METHODS`); anything else is UNIMPLEMENTED before a
-handler runs. Servicer methods get the caller with
-:func:`authenticated_silo` (and its federation with :func:`authenticated_federation`), never
-from a message field, metadata or the peer address.
+check, :data:`aggregator.rpc.health.HEALTH_METHODS`, under the same checks: a revoked certificate
+gets no work at all); anything else is UNIMPLEMENTED before a handler runs. Servicer methods
+get the caller with :func:`authenticated_silo` (and its federation with
+:func:`authenticated_federation`), never from a message field, metadata or the peer address.
 """
 
 from __future__ import annotations
@@ -97,7 +97,13 @@ class SiloAuthInterceptor(grpc.ServerInterceptor):
     """Rejects calls without a live certificate of a silo of one of ``federations`` (by
     federation id), and binds each call to that one federation."""
 
-    def __init__(self, federations: Mapping[str, FederationTrust]) -> None:
+    def __init__(
+        self,
+        federations: Mapping[str, FederationTrust],
+        on_refusal: Callable[[str, str], None] = lambda method, reason: None,
+    ) -> None:
+        """`on_refusal(method, reason)` is told of every call refused (to count it)."""
+        self._on_refusal = on_refusal
         if not federations:
             raise InvalidInput("the aggregator hosts no federation")
         self._trust = {validate_id(fed, "federation id"): t for fed, t in federations.items()}
@@ -108,32 +114,36 @@ class SiloAuthInterceptor(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
-        if method in HEALTH_METHODS:  # the handshake already required a federation certificate
-            return continuation(handler_call_details)
-        if method not in SILO_METHODS:
+        if method not in SILO_METHODS and method not in HEALTH_METHODS:
             logger.warning("refused call to unlisted method", extra={"method": method})
             return None  # gRPC answers UNIMPLEMENTED; no handler runs
         handler = continuation(handler_call_details)
-        return None if handler is None else _guard(handler, self._authenticate)
+        if handler is None:
+            return None
+        return _guard(handler, lambda context: self._authenticate(context, method))
 
-    def _authenticate(self, context: grpc.ServicerContext) -> Caller:
+    def _authenticate(self, context: grpc.ServicerContext, method: str) -> Caller:
         """Return the caller or abort the call (fail closed)."""
         pems = context.auth_context().get("x509_pem_cert")
         if not pems:
+            self._on_refusal(method, "no_certificate")
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
         try:
             cert = x509.load_pem_x509_certificate(pems[0])
             federation_id, silo_id = self._federation_of(cert)
         except (ValueError, NotAuthenticated) as exc:
             logger.info("rejected certificate", extra={"reason": str(exc)})
+            self._on_refusal(method, "invalid_certificate")
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "the client certificate is not valid")
         try:
             revoked = self._trust[federation_id].revocations.is_revoked(cert.serial_number)
         except InvalidInput as exc:
             logger.error("revocation list unusable; refusing all calls", extra={"reason": str(exc)})
+            self._on_refusal(method, "revocation_unknown")
             context.abort(grpc.StatusCode.UNAVAILABLE, "cannot check revocation; retry later")
         if revoked:
             logger.info("rejected revoked certificate", extra={"silo": silo_id})
+            self._on_refusal(method, "revoked")
             context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"the certificate of silo {silo_id!r} has been revoked",

@@ -27,6 +27,12 @@ from protos.errors import (
 
 log = logging.getLogger(__name__)
 
+
+class ClientCancelled(FedbiscuitError):
+    """The caller cancelled or disconnected mid-stream, or stalled past a stream deadline and
+    was cancelled (aggregator.rpc.admission): routine, logged at INFO there, never INTERNAL."""
+
+
 # Checked in order; every subclass (BudgetExceeded, PolicyViolation, SecAggAborted,
 # AggregateRejected, ...) takes its base's code.
 STATUS_OF: tuple[tuple[type[FedbiscuitError], grpc.StatusCode], ...] = (
@@ -37,6 +43,7 @@ STATUS_OF: tuple[tuple[type[FedbiscuitError], grpc.StatusCode], ...] = (
     (BudgetExceeded, grpc.StatusCode.FAILED_PRECONDITION),
     (PolicyViolation, grpc.StatusCode.FAILED_PRECONDITION),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (ClientCancelled, grpc.StatusCode.CANCELLED),
 )
 
 

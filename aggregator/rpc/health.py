@@ -2,8 +2,10 @@
 
 SERVING from start until shutdown begins, NOT_SERVING from then on (watchers are told at
 once, so a load balancer drains the aggregator before its calls are cancelled). Served on the
-mTLS port to any peer holding a federation certificate, and optionally on a plaintext port
-that serves nothing else, for probes that cannot present a client certificate (kubelet).
+mTLS port to unrevoked silos of a hosted federation (the silo interceptor checks them as for
+every other method, and the admission limits bound their watches), and optionally on a
+plaintext port that serves nothing else, for probes that cannot present a client certificate
+(kubelet).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from protos.errors import InvalidInput
 
 FEDERATION_SERVICE = "fedbiscuit.v1.Federation"
-# Methods the silo interceptor lets through for any peer that passed the mTLS handshake:
-# they say only SERVING or NOT_SERVING.
+# The health methods: they say only SERVING or NOT_SERVING; on the mTLS port only to
+# authenticated silos.
 HEALTH_METHODS: frozenset[str] = frozenset(
     {"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"}
 )

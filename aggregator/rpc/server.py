@@ -27,6 +27,7 @@ from aggregator.hosted_federation import HostedFederation
 from aggregator.ops.metrics import AggregatorMetrics
 from aggregator.rounds.round_machine import RoundMachine
 from aggregator.rounds.round_table import Phase
+from aggregator.rpc.admission import AdmissionInterceptor
 from aggregator.rpc.auth import SiloAuthInterceptor
 from aggregator.rpc.health import Health
 from aggregator.rpc.router import FederationRouter
@@ -41,8 +42,8 @@ log = logging.getLogger(__name__)
 
 # Chunks are at most 1 MiB; the rest is headroom for a header with its manifest.
 MAX_MESSAGE_BYTES = 2 << 20
-# Each silo's long-poll holds a worker thread while it waits.
-MAX_WORKERS = 64
+# Calls queued for a worker beyond this many per worker thread are refused by gRPC itself.
+QUEUED_CALLS_PER_WORKER = 4
 FINISHED = (Phase.DONE, Phase.FAILED)
 
 
@@ -75,12 +76,19 @@ class AggregatorServer:
                     )
                 self.federations[hosted.federation_id] = hosted
             self._name = ",".join(self.federations)
+            workers = config.limits.worker_threads
+            self.admission = AdmissionInterceptor(config.limits, self.metrics)
             self._server = grpc.server(
-                ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="aggregator-rpc"),
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aggregator-rpc"),
                 interceptors=[
                     RpcMetricsInterceptor(self.metrics),  # outermost: counts refusals too
-                    SiloAuthInterceptor({f: h.trust for f, h in self.federations.items()}),
+                    SiloAuthInterceptor(
+                        {f: h.trust for f, h in self.federations.items()},
+                        on_refusal=self.admission.count_refusal,
+                    ),
+                    self.admission,  # innermost: only authenticated calls are admitted
                 ],
+                maximum_concurrent_rpcs=workers * QUEUED_CALLS_PER_WORKER,
                 options=[
                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -148,6 +156,7 @@ class AggregatorServer:
         if self._ticker.is_alive():
             self._ticker.join()
         self.health.close()
+        self.admission.close()
         self.metrics.close()
         for hosted in self._hosted:
             hosted.close()

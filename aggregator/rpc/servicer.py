@@ -19,12 +19,14 @@ import grpc
 
 from aggregator.protection.base import ProtectionEdge
 from aggregator.rounds.ledger_intake import LedgerIntake
+from aggregator.rounds.release_check import check_release_binding
 from aggregator.rounds.round_machine import RoundMachine
 from aggregator.rounds.round_table import Phase
 from aggregator.rpc.auth import authenticated_cert, authenticated_silo
 from aggregator.rpc.error_status import abort_with
 from aggregator.store import TaskRecord
-from privacy.ledger import LedgerEntry
+from privacy.ledger import RE_RELEASE, LedgerEntry
+from privacy.re_release import release_binding
 from protos.errors import BudgetExceeded, FailedPrecondition, InvalidInput
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
@@ -304,11 +306,19 @@ class FederationServicer(pb_grpc.FederationServicer):
             raise InvalidInput("the upload carries no signed ledger entry for its release")
         entry, dp = entries[-1], self._plan.dp
         at = f"ledger entry seq {entry.seq}"
-        if entry.round != task.round or entry.mechanism != "dp_sgd":
+        if entry.round != task.round or entry.mechanism not in ("dp_sgd", RE_RELEASE):
             raise FailedPrecondition(
                 f"{at} is a {entry.mechanism} release of round {entry.round}, not the DP-SGD "
-                f"release of task {task.task_id!r} (round {task.round})"
+                f"release (or re-release) of task {task.task_id!r} (round {task.round})"
             )
+        binding = release_binding(
+            self._plan.federation_id,
+            self._plan_sha256,
+            task.round,
+            task.adapter_index,
+            self._machine.protection.globals_digest(task.round, task.adapter_index),
+        )
+        check_release_binding(entry, binding, self._ledger.entries_before(task.silo_id, entry.seq))
         p = entry.params
         if dp.noise_multiplier is not None and p.noise_multiplier != dp.noise_multiplier:
             raise FailedPrecondition(

@@ -6,6 +6,7 @@ Layout of a PKI folder: ``ca.pem``, ``ca.key``, ``revoked.json``, ``aggregator.p
 """
 
 from privacy.pki.ca import CA_VALID_DAYS, CERT_VALID_DAYS, init_ca, issue_aggregator, issue_silo
+from privacy.pki.certificate_profile import check_silo_profile
 from privacy.pki.credentials import (
     channel_credentials,
     hosting_credentials,
@@ -24,6 +25,7 @@ __all__ = [
     "RevocationList",
     "RevokedCertificate",
     "channel_credentials",
+    "check_silo_profile",
     "federation_id_of_ca",
     "hosting_credentials",
     "init_ca",

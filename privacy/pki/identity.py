@@ -10,6 +10,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from privacy.pki.certificate_profile import check_silo_profile
 from privacy.pki.layout import validate_id
 from protos.errors import InvalidInput, NotAuthenticated
 
@@ -56,8 +57,8 @@ def federation_id_of_ca(ca_cert: x509.Certificate) -> str:
 def silo_id_from_cert(cert: x509.Certificate, federation_id: str) -> str:
     """The silo id a client certificate proves for ``federation_id``; fails closed.
 
-    Requires exactly one silo URI, of this federation, matching the subject CN, on a
-    certificate usable for client authentication.
+    Requires exactly one silo URI, of this federation, matching the subject CN, on an
+    end-entity certificate for client authentication (:func:`check_silo_profile`).
     """
     prefix = f"{federation_uri(federation_id)}/silo/"
     ids = [u[len(prefix) :] for u in san_uris(cert) if u.startswith(prefix)]
@@ -79,6 +80,7 @@ def silo_id_from_cert(cert: x509.Certificate, federation_id: str) -> str:
             f"certificate (serial {cert.serial_number}) is not a client certificate for "
             f"silo {silo_id!r}"
         )
+    check_silo_profile(cert)
     return silo_id
 
 

@@ -50,6 +50,10 @@ class UploadContext:
 class TrainUpload(ABC):
     """One TRAIN task's upload, driven by the task loop in this order."""
 
+    roster: tuple[str, ...] = ()
+    """Who this upload is summed with, once known after `before_training` (masking: the
+    silos that advertised keys); a paid-for release is re-sent only to the same roster."""
+
     def before_training(self) -> None:  # noqa: B027 (optional step)
         """Work that must succeed before this silo spends budget on the task."""
 

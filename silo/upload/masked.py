@@ -57,6 +57,7 @@ class MaskedUpload(TrainUpload):
         self._wait_ms = ctx.wait_ms
         self._context = context
         self._delivery: ShareDelivery | None = None
+        self.roster: tuple[str, ...] = ()
         self._secagg = SecAggClient(
             for_plan(ctx.plan),
             context,
@@ -74,8 +75,11 @@ class MaskedUpload(TrainUpload):
         self._client.secagg_submit(
             self._task, "advertisement", secagg_wire.advertisement_to_proto(advert)
         )
-        roster = self._fetch(pb.SEC_AGG_STAGE_ROSTER).roster
-        shares = self._secagg.share_keys(secagg_wire.roster_from_proto(roster, self._context))
+        roster = secagg_wire.roster_from_proto(
+            self._fetch(pb.SEC_AGG_STAGE_ROSTER).roster, self._context
+        )
+        self.roster = tuple(sorted(roster.silo_ids))  # who advertised keys: a re-release's bound
+        shares = self._secagg.share_keys(roster)
         self._client.secagg_submit(
             self._task, "shares", pb.SecAggEncryptedShares(ciphertexts=dict(shares.ciphertexts))
         )

@@ -236,11 +236,13 @@ def _masked_fedbiscuit(**spec):
 
 
 def test_visible_fedbiscuit_plans_hash_as_before_membership_hiding_existed():
-    # The SHA-256 this plan had before FedBiscuitSpec.membership was added.
+    # The SHA-256 this plan had before FedBiscuitSpec.membership was added (when
+    # dp.allow_insecure_rng defaulted to true, so it is set here as it was then).
     before = "665f6e38321558bc37edd601e06d7306f6ceb2c825262ad1b9ee26b61d30b06d"
     plan = Plan(
         federation_id="hospitals", algorithm="fedbiscuit", rounds=10, silos_per_round=9,
         fedbiscuit=FedBiscuitSpec(clusters=3, warmup_rounds_per_adapter=2, min_cluster_silos=3),
+        dp=DpSpec(allow_insecure_rng=True),
     )  # fmt: skip
     assert plan.fedbiscuit.membership == "visible" and plan.sha256() == before
     assert b"membership" not in plan.canonical_json()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import random
 import socket
+import threading
 
+import grpc
 import pytest
 
-from privacy.pki import FederationPaths, revoke
+from privacy.pki import FederationPaths, channel_credentials, revoke
 from protos.errors import FailedPrecondition, InvalidInput, NotAuthenticated
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
@@ -105,3 +107,41 @@ def test_revoked_silo_is_told_it_is_not_authenticated(
         client.join()
 
     assert delays == []
+
+
+def test_a_busy_refusal_is_retried_until_the_aggregator_has_room(
+    tiny_plan: Plan,
+    aggregator: AggregatorFactory,
+    silo_config: SiloConfigFactory,
+    pki: FederationPaths,
+) -> None:
+    release = threading.Event()
+
+    def stalled():  # an upload stream that sends nothing until released
+        release.wait(30)
+        yield from ()
+
+    with aggregator(tiny_plan) as server:
+        credentials = channel_credentials(
+            pki.ca_cert, pki.silo_cert("silo-1"), pki.silo_key("silo-1")
+        )
+        with grpc.secure_channel(f"localhost:{server.port}", credentials) as channel:
+            upload = channel.stream_unary("/fedbiscuit.v1.Federation/UploadUpdate")
+            held = [upload.future(stalled(), timeout=30) for _ in range(8)]  # the silo's bound
+            while server.admission.in_flight("test-fed", "silo-1") < 8:
+                threading.Event().wait(0.01)
+            delays: list[float] = []
+
+            def room_after(delay: float) -> None:
+                delays.append(delay)
+                release.set()
+                for call in held:
+                    call.exception(30)
+                while server.admission.in_flight("test-fed", "silo-1"):
+                    threading.Event().wait(0.01)
+
+            with connect(silo_config("silo-1", server.port), sleep=room_after) as client:
+                reply = client.join()
+
+    assert reply.silo_id == "silo-1"
+    assert len(delays) == 1

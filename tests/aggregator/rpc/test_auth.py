@@ -29,6 +29,7 @@ from privacy.pki import (
 from protos.errors import InvalidInput
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc
+from tests.odd_leaves import ODD_PROFILES, issue_odd_leaf
 
 FEDERATION = pb.DESCRIPTOR.services_by_name["Federation"]
 TIMEOUT_S = 10
@@ -247,6 +248,19 @@ def test_certificate_of_another_federation_is_unauthenticated(
     ):
         _join(channel)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert servicer.calls == []
+
+
+@pytest.mark.parametrize("profile", sorted(ODD_PROFILES))
+def test_ca_signed_leaf_that_is_not_an_end_entity_client_cert_is_refused(
+    tmp_path: Path, pki: FederationPaths, profile: str
+) -> None:
+    cert, key = issue_odd_leaf(pki, "fed-a", "silo-2", profile, tmp_path / "odd")
+    servicer = EchoIdentityServicer()
+    with connected(pki, servicer, cert, key) as channel, pytest.raises(grpc.RpcError) as err:
+        _join(channel)
+    # TLS itself may refuse a client key without digitalSignature; the interceptor does the rest.
+    assert err.value.code() in REFUSED_AT_HANDSHAKE
     assert servicer.calls == []
 
 
