@@ -145,9 +145,7 @@ class MemoryStore(FederationStore):
         staged = None if update is None else np.array(update, dtype=np.float32)
         self._fault_hook("upload_written")
         with self._m.lock:
-            if submission.task_id in self._m.submissions:
-                raise FailedPrecondition(f"task {submission.task_id!r} already has a submission")
-            self._m.submissions[submission.task_id] = submission
+            _insert_once(self._m.submissions, submission, "already has a submission")
             if staged is not None:
                 self._m.updates[submission.task_id] = staged
 
@@ -169,9 +167,7 @@ class MemoryStore(FederationStore):
 
     def add_loss_report(self, report: LossReport) -> None:
         with self._m.lock:
-            if report.task_id in self._m.loss_reports:
-                raise FailedPrecondition(f"task {report.task_id!r} already has a loss report")
-            self._m.loss_reports[report.task_id] = report
+            _insert_once(self._m.loss_reports, report, "already has a loss report")
 
     def loss_report(self, task_id: str) -> LossReport | None:
         with self._m.lock:
@@ -184,9 +180,7 @@ class MemoryStore(FederationStore):
 
     def add_decline(self, decline: Decline, *, mark_exhausted: bool) -> None:
         with self._m.lock:
-            if decline.task_id in self._m.declines:
-                raise FailedPrecondition(f"task {decline.task_id!r} was already declined")
-            self._m.declines[decline.task_id] = decline
+            _insert_once(self._m.declines, decline, "was already declined")
             silo = self._m.silos.get(decline.silo_id)
             if mark_exhausted and silo is not None:
                 self._m.silos[decline.silo_id] = replace(silo, exhausted=True)
@@ -228,6 +222,13 @@ class MemoryStore(FederationStore):
     def artifact_keys(self, prefix: str) -> list[str]:
         with self._m.lock:
             return sorted(k for k in self._m.artifacts if k.startswith(prefix))
+
+
+def _insert_once(rows: dict[str, R], row: R, already: str) -> None:
+    """Store `row` under its task id; a task has at most one (the caller holds the lock)."""
+    if row.task_id in rows:
+        raise FailedPrecondition(f"task {row.task_id!r} {already}")
+    rows[row.task_id] = row
 
 
 def _matching(
