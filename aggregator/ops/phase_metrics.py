@@ -9,8 +9,9 @@ and how long aggregating took (the wall time of the transition that aggregated).
 from __future__ import annotations
 
 from aggregator.ops.metrics import AggregatorMetrics
+from aggregator.rounds.round_machine import StateChange
 from aggregator.rounds.round_table import Phase, RoundState
-from aggregator.store import ClosedAttempt, FederationStore
+from aggregator.store import FederationStore
 
 
 class PhaseMetrics:
@@ -21,13 +22,8 @@ class PhaseMetrics:
         self._metrics = metrics
         self._federation = store.plan.federation_id
 
-    def committed(
-        self,
-        before: RoundState,
-        after: RoundState,
-        closing: ClosedAttempt | None,
-        elapsed_s: float,
-    ) -> None:
+    def committed(self, change: StateChange) -> None:
+        before, after, closing = change.before, change.after, change.closing
         metrics, federation = self._metrics, self._federation
         moved = (after.phase, after.round, after.attempt) != (
             before.phase,
@@ -43,7 +39,7 @@ class PhaseMetrics:
             if dropped:
                 metrics.dropped.labels(federation, before.phase).inc(dropped)
         if before.phase == Phase.TRAINING and closing is not None and closing.aggregated:
-            metrics.aggregation_seconds.labels(federation).observe(elapsed_s)
+            metrics.aggregation_seconds.labels(federation).observe(change.elapsed_s)
 
     def _undelivered(self, state: RoundState) -> int:
         """Sampled silos of `state`'s attempt with no upload, loss report or decline."""

@@ -45,6 +45,28 @@ class Aggregation:
     next_round: int
 
 
+@dataclass(frozen=True)
+class NewAttempt:
+    """A training attempt that starts in `state`: `members` are the sampled silos of each
+    adapter, `length(k)` the values in adapter k's flat vector."""
+
+    state: RoundState
+    members: Mapping[int, tuple[str, ...]]
+    length: Callable[[int], int]
+
+
+@dataclass(frozen=True)
+class IncomingUpload:
+    """An upload whose header the servicer checked (federation, plan, digest, ledger, task):
+    the verified caller, the header, the task it targets and the parts still to read."""
+
+    silo_id: str
+    cert: x509.Certificate
+    header: pb.UpdateHeader
+    task: TaskRecord
+    parts: Iterator[pb.UploadPart]
+
+
 class Protection:
     """The round side of a mode. Not thread-safe: the round machine calls it under its lock."""
 
@@ -59,14 +81,8 @@ class Protection:
         """Joined silos this mode cannot sample now (besides budget): none by default."""
         return frozenset()
 
-    def open_attempt(
-        self,
-        state: RoundState,
-        members: Mapping[int, tuple[str, ...]],
-        length: Callable[[int], int],
-    ) -> None:
-        """A training attempt starts: `members` are the sampled silos of each adapter,
-        `length(k)` the values in adapter k's flat vector."""
+    def open_attempt(self, attempt: NewAttempt) -> None:
+        """A training attempt starts (nothing to prepare by default)."""
 
     def step(self, state: RoundState, now_s: float) -> bool:
         """Let the clock move the mode's own protocol; True if anything changed."""
@@ -140,6 +156,9 @@ class ProtectionEdge:
         parts: Iterator[pb.UploadPart],
     ) -> Any:
         """Read and check the rest of an upload into the payload `Protection.accept` takes."""
+        return self._read(IncomingUpload(silo_id, cert, header, task, parts))
+
+    def _read(self, upload: IncomingUpload) -> Any:
         raise NotImplementedError
 
     def download(self, silo_id: str, request: pb.DownloadRequest) -> Iterator[pb.TensorChunk]:

@@ -18,11 +18,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from aggregator.federation_trust import FederationTrust
-from aggregator.protection.base import ProtectionEdge
+from aggregator.protection.base import IncomingUpload, ProtectionEdge
 from aggregator.protection.he import HePayload, HeProtection
 from aggregator.protection.he_vault import EncryptedGlobal
 from aggregator.rounds.round_machine import RoundMachine
-from aggregator.store import TaskRecord
 from privacy.he import (
     CiphertextManifest,
     EncryptedVector,
@@ -185,28 +184,22 @@ class HeEdge(ProtectionEdge):
     def _digest(self, header: pb.UpdateHeader) -> str:
         return parse_manifest(header.he_manifest_json, "upload header").digest()
 
-    def read_upload(
-        self,
-        silo_id: str,
-        cert: x509.Certificate,
-        header: pb.UpdateHeader,
-        task: TaskRecord,
-        parts: Iterator[pb.UploadPart],
-    ) -> HePayload:
+    def _read(self, upload: IncomingUpload) -> HePayload:
         """Check one encrypted contribution: the commitment (signed by the caller, for this
         federation, epoch, upload), then every chunk before parsing it."""
+        task = upload.task
         where = f"upload of task {task.task_id!r}"
-        manifest = parse_manifest(header.he_manifest_json, where)
-        signed = parse_commitment(header.he_commitment_json, where)
+        manifest = parse_manifest(upload.header.he_manifest_json, where)
+        signed = parse_commitment(upload.header.he_commitment_json, where)
         commitment = verify_commitment(
             signed,
-            cert_pem(cert),
+            cert_pem(upload.cert),
             ca_cert_pem=self._trust.ca_pem,
             federation_id=self._plan.federation_id,
             now=datetime.fromtimestamp(self._clock(), UTC),
             revoked_serials=self._trust.revoked_serials(),
         )
-        if commitment.silo_id != silo_id or commitment.key_epoch != self._plan.he.key_epoch:
+        if commitment.silo_id != upload.silo_id or commitment.key_epoch != self._plan.he.key_epoch:
             raise FailedPrecondition(f"{where}: the commitment is for another silo or key epoch")
         if commitment.manifest_digest != manifest.digest():
             raise InvalidInput(f"{where}: the commitment does not sign this manifest")
@@ -216,7 +209,7 @@ class HeEdge(ProtectionEdge):
         length = self._vault.globals(0, task.adapter_index).vector.manifest.length
         check_manifest(ctx, manifest, length=length)
         chunks: list[bytes] = []
-        for part in parts:
+        for part in upload.parts:
             if part.WhichOneof("part") != "data":
                 raise InvalidInput(f"{where}: only ciphertext chunks may follow the header")
             if len(chunks) >= manifest.count:

@@ -8,13 +8,13 @@ restart interrupted finds none and is re-run with fresh keys and seeds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from aggregator.federation_trust import FederationTrust
-from aggregator.protection.base import Aggregation, Protection
+from aggregator.protection.base import Aggregation, NewAttempt, Protection
 from aggregator.protection.masked_session import MaskedAttempt, MaskedSession, Stage, open_sessions
 from aggregator.protection.plain import PlainEdge
 from aggregator.rounds.fedavg import add_summed_deltas
@@ -41,21 +41,16 @@ class MaskedProtection(Protection):
         self._masked: MaskedAttempt | None = None
         self._previous: MaskedAttempt | None = None
 
-    def open_attempt(
-        self,
-        state: RoundState,
-        members: Mapping[int, tuple[str, ...]],
-        length: Callable[[int], int],
-    ) -> None:
+    def open_attempt(self, attempt: NewAttempt) -> None:
         """Fresh secure sums for a new attempt: one per adapter its sampled silos train."""
-        plan = self._plan
+        plan, state, members = self._plan, attempt.state, attempt.members
         sessions = open_sessions(
             for_plan(plan),
             plan.federation_id,
             state.round,
             plan.sha256(),
             members,
-            {k: length(k) for k in members},
+            {k: attempt.length(k) for k in members},
             self._trust,
             now_s=state.started_at_s,
             phase_timeout_s=plan.secagg.phase_timeout_s,

@@ -7,14 +7,11 @@ itself: FedAvg in FedBis and warm-up, aggregate-on-model per cluster afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
-from cryptography import x509
 
-from aggregator.protection.base import Aggregation, Protection, ProtectionEdge
+from aggregator.protection.base import Aggregation, IncomingUpload, Protection, ProtectionEdge
 from aggregator.rounds.fedavg import aggregate_on_model, fedavg
-from aggregator.store import FederationStore, TaskRecord
+from aggregator.store import FederationStore
 from protos import codec
 from protos.errors import InvalidInput
 from protos.v1 import federation_pb2 as pb
@@ -66,19 +63,12 @@ class PlainEdge(ProtectionEdge):
         max_bytes = int(self._plan.max_update_mib * _MIB)
         return codec.manifest_from_proto(header.manifest, max_bytes, self.update_dtype).sha256
 
-    def read_upload(
-        self,
-        silo_id: str,
-        cert: x509.Certificate,
-        header: pb.UpdateHeader,
-        task: TaskRecord,
-        parts: Iterator[pb.UploadPart],
-    ) -> np.ndarray:
+    def _read(self, upload: IncomingUpload) -> np.ndarray:
         max_bytes = int(self._plan.max_update_mib * _MIB)
-        manifest = codec.manifest_from_proto(header.manifest, max_bytes, self.update_dtype)
-        layout = self._machine.globals_layout(task.round, task.adapter_index)
+        manifest = codec.manifest_from_proto(upload.header.manifest, max_bytes, self.update_dtype)
+        layout = self._machine.globals_layout(upload.task.round, upload.task.adapter_index)
         assembler = codec.ChunkAssembler(manifest, layout)
-        for part in parts:
+        for part in upload.parts:
             if part.WhichOneof("part") != "data":
                 raise InvalidInput("only data chunks may follow the upload header")
             assembler.add(part.data)

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from aggregator.protection.base import Aggregation, Protection
+from aggregator.protection.base import Aggregation, NewAttempt, Protection
 from aggregator.protection.plain import PlainProtection
 from aggregator.rounds.budget_schedule import BudgetSchedule
 from aggregator.rounds.round_table import (
@@ -50,18 +50,21 @@ from protos.plan import Plan
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class StateChange:
+    """`after` replaced `before` (durably); `closing` is the attempt it closed, if any;
+    `elapsed_s` the wall time the transition took (aggregating, for an aggregation)."""
+
+    before: RoundState
+    after: RoundState
+    closing: ClosedAttempt | None
+    elapsed_s: float
+
+
 class TransitionListener(Protocol):
     """Told of every state the machine commits after the first (e.g. to keep metrics)."""
 
-    def committed(
-        self,
-        before: RoundState,
-        after: RoundState,
-        closing: ClosedAttempt | None,
-        elapsed_s: float,
-    ) -> None:
-        """`after` replaced `before` (durably); `closing` is the attempt it closed, if any;
-        `elapsed_s` the wall time the transition took (aggregating, for an aggregation)."""
+    def committed(self, change: StateChange) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -310,9 +313,11 @@ class RoundMachine(SiloRequests):
             for silo in new.sampled:
                 members.setdefault(adapter_for(new, plan, silo), []).append(silo)
             self._protection.open_attempt(
-                new,
-                {k: tuple(silos) for k, silos in members.items()},
-                lambda k: self.globals_vector(new.round, k)[1].size,
+                NewAttempt(
+                    new,
+                    {k: tuple(silos) for k, silos in members.items()},
+                    lambda k: self.globals_vector(new.round, k)[1].size,
+                )
             )
             log.info("%s round started silos=%s", fields, ",".join(sample))
         elif row.action == Action.START_GROUPING:
@@ -369,7 +374,7 @@ class RoundMachine(SiloRequests):
         self._store.save_state(new.to_dict(), closing)
         self._state = new
         if self._listener is not None:
-            self._listener.committed(s, new, closing, time.perf_counter() - started)
+            self._listener.committed(StateChange(s, new, closing, time.perf_counter() - started))
 
     def _assign(self) -> tuple[tuple[str, int], ...]:
         """Balanced clusters from this grouping's loss reports; silos that did not report keep

@@ -13,16 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from aggregator.store.records import (
-    ClosedAttempt,
-    Decline,
-    GlobalsRecord,
-    LedgerEntryRecord,
-    LossReport,
-    SiloRecord,
-    Submission,
-    TaskRecord,
-)
+from aggregator.store import records
 from protos.errors import FailedPrecondition
 from protos.plan import Plan
 
@@ -60,84 +51,84 @@ class FederationStore(ABC):
         """The round machine's state as it saved it (a JSON-able dict), or None when new."""
 
     @abstractmethod
-    def save_state(self, state: dict, closing: ClosedAttempt | None = None) -> None:
+    def save_state(self, state: dict, closing: records.ClosedAttempt | None = None) -> None:
         """Persist the machine state, closing an attempt (dropping its uploads) atomically."""
 
     @abstractmethod
     def put_globals(
         self, round_: int, tensors: Mapping[str, np.ndarray], adapter: int = 0
-    ) -> GlobalsRecord:
+    ) -> records.GlobalsRecord:
         """Store the globals of `adapter` a round starts from (idempotent: same bytes)."""
 
     @abstractmethod
-    def globals_record(self, round_: int, adapter: int = 0) -> GlobalsRecord | None: ...
+    def globals_record(self, round_: int, adapter: int = 0) -> records.GlobalsRecord | None: ...
 
     @abstractmethod
     def load_globals(self, round_: int, adapter: int = 0) -> dict[str, np.ndarray]: ...
 
     @abstractmethod
-    def join_silo(self, silo_id: str, now_s: float) -> SiloRecord: ...
+    def join_silo(self, silo_id: str, now_s: float) -> records.SiloRecord: ...
 
     @abstractmethod
-    def see_silo(self, silo_id: str, now_s: float) -> SiloRecord | None: ...
+    def see_silo(self, silo_id: str, now_s: float) -> records.SiloRecord | None: ...
 
     @abstractmethod
-    def silos(self) -> list[SiloRecord]: ...
+    def silos(self) -> list[records.SiloRecord]: ...
 
     @abstractmethod
-    def add_task(self, task: TaskRecord) -> None:
+    def add_task(self, task: records.TaskRecord) -> None:
         """Record an issued task; re-issuing the same task id is a no-op."""
 
     @abstractmethod
-    def task(self, task_id: str) -> TaskRecord | None: ...
+    def task(self, task_id: str) -> records.TaskRecord | None: ...
 
     @abstractmethod
-    def add_submission(self, submission: Submission, update: np.ndarray | None) -> None:
+    def add_submission(self, submission: records.Submission, update: np.ndarray | None) -> None:
         """Durably store an upload; only then may it be acknowledged. A masked upload is
         recorded without its vector (`update` None): nobody may keep an individual one."""
 
     @abstractmethod
-    def submission(self, task_id: str) -> Submission | None: ...
+    def submission(self, task_id: str) -> records.Submission | None: ...
 
     @abstractmethod
     def submissions(
         self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
-    ) -> list[Submission]: ...
+    ) -> list[records.Submission]: ...
 
     @abstractmethod
     def load_update(self, task_id: str) -> np.ndarray: ...
 
     @abstractmethod
-    def add_loss_report(self, report: LossReport) -> None:
+    def add_loss_report(self, report: records.LossReport) -> None:
         """Durably store a grouping's loss report; only then may it be acknowledged."""
 
     @abstractmethod
-    def loss_report(self, task_id: str) -> LossReport | None: ...
+    def loss_report(self, task_id: str) -> records.LossReport | None: ...
 
     @abstractmethod
     def loss_reports(
         self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
-    ) -> list[LossReport]: ...
+    ) -> list[records.LossReport]: ...
 
     @abstractmethod
-    def add_decline(self, decline: Decline, *, mark_exhausted: bool) -> None:
+    def add_decline(self, decline: records.Decline, *, mark_exhausted: bool) -> None:
         """Record a refusal and, in the same transaction, whether the silo is out of budget."""
 
     @abstractmethod
-    def decline(self, task_id: str) -> Decline | None: ...
+    def decline(self, task_id: str) -> records.Decline | None: ...
 
     @abstractmethod
     def declines(
         self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
-    ) -> list[Decline]: ...
+    ) -> list[records.Decline]: ...
 
     @abstractmethod
-    def add_ledger_entries(self, entries: Sequence[LedgerEntryRecord]) -> None:
+    def add_ledger_entries(self, entries: Sequence[records.LedgerEntryRecord]) -> None:
         """Durably append verified ledger entries, all or none; a (silo, seq) already stored
         raises FailedPrecondition (the caller sends only new ones)."""
 
     @abstractmethod
-    def ledger_entries(self, silo_id: str | None = None) -> list[LedgerEntryRecord]:
+    def ledger_entries(self, silo_id: str | None = None) -> list[records.LedgerEntryRecord]:
         """Stored ledger entries in (silo_id, seq) order."""
 
     @abstractmethod

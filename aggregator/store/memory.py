@@ -16,22 +16,13 @@ from typing import TypeVar
 
 import numpy as np
 
+from aggregator.store import records
 from aggregator.store.base import ARTIFACT_KEY, FederationStore, check_plan_change
-from aggregator.store.records import (
-    ClosedAttempt,
-    Decline,
-    GlobalsRecord,
-    LedgerEntryRecord,
-    LossReport,
-    SiloRecord,
-    Submission,
-    TaskRecord,
-)
 from protos import codec
 from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import Plan
 
-R = TypeVar("R", Submission, LossReport, Decline)
+R = TypeVar("R", records.Submission, records.LossReport, records.Decline)
 
 
 @dataclass
@@ -41,16 +32,16 @@ class MemoryMedium:
     name: str = "memory"
     plan: Plan | None = None
     state: dict | None = None
-    globals: dict[tuple[int, int], tuple[GlobalsRecord, dict[str, np.ndarray]]] = field(
+    globals: dict[tuple[int, int], tuple[records.GlobalsRecord, dict[str, np.ndarray]]] = field(
         default_factory=dict
     )
-    silos: dict[str, SiloRecord] = field(default_factory=dict)
-    tasks: dict[str, TaskRecord] = field(default_factory=dict)
-    submissions: dict[str, Submission] = field(default_factory=dict)
+    silos: dict[str, records.SiloRecord] = field(default_factory=dict)
+    tasks: dict[str, records.TaskRecord] = field(default_factory=dict)
+    submissions: dict[str, records.Submission] = field(default_factory=dict)
     updates: dict[str, np.ndarray] = field(default_factory=dict)
-    loss_reports: dict[str, LossReport] = field(default_factory=dict)
-    declines: dict[str, Decline] = field(default_factory=dict)
-    ledger: dict[tuple[str, int], LedgerEntryRecord] = field(default_factory=dict)
+    loss_reports: dict[str, records.LossReport] = field(default_factory=dict)
+    declines: dict[str, records.Decline] = field(default_factory=dict)
+    ledger: dict[tuple[str, int], records.LedgerEntryRecord] = field(default_factory=dict)
     artifacts: dict[str, bytes] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -82,7 +73,7 @@ class MemoryStore(FederationStore):
         with self._m.lock:
             return None if self._m.state is None else dict(self._m.state)
 
-    def save_state(self, state: dict, closing: ClosedAttempt | None = None) -> None:
+    def save_state(self, state: dict, closing: records.ClosedAttempt | None = None) -> None:
         with self._m.lock:
             self._m.state = dict(state)
             if closing is None:
@@ -94,16 +85,16 @@ class MemoryStore(FederationStore):
 
     def put_globals(
         self, round_: int, tensors: Mapping[str, np.ndarray], adapter: int = 0
-    ) -> GlobalsRecord:
+    ) -> records.GlobalsRecord:
         manifest, _ = codec.flatten(tensors)
         arrays = {k: np.array(v, dtype=np.float32) for k, v in tensors.items()}
         self._fault_hook("globals_written")
-        record = GlobalsRecord(round_, manifest.sha256, manifest.layout(), adapter)
+        record = records.GlobalsRecord(round_, manifest.sha256, manifest.layout(), adapter)
         with self._m.lock:
             self._m.globals[(round_, adapter)] = (record, arrays)
         return record
 
-    def globals_record(self, round_: int, adapter: int = 0) -> GlobalsRecord | None:
+    def globals_record(self, round_: int, adapter: int = 0) -> records.GlobalsRecord | None:
         with self._m.lock:
             found = self._m.globals.get((round_, adapter))
         return None if found is None else found[0]
@@ -115,49 +106,47 @@ class MemoryStore(FederationStore):
             raise FailedPrecondition(f"no globals stored for round {round_} adapter {adapter}")
         return {k: v.copy() for k, v in found[1].items()}
 
-    def join_silo(self, silo_id: str, now_s: float) -> SiloRecord:
+    def join_silo(self, silo_id: str, now_s: float) -> records.SiloRecord:
         with self._m.lock:
             known = self._m.silos.get(silo_id)
-            record = SiloRecord(silo_id, now_s, False, now_s) if known is None else known
+            record = records.SiloRecord(silo_id, now_s, False, now_s) if known is None else known
             self._m.silos[silo_id] = replace(record, last_seen_s=now_s)
             return self._m.silos[silo_id]
 
-    def see_silo(self, silo_id: str, now_s: float) -> SiloRecord | None:
+    def see_silo(self, silo_id: str, now_s: float) -> records.SiloRecord | None:
         with self._m.lock:
             if silo_id not in self._m.silos:
                 return None
             self._m.silos[silo_id] = replace(self._m.silos[silo_id], last_seen_s=now_s)
             return self._m.silos[silo_id]
 
-    def silos(self) -> list[SiloRecord]:
+    def silos(self) -> list[records.SiloRecord]:
         with self._m.lock:
             return [self._m.silos[s] for s in sorted(self._m.silos)]
 
-    def add_task(self, task: TaskRecord) -> None:
+    def add_task(self, task: records.TaskRecord) -> None:
         with self._m.lock:
             self._m.tasks.setdefault(task.task_id, task)
 
-    def task(self, task_id: str) -> TaskRecord | None:
+    def task(self, task_id: str) -> records.TaskRecord | None:
         with self._m.lock:
             return self._m.tasks.get(task_id)
 
-    def add_submission(self, submission: Submission, update: np.ndarray | None) -> None:
+    def add_submission(self, submission: records.Submission, update: np.ndarray | None) -> None:
         staged = None if update is None else np.array(update, dtype=np.float32)
         self._fault_hook("upload_written")
         with self._m.lock:
-            if submission.task_id in self._m.submissions:
-                raise FailedPrecondition(f"task {submission.task_id!r} already has a submission")
-            self._m.submissions[submission.task_id] = submission
+            _insert_once(self._m.submissions, submission, "already has a submission")
             if staged is not None:
                 self._m.updates[submission.task_id] = staged
 
-    def submission(self, task_id: str) -> Submission | None:
+    def submission(self, task_id: str) -> records.Submission | None:
         with self._m.lock:
             return self._m.submissions.get(task_id)
 
     def submissions(
         self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
-    ) -> list[Submission]:
+    ) -> list[records.Submission]:
         return _matching(self._m, self._m.submissions, round_, attempt, silo_id)
 
     def load_update(self, task_id: str) -> np.ndarray:
@@ -167,47 +156,43 @@ class MemoryStore(FederationStore):
             raise FailedPrecondition(f"no stored update for task {task_id!r}")
         return found.copy()
 
-    def add_loss_report(self, report: LossReport) -> None:
+    def add_loss_report(self, report: records.LossReport) -> None:
         with self._m.lock:
-            if report.task_id in self._m.loss_reports:
-                raise FailedPrecondition(f"task {report.task_id!r} already has a loss report")
-            self._m.loss_reports[report.task_id] = report
+            _insert_once(self._m.loss_reports, report, "already has a loss report")
 
-    def loss_report(self, task_id: str) -> LossReport | None:
+    def loss_report(self, task_id: str) -> records.LossReport | None:
         with self._m.lock:
             return self._m.loss_reports.get(task_id)
 
     def loss_reports(
         self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
-    ) -> list[LossReport]:
+    ) -> list[records.LossReport]:
         return _matching(self._m, self._m.loss_reports, round_, attempt, silo_id)
 
-    def add_decline(self, decline: Decline, *, mark_exhausted: bool) -> None:
+    def add_decline(self, decline: records.Decline, *, mark_exhausted: bool) -> None:
         with self._m.lock:
-            if decline.task_id in self._m.declines:
-                raise FailedPrecondition(f"task {decline.task_id!r} was already declined")
-            self._m.declines[decline.task_id] = decline
+            _insert_once(self._m.declines, decline, "was already declined")
             silo = self._m.silos.get(decline.silo_id)
             if mark_exhausted and silo is not None:
                 self._m.silos[decline.silo_id] = replace(silo, exhausted=True)
 
-    def decline(self, task_id: str) -> Decline | None:
+    def decline(self, task_id: str) -> records.Decline | None:
         with self._m.lock:
             return self._m.declines.get(task_id)
 
     def declines(
         self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
-    ) -> list[Decline]:
+    ) -> list[records.Decline]:
         return _matching(self._m, self._m.declines, round_, attempt, silo_id)
 
-    def add_ledger_entries(self, entries: Sequence[LedgerEntryRecord]) -> None:
+    def add_ledger_entries(self, entries: Sequence[records.LedgerEntryRecord]) -> None:
         with self._m.lock:
             keys = [(e.silo_id, e.seq) for e in entries]
             if len(set(keys)) != len(keys) or any(k in self._m.ledger for k in keys):
                 raise FailedPrecondition("a ledger entry with that silo and seq is already stored")
             self._m.ledger.update(zip(keys, entries, strict=True))
 
-    def ledger_entries(self, silo_id: str | None = None) -> list[LedgerEntryRecord]:
+    def ledger_entries(self, silo_id: str | None = None) -> list[records.LedgerEntryRecord]:
         with self._m.lock:
             return [
                 self._m.ledger[k]
@@ -228,6 +213,13 @@ class MemoryStore(FederationStore):
     def artifact_keys(self, prefix: str) -> list[str]:
         with self._m.lock:
             return sorted(k for k in self._m.artifacts if k.startswith(prefix))
+
+
+def _insert_once(rows: dict[str, R], row: R, already: str) -> None:
+    """Store `row` under its task id; a task has at most one (the caller holds the lock)."""
+    if row.task_id in rows:
+        raise FailedPrecondition(f"task {row.task_id!r} {already}")
+    rows[row.task_id] = row
 
 
 def _matching(

@@ -20,17 +20,8 @@ from pathlib import Path
 import numpy as np
 import safetensors.numpy
 
+from aggregator.store import records
 from aggregator.store.base import ARTIFACT_KEY, FederationStore, check_plan_change
-from aggregator.store.records import (
-    ClosedAttempt,
-    Decline,
-    GlobalsRecord,
-    LedgerEntryRecord,
-    LossReport,
-    SiloRecord,
-    Submission,
-    TaskRecord,
-)
 from protos import codec
 from protos.codec import TensorSpec
 from protos.errors import FailedPrecondition, InvalidInput
@@ -187,7 +178,7 @@ class SqliteStore(FederationStore):
         rows = self._rows("SELECT json FROM state")
         return json.loads(rows[0][0]) if rows else None
 
-    def save_state(self, state: dict, closing: ClosedAttempt | None = None) -> None:
+    def save_state(self, state: dict, closing: records.ClosedAttempt | None = None) -> None:
         doomed: list[str] = []
         with self._tx() as tx:
             tx.execute("INSERT OR REPLACE INTO state VALUES (1, ?)", (json.dumps(state),))
@@ -205,7 +196,7 @@ class SqliteStore(FederationStore):
 
     def put_globals(
         self, round_: int, tensors: Mapping[str, np.ndarray], adapter: int = 0
-    ) -> GlobalsRecord:
+    ) -> records.GlobalsRecord:
         manifest, _ = codec.flatten(tensors)
         arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
         name = f"round-{round_:06d}-adapter-{adapter:02d}.safetensors"
@@ -219,16 +210,16 @@ class SqliteStore(FederationStore):
                 "INSERT OR REPLACE INTO globals VALUES (?, ?, ?, ?, ?)",
                 (round_, adapter, name, manifest.sha256, layout),
             )
-        return GlobalsRecord(round_, manifest.sha256, manifest.layout(), adapter)
+        return records.GlobalsRecord(round_, manifest.sha256, manifest.layout(), adapter)
 
-    def globals_record(self, round_: int, adapter: int = 0) -> GlobalsRecord | None:
+    def globals_record(self, round_: int, adapter: int = 0) -> records.GlobalsRecord | None:
         rows = self._rows(
             "SELECT sha256, layout FROM globals WHERE round = ? AND adapter = ?", (round_, adapter)
         )
         if not rows:
             return None
         layout = tuple(TensorSpec(name, tuple(shape)) for name, shape in json.loads(rows[0][1]))
-        return GlobalsRecord(round_, rows[0][0], layout, adapter)
+        return records.GlobalsRecord(round_, rows[0][0], layout, adapter)
 
     def load_globals(self, round_: int, adapter: int = 0) -> dict[str, np.ndarray]:
         rows = self._rows(
@@ -267,7 +258,7 @@ class SqliteStore(FederationStore):
         rows = self._rows("SELECT key FROM artifacts ORDER BY key")
         return [row[0] for row in rows if row[0].startswith(prefix)]
 
-    def join_silo(self, silo_id: str, now_s: float) -> SiloRecord:
+    def join_silo(self, silo_id: str, now_s: float) -> records.SiloRecord:
         with self._tx() as tx:
             tx.execute(
                 "INSERT INTO silos VALUES (?, ?, 0, ?) ON CONFLICT (silo_id) "
@@ -276,19 +267,19 @@ class SqliteStore(FederationStore):
             )
         return self._silo(silo_id)
 
-    def see_silo(self, silo_id: str, now_s: float) -> SiloRecord | None:
+    def see_silo(self, silo_id: str, now_s: float) -> records.SiloRecord | None:
         with self._tx() as tx:
             tx.execute("UPDATE silos SET last_seen_s = ? WHERE silo_id = ?", (now_s, silo_id))
         return self._silo(silo_id)
 
-    def _silo(self, silo_id: str) -> SiloRecord | None:
+    def _silo(self, silo_id: str) -> records.SiloRecord | None:
         return next((s for s in self.silos() if s.silo_id == silo_id), None)
 
-    def silos(self) -> list[SiloRecord]:
+    def silos(self) -> list[records.SiloRecord]:
         rows = self._rows("SELECT * FROM silos ORDER BY silo_id")
-        return [SiloRecord(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+        return [records.SiloRecord(r[0], r[1], bool(r[2]), r[3]) for r in rows]
 
-    def add_task(self, task: TaskRecord) -> None:
+    def add_task(self, task: records.TaskRecord) -> None:
         with self._tx() as tx:
             tx.execute(
                 "INSERT OR IGNORE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -296,11 +287,11 @@ class SqliteStore(FederationStore):
                  task.kind, task.adapter_index),
             )  # fmt: skip
 
-    def task(self, task_id: str) -> TaskRecord | None:
+    def task(self, task_id: str) -> records.TaskRecord | None:
         rows = self._rows("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
-        return TaskRecord(*rows[0]) if rows else None
+        return records.TaskRecord(*rows[0]) if rows else None
 
-    def add_submission(self, submission: Submission, update: np.ndarray | None) -> None:
+    def add_submission(self, submission: records.Submission, update: np.ndarray | None) -> None:
         s = submission
         name = None
         if update is not None:
@@ -320,18 +311,18 @@ class SqliteStore(FederationStore):
         "ledger_seq"
     )
 
-    def submission(self, task_id: str) -> Submission | None:
+    def submission(self, task_id: str) -> records.Submission | None:
         found = self._submissions_where("task_id = ?", (task_id,))
         return found[0] if found else None
 
     def submissions(
         self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
-    ) -> list[Submission]:
+    ) -> list[records.Submission]:
         return self._submissions_where(*_filters(round_, attempt, silo_id))
 
-    def _submissions_where(self, where: str, args: tuple) -> list[Submission]:
+    def _submissions_where(self, where: str, args: tuple) -> list[records.Submission]:
         sql = f"SELECT {self._SUBMISSION_COLUMNS} FROM submissions WHERE {where} ORDER BY task_id"
-        return [Submission(*r[:7], bool(r[7]), r[8]) for r in self._rows(sql, args)]
+        return [records.Submission(*r[:7], bool(r[7]), r[8]) for r in self._rows(sql, args)]
 
     def load_update(self, task_id: str) -> np.ndarray:
         rows = self._rows("SELECT blob_path, sha256 FROM submissions WHERE task_id = ?", (task_id,))
@@ -343,7 +334,7 @@ class SqliteStore(FederationStore):
             raise InvalidInput(f"stored update of task {task_id!r} is corrupt (SHA-256 mismatch)")
         return vector
 
-    def add_loss_report(self, report: LossReport) -> None:
+    def add_loss_report(self, report: records.LossReport) -> None:
         r = report
         with self._tx() as tx:
             tx.execute(
@@ -352,22 +343,23 @@ class SqliteStore(FederationStore):
                  r.received_at_s, r.ledger_seq),
             )  # fmt: skip
 
-    def loss_report(self, task_id: str) -> LossReport | None:
+    def loss_report(self, task_id: str) -> records.LossReport | None:
         found = self._loss_reports_where("task_id = ?", (task_id,))
         return found[0] if found else None
 
     def loss_reports(
         self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
-    ) -> list[LossReport]:
+    ) -> list[records.LossReport]:
         return self._loss_reports_where(*_filters(round_, attempt, silo_id))
 
-    def _loss_reports_where(self, where: str, args: tuple) -> list[LossReport]:
+    def _loss_reports_where(self, where: str, args: tuple) -> list[records.LossReport]:
         rows = self._rows(f"SELECT * FROM loss_reports WHERE {where} ORDER BY task_id", args)
         return [
-            LossReport(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6]) for r in rows
+            records.LossReport(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6])
+            for r in rows
         ]
 
-    def add_decline(self, decline: Decline, *, mark_exhausted: bool) -> None:
+    def add_decline(self, decline: records.Decline, *, mark_exhausted: bool) -> None:
         d = decline
         with self._tx() as tx:
             tx.execute(
@@ -378,18 +370,18 @@ class SqliteStore(FederationStore):
             if mark_exhausted:
                 tx.execute("UPDATE silos SET exhausted = 1 WHERE silo_id = ?", (d.silo_id,))
 
-    def decline(self, task_id: str) -> Decline | None:
+    def decline(self, task_id: str) -> records.Decline | None:
         rows = self._rows("SELECT * FROM declines WHERE task_id = ?", (task_id,))
-        return Decline(*rows[0]) if rows else None
+        return records.Decline(*rows[0]) if rows else None
 
     def declines(
         self, *, round_: int | None = None, attempt: int | None = None, silo_id: str | None = None
-    ) -> list[Decline]:
+    ) -> list[records.Decline]:
         where, args = _filters(round_, attempt, silo_id)
         rows = self._rows(f"SELECT * FROM declines WHERE {where} ORDER BY task_id", args)
-        return [Decline(*r) for r in rows]
+        return [records.Decline(*r) for r in rows]
 
-    def add_ledger_entries(self, entries: Sequence[LedgerEntryRecord]) -> None:
+    def add_ledger_entries(self, entries: Sequence[records.LedgerEntryRecord]) -> None:
         try:
             with self._tx() as tx:
                 for e in entries:
@@ -403,10 +395,10 @@ class SqliteStore(FederationStore):
                 "a ledger entry with that silo and seq is already stored"
             ) from None
 
-    def ledger_entries(self, silo_id: str | None = None) -> list[LedgerEntryRecord]:
+    def ledger_entries(self, silo_id: str | None = None) -> list[records.LedgerEntryRecord]:
         where, args = _filters(None, None, silo_id)
         rows = self._rows(f"SELECT * FROM ledger_entries WHERE {where} ORDER BY silo_id, seq", args)
-        return [LedgerEntryRecord(*r[:6], bytes(r[6]), r[7]) for r in rows]
+        return [records.LedgerEntryRecord(*r[:6], bytes(r[6]), r[7]) for r in rows]
 
 
 def _filters(round_: int | None, attempt: int | None, silo_id: str | None) -> tuple[str, tuple]:

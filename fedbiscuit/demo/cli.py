@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from fedbiscuit.backbone_option import checked_backbone_option
+from fedbiscuit.demo.modes import DEMO_MODES
 from protos.errors import InvalidInput
 
 MAX_DEMO_SILOS = 16  # each silo is a training process on this one machine
@@ -61,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--protection",
-        choices=("masking", "he", "insecure_plaintext"),
+        choices=tuple(DEMO_MODES),
         default="masking",
         help="masking: SecAgg+ secure aggregation, the aggregator sees only sums (default); "
         "he: CKKS-encrypted updates, the aggregator sees neither updates nor the model, and a "
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput("--data and --test go together: training pairs and held-out pairs")
     silos = args.silos
     if silos is None:
-        per_cluster = args.algorithm == "fedbiscuit" and args.protection in ("masking", "he")
+        per_cluster = args.algorithm == "fedbiscuit" and DEMO_MODES[args.protection].min_per_sum > 1
         silos = min(MAX_DEMO_SILOS, 3 * args.clusters) if per_cluster else 4
     if args.data is None and args.algorithm == "fedbiscuit" and not 2 <= args.clusters <= silos:
         raise InvalidInput(

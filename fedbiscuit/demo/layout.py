@@ -15,12 +15,12 @@ from pathlib import Path
 
 from aggregator.config import AggregatorConfig
 from fedbiscuit.demo.data import partner_dataset
+from fedbiscuit.demo.modes import DEMO_MODES, silo_policy
 from fedbiscuit.recipe import WINDOW_LIMIT, derive_recipe
 from privacy import pki
 from protos.errors import InvalidInput
 from protos.operator_formats.config_files import save_model_file
 from protos.plan import (
-    SECAGG_LIMITS,
     BackboneSpec,
     DpSpec,
     FedBiscuitSpec,
@@ -39,22 +39,15 @@ from selector.truncation import PairTemplate
 from silo.config import SiloConfig
 
 FEDERATION_ID = "demo"
-MASKING_MIN_SILOS = SECAGG_LIMITS["small"].min_silos
-HE_MIN_CONTRIBUTORS = HeSpec.model_fields["min_contributors"].default
 # Under 'he' the aggregator keeps serving this long after DONE so that a silo can export the
 # selectors (the demo stops it as soon as its export is written).
 HE_EXPORT_WINDOW_S = 600.0
 
 
-def _min_per_sum(protection: str) -> int:
-    """Fewest silos one adapter's sum may hold: SecAgg+'s or HE's floor, else 1."""
-    return {"masking": MASKING_MIN_SILOS, "he": HE_MIN_CONTRIBUTORS}.get(protection, 1)
-
-
 def check_silo_count(options: DemoOptions, where: str) -> None:
     """Masking and HE hide each silo only in a sum of at least 3 (per cluster for
     FedBiscuit)."""
-    least = _min_per_sum(options.protection)
+    least = DEMO_MODES[options.protection].min_per_sum
     needed = least * (options.clusters if options.algorithm == "fedbiscuit" else 1)
     if options.silos < needed:
         per = " per cluster" if options.algorithm == "fedbiscuit" else ""
@@ -63,13 +56,6 @@ def check_silo_count(options: DemoOptions, where: str) -> None:
             f"silos{per} ({needed} in all) so no sum reveals one silo; add silos, or use "
             "--protection insecure_plaintext (development only)"
         )
-
-
-def _silo_policy(protection: str) -> dict:
-    """The demo's silos insist on masking or HE, or opt in to plaintext only when asked to."""
-    if protection in ("masking", "he"):
-        return {"required_protection": protection}
-    return {"allow_insecure_plaintext": True}
 
 
 @dataclass(frozen=True)
@@ -139,7 +125,7 @@ def with_data_recipe(
         options.epsilon,
         options.delta,
         rounds=options.rounds,
-        participations=options.rounds + 1 if options.protection == "masking" else None,
+        participations=DEMO_MODES[options.protection].planned_participations(options.rounds),
     )
     selector = _selector(options)
     tokenizer = backbone_tokenizer(selector.backbone)
@@ -177,8 +163,8 @@ def demo_plan(options: DemoOptions, key_custodian: str = "silo-1") -> Plan:
     `key_custodian` makes the CKKS keys."""
     smallest = options.train_pairs_per_silo
     fedbiscuit = None
-    masking = options.protection == "masking"
-    least = _min_per_sum(options.protection)
+    mode = DEMO_MODES[options.protection]
+    least = mode.min_per_sum
     if options.algorithm == "fedbiscuit":
         fedbiscuit = FedBiscuitSpec(
             clusters=options.clusters,
@@ -200,7 +186,7 @@ def demo_plan(options: DemoOptions, key_custodian: str = "silo-1") -> Plan:
         min_silos=max(least, (options.silos + 1) // 2),
         round_deadline_s=options.round_deadline_s,
         protection=options.protection,
-        he=HeSpec(key_custodian=key_custodian) if options.protection == "he" else None,
+        he=HeSpec(key_custodian=key_custodian) if mode.silo_holds_key else None,
         delta=options.delta,
         seed=options.seed,
         selector=_selector(options),
@@ -209,8 +195,7 @@ def demo_plan(options: DemoOptions, key_custodian: str = "silo-1") -> Plan:
             sample_rate=min(1.0, options.expected_batch_size / smallest),
             clip_norm=1.0,
             allow_insecure_rng=True,  # the demo's silos are seeded (reproducible figures)
-            # Masked rounds lost to a restart are re-run and paid again: budget one spare.
-            planned_participations=options.rounds + 1 if masking else None,
+            planned_participations=mode.planned_participations(options.rounds),
         ),
         training=TrainingSpec(
             local_steps=options.local_steps,
@@ -314,7 +299,7 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
                 "seed": options.seed * 1000 + index,
                 # Each silo consents to exactly the plan's backbone (a local folder included).
                 "policy": {
-                    **_silo_policy(options.protection),
+                    **silo_policy(options.protection),
                     "allow_insecure_rng": True,
                     "allowed_backbones": [plan.selector.backbone.kind],
                 },
@@ -342,7 +327,7 @@ def lay_out(workdir: Path, options: DemoOptions) -> DemoLayout:
 def _export_settings(protection: str, selectors_dir: Path) -> dict:
     """The aggregator exports the selectors, except under 'he' where it has no key: it then
     keeps serving the final encrypted globals for a silo to export them."""
-    if protection == "he":
+    if DEMO_MODES[protection].silo_holds_key:
         return {"finish_linger_s": HE_EXPORT_WINDOW_S}
     return {"export_dir": str(selectors_dir)}
 

@@ -8,6 +8,8 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
+from fedbiscuit.demo.modes import DEMO_MODES
+
 
 class Agreement(BaseModel):
     overall: float = Field(description="Held-out agreement with the labels, all silos pooled.")
@@ -121,7 +123,7 @@ class DemoReport(BaseModel):
                 f"{a.win_rate_selectors:.3f} by the selectors, {a.win_rate_oracle:.3f} "
                 f"[{a.ci95[0]:.3f}, {a.ci95[1]:.3f}] by the benchmark's people"
             )
-        if self.protection == "insecure_plaintext":
+        if DEMO_MODES[self.protection].shows_updates:
             console.print(
                 "[bold yellow]warning:[/] updates were sent in plaintext (development mode): "
                 "the aggregator saw each silo's individual delta."

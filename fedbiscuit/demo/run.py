@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from aggregator.ops.status import FederationStatus, read_status
 from fedbiscuit.demo.align import align_demo
 from fedbiscuit.demo.layout import DemoLayout, DemoOptions, lay_out
+from fedbiscuit.demo.modes import DEMO_MODES
 from fedbiscuit.demo.report import Agreement, ClusterReport, DemoReport, SiloReport
 from protos.errors import FailedPrecondition, FedbiscuitError
 from selector.checkpoint import load_selector_set
@@ -74,7 +75,7 @@ def run_demo(
         parties = _start_parties(layout)
         try:
             status = _follow_rounds(layout, parties, console, started + timeout_s)
-            if layout.plan.protection == "he":
+            if DEMO_MODES[layout.plan.protection].silo_holds_key:
                 silos = [party for party in parties if party.name != "aggregator"]
                 _wait_for_exit(silos, deadline=time.monotonic() + 60)
                 _export_through_silo(layout, console)

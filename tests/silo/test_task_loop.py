@@ -44,6 +44,16 @@ def _ledger(config: SiloConfig) -> Ledger:
     )
 
 
+def _privacy(config: SiloConfig, signer: EntrySigner) -> PrivacyState:
+    """The silo's budget state as `silo run` restores it (clock fixed at 0)."""
+    return PrivacyState.restore(config.state_dir, FEDERATION, config.silo_id, lambda: 0.0, signer)
+
+
+def _identity_and_privacy(config: SiloConfig) -> tuple[SiloIdentity, PrivacyState]:
+    identity = SiloIdentity.load(config)
+    return identity, _privacy(config, identity.signer)
+
+
 def _run_silos(configs: list[SiloConfig], stop: threading.Event) -> list[int]:
     with ThreadPoolExecutor(len(configs)) as pool:
         futures = [pool.submit(run_silo, config, stop, wait_ms=2_000) for config in configs]
@@ -125,10 +135,7 @@ def test_spend_is_ledgered_before_upload_and_stays_spent_when_upload_fails(
     plan = tiny_plan.model_copy(update={"silos_per_round": 1, "min_silos": 1})
     with aggregator(plan) as server:
         config = silo_config("silo-1", server.port)
-        identity = SiloIdentity.load(config)
-        privacy = PrivacyState.restore(
-            config.state_dir, FEDERATION, "silo-1", lambda: 0.0, identity.signer
-        )
+        identity, privacy = _identity_and_privacy(config)
         with (
             _UploadNeverLeaves(config, identity) as client,
             pytest.raises(AggregatorUnavailable, match="injected fault"),
@@ -137,9 +144,7 @@ def test_spend_is_ledgered_before_upload_and_stays_spent_when_upload_fails(
 
     (entry,) = _ledger(config).entries
     assert entry.round == 0
-    restored = PrivacyState.restore(
-        config.state_dir, FEDERATION, "silo-1", lambda: 0.0, _signer(config)
-    )
+    restored = _privacy(config, _signer(config))
     assert restored.accountant.epsilon(plan.delta) == pytest.approx(entry.epsilon_after)
     assert len(json.loads((config.state_dir / "accountant.json").read_text())["events"]) == 1
     by_id = {silo.id: silo for silo in read_status(server.config.state_dir).silos}
@@ -168,9 +173,7 @@ def test_late_upload_is_rejected_but_stays_spent_and_the_silo_carries_on(
     now = [1_700_000_000.0]
     with aggregator(plan, clock=lambda: now[0]) as server:
         config = silo_config("silo-1", server.port)
-        privacy = PrivacyState.restore(
-            config.state_dir, FEDERATION, "silo-1", lambda: 0.0, _signer(config)
-        )
+        privacy = _privacy(config, _signer(config))
         client = _DeadlinePassesWhileTraining(config, now, plan.round_deadline_s + 1)
         with client:
             identity = SiloIdentity.load(config)
@@ -205,10 +208,7 @@ def test_a_local_refusal_is_reported_as_refused_not_as_the_aggregator_moving_on(
     plan = tiny_plan.model_copy(update={"silos_per_round": 1, "min_silos": 1})
     with aggregator(plan) as server:
         config = silo_config("silo-1", server.port)
-        identity = SiloIdentity.load(config)
-        privacy = PrivacyState.restore(
-            config.state_dir, FEDERATION, "silo-1", lambda: 0.0, identity.signer
-        )
+        identity, privacy = _identity_and_privacy(config)
         with _RefusesFirstGlobals(config, identity) as client, caplog.at_level(logging.INFO):
             outcome = TaskLoop(config, identity, client, privacy, wait_ms=2_000).run()
 

@@ -10,7 +10,8 @@ from protos.errors import BudgetExceeded, PolicyViolation
 from protos.plan import BackboneSpec, LoraSpec, Plan, SelectorSpec
 from selector.causal_lm import CausalLMSelector
 from selector.model import adapter_state, build_selector
-from silo.training_setup import build_training
+from silo.config import SiloConfig
+from silo.training_setup import TrainingSetup, build_training
 from tests.silo.conftest import SiloConfigFactory
 
 
@@ -18,13 +19,21 @@ def _with_derived_noise(plan: Plan) -> Plan:
     return plan.model_copy(update={"dp": plan.dp.model_copy(update={"noise_multiplier": None})})
 
 
+def _fresh_silo(
+    tiny_plan: Plan, silo_config: SiloConfigFactory
+) -> tuple[Plan, SiloConfig, TrainingSetup, BudgetGuard]:
+    """A silo with budget epsilon 3 under `tiny_plan` with derived noise: the plan, its config,
+    its first training set-up and its budget guard, nothing spent yet."""
+    plan = _with_derived_noise(tiny_plan)
+    config = silo_config("silo-1", 1, epsilon=3.0)
+    guard = BudgetGuard(PrivacyAccountant(), config.budget.epsilon, plan.delta)
+    return plan, config, build_training(config, plan), guard
+
+
 def test_derived_noise_lets_the_silo_afford_every_planned_round(
     tiny_plan: Plan, silo_config: SiloConfigFactory
 ) -> None:
-    plan = _with_derived_noise(tiny_plan)
-    config = silo_config("silo-1", 1, epsilon=3.0)
-    training = build_training(config, plan)
-    guard = BudgetGuard(PrivacyAccountant(), config.budget.epsilon, plan.delta)
+    plan, config, training, guard = _fresh_silo(tiny_plan, silo_config)
 
     event = training.trainer.dp_event(plan.training.local_steps)
     spent = [guard.spend(event) for _ in range(plan.rounds)]
@@ -37,10 +46,7 @@ def test_derived_noise_lets_the_silo_afford_every_planned_round(
 def test_a_plan_change_derives_sigma_from_the_budget_left(
     tiny_plan: Plan, silo_config: SiloConfigFactory
 ) -> None:
-    plan = _with_derived_noise(tiny_plan)
-    config = silo_config("silo-1", 1, epsilon=3.0)
-    fresh = build_training(config, plan)
-    guard = BudgetGuard(PrivacyAccountant(), config.budget.epsilon, plan.delta)
+    plan, config, fresh, guard = _fresh_silo(tiny_plan, silo_config)
     steps = plan.training.local_steps
     guard.spend(DpEvent("dp_sgd", fresh.sigma * 0.95, fresh.trainer.sample_rate, steps))
 
