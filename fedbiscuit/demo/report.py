@@ -116,6 +116,10 @@ class DemoReport(BaseModel):
             f"update {self.update_bytes / 1024:.1f} KiB per silo per round · "
             f"{self.wall_time_s:.0f} s"
         )
+        console.print(
+            "held-out agreement is computed here, by the operator running the demo, on the "
+            "test pairs it holds: exact figures of those files, not DP releases of the silos"
+        )
         if self.alignment is not None:
             a = self.alignment
             console.print(

@@ -53,3 +53,11 @@ def test_an_empty_cluster_is_reported_as_empty_not_as_zero_agreement(tmp_path):
     report.write_json(path)
     written = json.loads(path.read_text(encoding="utf-8"))
     assert [c["agreement"] for c in written["clusters"]] == [0.8, None]
+
+
+def test_the_report_says_held_out_agreement_is_the_operators_exact_figure_not_a_dp_release():
+    console = Console(record=True, width=200)
+    _report([]).print_table(console)
+    text = console.export_text()
+    assert "computed here, by the operator running the demo" in text
+    assert "not DP releases of the silos" in text
