@@ -15,12 +15,12 @@ from privacy.accounting import DpEvent, derive_noise_multiplier
 from privacy.loss_report import evaluation_sample, loss_report_event
 from protos.errors import FailedPrecondition
 from protos.plan import Plan
-from selector.data import read_jsonl
 from selector.model import build_encoder, build_selector
 from silo.config import SiloConfig
 from silo.local_backbones import silo_selector
 from silo.policy import check_noise_multiplier
 from silo.trainer import LocalTrainer
+from silo.training_data import read_training_pairs
 
 _DERIVATION_MARGIN = 1e-9
 
@@ -56,7 +56,7 @@ def build_training(config: SiloConfig, plan: Plan) -> TrainingSetup:
     rounds, plus one loss report per planned FedBiscuit grouping, fit the silo's whole
     budget, so every round and grouping the silo is asked for is affordable.
     """
-    pairs = read_jsonl(config.data.train_path)
+    pairs = read_training_pairs(config)
     rows: tuple[int, ...] = ()
     if plan.fedbiscuit is not None:
         keys = [f"{p.prompt}\x00{p.chosen}\x00{p.rejected}".encode() for p in pairs]
