@@ -15,6 +15,7 @@ from privacy.accounting import PrivacyAccountant
 from privacy.ledger import Ledger
 from silo.client import SiloClient
 from silo.config import SiloConfig
+from silo.credential_check import check_credentials
 from silo.identity import SiloIdentity
 from silo.privacy_state import LEDGER_FILE, PrivacyState, check_spend_has_ledger
 from silo.task_loop import TaskLoop
@@ -34,6 +35,7 @@ def run_silo(
     raised as our own exception types, for the CLI to print. The silo's PKI files are read
     here, once, and `clock` is the one every part of the agent asks.
     """
+    check_credentials(config.pki, config.federation_id, config.silo_id)
     identity = SiloIdentity.load(config, clock=clock)
     privacy = PrivacyState.restore(
         config.state_dir,

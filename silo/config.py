@@ -71,6 +71,13 @@ class SiloConfig(_Strict):
         description="TLS name to verify the aggregator's certificate against, when it differs "
         "from the host in aggregator_address (e.g. dialling an IP or a tunnel).",
     )
+    aggregator_wait_s: float | None = Field(
+        None,
+        gt=0,
+        description="How long (seconds of backoff) to keep retrying an aggregator that cannot "
+        "be reached before giving up; unset: wait forever, as a service should (a silo may "
+        "start before its aggregator, and the aggregator may restart). Set it for scripts.",
+    )
     pki: SiloPki
     data: SiloData
     state_dir: Path = Field(
