@@ -36,9 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--ledger",
         required=True,
+        action="append",
         type=Path,
         metavar="PATH",
-        help="a silo's ledger.jsonl, an aggregator state dir, or a demo --workdir",
+        help="a silo's ledger.jsonl, an aggregator state dir, or a demo --workdir; repeat it "
+        "to audit several (silo ledgers are cross-checked against an aggregator state given)",
     )
     parser.add_argument("--ca", required=True, type=Path, metavar="CA_CERT", help="federation CA")
     parser.add_argument("--revocations", type=Path, metavar="FILE", help="revoked.json to apply")
@@ -52,9 +54,10 @@ def _audit(args: argparse.Namespace) -> int:
 
     absl_logging.set_verbosity(absl_logging.ERROR)
     anchors = _anchors(args.ca, args.revocations)
-    audits = _audit_path(args.ledger, anchors)
+    audits = _audit_paths(args.ledger, anchors)
     if not audits:
-        raise InvalidInput(f"{args.ledger}: no ledger entries found to audit")
+        shown = ", ".join(str(path) for path in args.ledger)
+        raise InvalidInput(f"{shown}: no ledger entries found to audit")
     _print_table(audits)
     violations = [v for a in audits for v in a.violations]
     for audit in audits:
@@ -84,39 +87,61 @@ def _anchors(ca_path: Path, revocations: Path | None) -> TrustAnchors:
     return TrustAnchors(ca, federation_id_of_ca(ca), revoked)
 
 
-def _audit_path(path: Path, anchors: TrustAnchors) -> list[SiloAudit]:
-    if path.is_file():
-        ledger = _silo_file(path, anchors)
-        silo_id = ledger.entries[0].silo_id if ledger.entries else path.stem
-        return [audit_ledger(silo_id, str(path), ledger)]
-    if (path / DB_NAME).is_file():
-        return [
-            audit_ledger(silo_id, str(path), ledger)
-            for silo_id, ledger in _aggregator(path, anchors).items()
-        ]
-    state = path / "aggregator" / "state"
-    silo_files = sorted((path / "silos").glob(f"*/{SILO_LEDGER}"))
-    if not silo_files and not (state / DB_NAME).is_file():
-        raise InvalidInput(
-            f"{path}: neither a ledger file, an aggregator state dir nor a demo workdir"
-        )
-    held = _aggregator(state, anchors) if (state / DB_NAME).is_file() else {}
+def _audit_paths(paths: list[Path], anchors: TrustAnchors) -> list[SiloAudit]:
+    """Audit every ledger the paths name; each silo ledger is cross-checked against the
+    aggregator's copy when an aggregator state (or a demo workdir) is among them."""
+    silo_files: list[Path] = []
+    states: list[Path] = []
+    for path in dict.fromkeys(paths):  # a path given twice is audited once
+        if path.is_file():
+            silo_files.append(path)
+        elif (path / DB_NAME).is_file():
+            states.append(path)
+        else:
+            state = path / "aggregator" / "state"
+            found = sorted((path / "silos").glob(f"*/{SILO_LEDGER}"))
+            if not found and not (state / DB_NAME).is_file():
+                raise InvalidInput(
+                    f"{path}: neither a ledger file, an aggregator state dir nor a demo workdir"
+                )
+            silo_files += found
+            if (state / DB_NAME).is_file():
+                states.append(state)
+    held: dict[str, tuple[Path, VerifiedLedger]] = {}
+    for state in states:
+        for silo_id, ledger in _aggregator(state, anchors).items():
+            if silo_id in held:
+                raise InvalidInput(
+                    f"{state}: silo {silo_id} is also in {held[silo_id][0]}: audit one "
+                    "aggregator state of a federation at a time"
+                )
+            held[silo_id] = (state, ledger)
     audits = []
     for ledger_path in silo_files:
-        silo_id = ledger_path.parent.parent.name
         ledger = _silo_file(ledger_path, anchors)
+        silo_id = _silo_of(ledger_path, ledger)
         audit = audit_ledger(silo_id, str(ledger_path), ledger)
-        theirs = held.pop(silo_id, None)
-        if theirs is not None:
+        if silo_id in held:
+            state, theirs = held.pop(silo_id)
             found, notes = cross_check(ledger, theirs, str(state))
             audit.violations += found
             audit.notes += notes
         audits.append(audit)
-    for silo_id, ledger in held.items():  # the aggregator knows silos we have no ledger of
+    for silo_id, (state, ledger) in held.items():  # silos we were given no ledger of
         audit = audit_ledger(silo_id, str(state), ledger)
-        audit.notes.append("no silo ledger in the workdir to cross-check against")
+        if silo_files:
+            audit.notes.append("no silo ledger given to cross-check against")
         audits.append(audit)
     return audits
+
+
+def _silo_of(path: Path, ledger: VerifiedLedger) -> str:
+    """The silo a ledger file belongs to: its entries say; an empty one, its place."""
+    if ledger.entries:
+        return ledger.entries[0].silo_id
+    if path.parts[-len(SILO_LEDGER.parts) :] == SILO_LEDGER.parts:
+        return path.parent.parent.name  # a demo workdir's silos/<id>/state/ledger.jsonl
+    return path.stem
 
 
 def _silo_file(path: Path, anchors: TrustAnchors) -> VerifiedLedger:
