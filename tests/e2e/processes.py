@@ -47,15 +47,23 @@ def start(
 
 
 class Progress:
-    """Whether the watched processes still make progress: some log grew within QUIET_S."""
+    """Whether the watched processes still make progress: some log grew within QUIET_S.
 
-    def __init__(self, processes: Iterable[subprocess.Popen]) -> None:
-        self._logs = [_LOGS[p.pid] for p in processes if p.pid in _LOGS]
+    `logs` (re-listed at every look) replaces the processes' own logs, for a process whose
+    parties write logs of their own (a script, the demo)."""
+
+    def __init__(
+        self,
+        processes: Iterable[subprocess.Popen],
+        logs: Callable[[], Iterable[Path]] | None = None,
+    ) -> None:
+        own = [_LOGS[p.pid] for p in processes if p.pid in _LOGS]
+        self._logs = logs or (lambda: own)
         self._seen = self._sizes()
         self._since = self._checked = time.monotonic()
 
-    def _sizes(self) -> tuple[int, ...]:
-        return tuple(log.stat().st_size if log.exists() else 0 for log in self._logs)
+    def _sizes(self) -> dict[Path, int]:
+        return {log: log.stat().st_size for log in self._logs() if log.exists()}
 
     def stalled(self) -> bool:
         now = time.monotonic()
@@ -67,9 +75,14 @@ class Progress:
         return now - self._since > QUIET_S
 
 
-def wait_exit(process: subprocess.Popen, watched: Iterable[subprocess.Popen], what: str) -> int:
-    """`process`'s exit status, waiting as long as `watched` make progress."""
-    progress = Progress(watched)
+def wait_exit(
+    process: subprocess.Popen,
+    watched: Iterable[subprocess.Popen],
+    what: str,
+    logs: Callable[[], Iterable[Path]] | None = None,
+) -> int:
+    """`process`'s exit status, waiting as long as `watched` (or `logs`) make progress."""
+    progress = Progress(watched, logs)
     while process.poll() is None:
         assert not progress.stalled(), f"no log output for {QUIET_S}s waiting for {what}"
         time.sleep(POLL_S * 10)
