@@ -55,8 +55,10 @@ def check_credentials(
     cert = _certificates(pki.cert, "certificate")[0]
     issuer = next((ca for ca in cas if _issued_by(cert, ca)), None)
     if issuer is None:
+        namesake = any(ca.subject == cert.issuer for ca in cas)
+        by = "another CA of the same name (another `pki init`)" if namesake else "issuer"
         raise InvalidInput(
-            f"{pki.cert}: not issued by the federation CA in {pki.ca_cert} (issuer "
+            f"{pki.cert}: not issued by the federation CA in {pki.ca_cert} ({by} "
             f"{cert.issuer.rfc4514_string()}): the aggregator will refuse it; {reissue}"
         )
     if now < cert.not_valid_before_utc:

@@ -28,8 +28,9 @@ RowParser = Callable[[dict[str, Any], str], PreferencePair]
 MAX_SKIPPED_FRACTION = 0.25
 """A file with more unusable rows than this fraction fails even when bad rows are skipped."""
 
-SHOWN_SKIPPED = 5
-"""How many skipped rows a summary names (line and reason)."""
+SHOWN_REASONS = 5
+SHOWN_LINES = 5
+"""A summary names at most this many reasons, and this many line numbers for each."""
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,19 @@ class PairFile:
         return len(self.pairs) + len(self.skipped)
 
     def skipped_lines(self) -> str:
-        """'line 3: reason; line 9: reason (and 4 more)': the first few skipped rows."""
-        shown = "; ".join(f"line {s.line}: {s.reason}" for s in self.skipped[:SHOWN_SKIPPED])
-        more = len(self.skipped) - SHOWN_SKIPPED
-        return shown + (f" (and {more} more)" if more > 0 else "")
+        """The skipped rows grouped by reason, with their first line numbers:
+        "reason (lines 3, 9); other reason (line 12)"."""
+        by_reason: dict[str, list[int]] = {}
+        for row in self.skipped:
+            by_reason.setdefault(row.reason, []).append(row.line)
+        parts = []
+        for reason, lines in list(by_reason.items())[:SHOWN_REASONS]:
+            shown = ", ".join(str(line) for line in lines[:SHOWN_LINES])
+            more = f" and {len(lines) - SHOWN_LINES} more" if len(lines) > SHOWN_LINES else ""
+            parts.append(f"{reason} ({'line' if len(lines) == 1 else 'lines'} {shown}{more})")
+        if len(by_reason) > SHOWN_REASONS:
+            parts.append(f"and {len(by_reason) - SHOWN_REASONS} other reasons")
+        return "; ".join(parts)
 
     def summary(self) -> str:
         """One line for logs and CLIs: pairs read, and the skipped rows if any."""

@@ -61,7 +61,10 @@ def test_hh_rlhf_export_quirks_are_skipped_and_reported_by_line_and_reason(tmp_p
         (23, "duplicate of line 4 (same prompt and answers)"),
         (24, "not UTF-8 text"),
     ]
-    assert read.summary().startswith(f"{path}: 21 pairs from 25 rows, skipped 4 (16.0%): line 21")
+    assert read.summary().startswith(
+        f"{path}: 21 pairs from 25 rows, skipped 4 (16.0%): field 'rejected' ends with an empty "
+        "Assistant turn (line 21); fields 'chosen' and 'rejected' continue different"
+    )
     assert read.pairs[-1].prompt.startswith("Human: word word")  # the long row, whole
     assert len(read.pairs[-1].prompt) > len(LONG)
 
@@ -83,8 +86,9 @@ def test_a_mostly_bad_file_fails_even_when_bad_rows_are_skipped(tmp_path):
 
     message = str(refused.value)
     assert message.startswith(f"{path}: 25 of 25 rows are unusable (more than 25%")
-    assert "line 1: missing field 'history'; line 2: missing field 'history'" in message
-    assert message.endswith("(and 20 more)")
+    assert message.endswith(
+        "missing field 'history' (lines 1, 2, 3, 4, 5 and 19 more); not UTF-8 text (line 24)"
+    )
 
 
 def test_a_few_skipped_rows_are_logged_by_read_pairs(tmp_path, caplog):
@@ -94,7 +98,9 @@ def test_a_few_skipped_rows_are_logged_by_read_pairs(tmp_path, caplog):
         pairs = read_pairs(path, "hh-rlhf")
 
     assert len(pairs) == 21
-    assert "skipped 4 (16.0%): line 21: field 'rejected' ends with" in caplog.text
+    assert "skipped 4 (16.0%): field 'rejected' ends with an empty Assistant turn (line 21)" in (
+        caplog.text
+    )
 
 
 def _shp_row(index: int, **changes: object) -> dict[str, object]:
@@ -166,4 +172,4 @@ def test_our_jsonl_skips_bad_rows_too(tmp_path):
     read = read_pair_file(path, "jsonl")
 
     assert len(read.pairs) == 9
-    assert read.skipped_lines() == "line 10: missing field 'rejected'"
+    assert read.skipped_lines() == "missing field 'rejected' (line 10)"

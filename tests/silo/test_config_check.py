@@ -40,7 +40,7 @@ def test_check_config_reports_certificate_data_privacy_backbones_and_plan(
     assert code == 0
     assert "certificate: ok, issued by CN=fedbiscuit CA test-fed" in out
     assert f"{data}: {rows - 1} pairs from {rows} rows, skipped 1" in out
-    assert f"line {rows}: missing field 'rejected'" in out
+    assert f"missing field 'rejected' (line {rows})" in out
     assert "nothing spent yet of epsilon 50" in out
     assert "backbone:    tiny: built from the plan's config" in out
     assert "plan:        accepted by the policy (fedbis" in out

@@ -36,7 +36,11 @@ def test_silo_reads_an_hh_rlhf_export_and_logs_the_skipped_row_without_its_text(
         pairs = read_training_pairs(config)
 
     assert len(pairs) == 9
-    assert "silo=silo-1" in caplog.text and "skipped 1 (10.0%): line 10: field" in caplog.text
+    assert (
+        "silo=silo-1" in caplog.text
+        and "skipped 1 (10.0%): field 'chosen' ends with an empty Assistant turn (line 10)"
+        in caplog.text
+    )
     assert SECRET not in caplog.text
 
 

@@ -85,4 +85,4 @@ def test_a_broken_training_row_is_skipped_and_its_line_logged(tmp_path, pairs, c
         parts = partner_dataset(train, test, silos=2, seed=0, max_silos=16)
 
     assert sum(len(part.train) for part in parts.values()) == 20
-    assert "skipped 1 (4.8%): line 21: not valid JSON" in caplog.text
+    assert "skipped 1 (4.8%): not valid JSON" in caplog.text and "(line 21)" in caplog.text
