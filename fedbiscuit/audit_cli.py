@@ -14,6 +14,7 @@ import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -22,6 +23,9 @@ from privacy.audit import ABS_TOLERANCE, REL_TOLERANCE, SiloAudit, audit_ledger,
 from privacy.ledger_verify import TrustAnchors, VerifiedLedger, verify_ledger
 from privacy.pki import RevocationList, federation_id_of_ca
 from protos.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SILO_LEDGER = Path("state") / "ledger.jsonl"
 
@@ -213,23 +217,48 @@ def _report(audits: list[SiloAudit]) -> dict:
     }
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DODGE = 0.25
+"""Width (in rounds) over which the silos' points are spread around each round."""
+
+
 def _plot(audits: list[SiloAudit], out: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = spend_figure(audits)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def spend_figure(audits: list[SiloAudit]) -> Figure:
+    """ε over rounds per silo (recorded and PLD) against the budgets, as a figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for a in audits:
-        rounds = [p.round for p in a.points]
-        line = ax.plot(rounds, [p.recorded for p in a.points], marker="o", label=a.silo_id)[0]
+    for index, a in enumerate(audits):
+        # Silos with the same spend would hide behind one line: each is shifted a little
+        # around its round and gets its own marker.
+        offset = _dodge(index, len(audits))
+        rounds = [p.round + offset for p in a.points]
+        marker = MARKERS[index % len(MARKERS)]
+        recorded = [p.recorded for p in a.points]
+        line = ax.plot(rounds, recorded, marker=marker, label=a.silo_id)[0]
         ax.plot(rounds, [p.pld for p in a.points], ls=":", color=line.get_color())
         if a.budget_epsilon is not None:
             ax.axhline(a.budget_epsilon, color="grey", lw=0.8, ls="--")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole
     ax.set_xlabel("round")
     ax.set_ylabel("ε spent (solid: recorded RDP; dotted: PLD)")
     ax.set_title("privacy spend per silo (dashed: budget)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def _dodge(index: int, count: int) -> float:
+    """Silo `index`'s shift from its rounds, spreading `count` silos over DODGE."""
+    return 0.0 if count < 2 else DODGE * (index / (count - 1) - 0.5)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fedbiscuit.audit_cli import _anchors, _audit_paths, spend_figure
 from fedbiscuit.cli import main
 from privacy.accounting import DpEvent, PrivacyAccountant
 from privacy.ledger import Ledger
@@ -76,3 +77,18 @@ def test_a_recomputed_epsilon_just_above_the_budget_is_worded_as_within_toleranc
     assert status == 0, out
     assert "│ ok (see note) │" in out
     assert "is above the budget" in out and "within the tolerance between the two" in out
+
+
+def test_plot_shows_identical_silos_apart_with_whole_round_ticks(
+    tmp_path: Path, ledger_pki: FederationPaths
+) -> None:
+    ledgers = [_ledger(tmp_path / f"{s}.jsonl", ledger_pki, s) for s in ("silo-1", "silo-2")]
+    audits = _audit_paths(ledgers, _anchors(ledger_pki.ca_cert, None))
+
+    figure = spend_figure(audits)
+
+    (ax,) = figure.axes
+    solid = [line for line in ax.lines if line.get_linestyle() == "-"]
+    first, second = (tuple(line.get_xdata()) for line in solid[:2])
+    assert first != second and solid[0].get_marker() != solid[1].get_marker()
+    assert all(float(tick).is_integer() for tick in ax.get_xticks())
