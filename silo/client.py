@@ -5,8 +5,8 @@ restarting, a dropped connection) are retried with capped exponential backoff an
 by default until the aggregator answers (silo.reconnect); a TLS handshake the aggregator
 refuses is diagnosed and reported at once (silo.handshake); every other status becomes one
 of our errors carrying the aggregator's message, so the agent stops with something an
-operator can act on. Downloads are verified (size limit, hash,
-layout) before they are used; uploads stream in chunks of at most 1 MiB.
+operator can act on. Downloads are verified (size limit, hash, layout) before they are used;
+uploads stream in chunks of at most 1 MiB.
 """
 
 from __future__ import annotations
