@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aggregator.status import FederationStatus, SiloStatus
+from aggregator.ops.status import FederationStatus, SiloStatus
 from fedbiscuit.aggregator_cli import _print_table
 
 LONG_IDS = ("university-hospital-north", "regional-clinic-b", "hospital-c")

@@ -9,7 +9,7 @@ import pytest
 from aggregator.config import load_config
 from fedbiscuit.cli import main
 from privacy.pki import init_ca, issue_aggregator, issue_silo
-from protos.config_files import load_model_file
+from protos.operator_formats.config_files import load_model_file
 from protos.plan import Plan
 from silo.config import load_silo_config
 
