@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 
 from protos.errors import NotAuthenticated
 from silo.config import SiloPki
@@ -21,6 +22,8 @@ from silo.config import SiloPki
 # and name-resolution failures are not among them (nothing is listening: an outage).
 _TLS_HINTS = ("handshake", "socket closed", "ssl", "tls", "certificate", "connection reset")
 _HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
+_CLOSED = "closed after the handshake"  # a sentinel of _probe, confirmed before it is believed
+_RECHECK_S = 1.0
 
 
 class HandshakeRefused(NotAuthenticated):
@@ -37,7 +40,24 @@ def diagnose_handshake(
     address: str, server_name: str | None, pki: SiloPki, timeout_s: float = 10.0
 ) -> str | None:
     """Why the aggregator at `address` refuses a TLS session with this silo, or None when
-    it does not (unreachable, or it accepts: a transient failure to retry)."""
+    it does not (unreachable, or it accepts: a transient failure to retry).
+
+    A connection closed right after the handshake is only called a refusal if a second try
+    a moment later ends the same way: an aggregator that happens to close one connection
+    (shutting down, restarting) must not stop a silo for good."""
+    cause = _probe(address, server_name, pki, timeout_s)
+    if cause is _CLOSED:
+        time.sleep(_RECHECK_S)
+        cause = _probe(address, server_name, pki, timeout_s)
+    return (
+        _refused_ours(pki, "it closed the connection after the handshake")
+        if cause is _CLOSED
+        else cause
+    )
+
+
+def _probe(address: str, server_name: str | None, pki: SiloPki, timeout_s: float) -> str | None:
+    """One handshake: a cause, _CLOSED (closed without a byte after it), or None."""
     host, port = address.rsplit(":", 1)
     name = server_name or host
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -73,7 +93,7 @@ def diagnose_handshake(
                 return _refused_ours(pki, exc.reason or str(exc))
             except OSError:
                 return None
-    return None if answer else _refused_ours(pki, "it closed the connection after the handshake")
+    return None if answer else _CLOSED
 
 
 def _refused_ours(pki: SiloPki, how: str) -> str:
