@@ -31,6 +31,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 from aggregator.caller_limits import CallerLimits
 from protos.errors import InvalidInput
 from protos.operator_formats.config_files import load_model_file, read_mapping_file, where_in_file
+from protos.operator_formats.field_hints import hint
 from protos.plan import Plan
 from protos.strict_model import StrictModel as _Strict
 
@@ -236,7 +237,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> A
                 )
             else:
                 where = where_in_file(path, root, loc)
-            problems.append(f"{where}: {field}: {problem['msg']}")
+            problems.append(f"{where}: {field}: {problem['msg']}{hint(AggregatorConfig, problem)}")
         raise InvalidInput("\n".join(problems)) from exc
 
 

@@ -139,7 +139,11 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+COLUMNS = ("rounds", "last round", "epsilon", "budget", "declines", "exhausted")
+
+
 def _print_table(status: FederationStatus) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -162,13 +166,13 @@ def _print_table(status: FederationStatus) -> None:
     if status.declines_by_reason:
         declines = ", ".join(f"{reason} {n}" for reason, n in status.declines_by_reason)
         console.print(f"  declines: {declines}")
-    table = Table(
-        "silo", "cluster", "rounds", "last round", "epsilon", "budget", "declines", "exhausted"
-    )
-    for silo in status.silos:
-        table.add_row(
+    # Silo ids and numbers are never cut (an operator greps for them): at 80 columns the
+    # headers fold instead, and FedBis has no cluster column.
+    clustered = status.algorithm == "fedbiscuit"
+    rows = [
+        (
             silo.id + (" *" if silo.sampled else ""),
-            "-" if silo.cluster is None else str(silo.cluster),
+            *(("-" if silo.cluster is None else str(silo.cluster),) * clustered),
             str(silo.rounds_participated),
             "-" if silo.last_round is None else str(silo.last_round),
             f"{silo.epsilon:.3f}",
@@ -176,6 +180,21 @@ def _print_table(status: FederationStatus) -> None:
             str(silo.declines),
             "yes" if silo.exhausted else "no",
         )
+        for silo in status.silos
+    ]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    headers = ("silo", *(("cluster",) * clustered), *COLUMNS)
+    for index, header in enumerate(headers):
+        widest = max((len(row[index]) for row in rows), default=1)
+        table.add_column(
+            header,
+            justify="left" if index == 0 else "right",
+            no_wrap=index == 0,
+            overflow="fold",
+            min_width=widest,
+        )
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     if any(silo.sampled for silo in status.silos):
         console.print("  * sampled in the attempt in progress")

@@ -16,6 +16,7 @@ import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -26,6 +27,9 @@ from privacy.pki import RevocationList, federation_id_of_ca
 from protos.errors import InvalidInput
 from protos.operator_formats.config_files import load_model_file
 from protos.plan import Plan
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SILO_LEDGER = Path("state") / "ledger.jsonl"
 
@@ -40,9 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--ledger",
         required=True,
+        action="append",
         type=Path,
         metavar="PATH",
-        help="a silo's ledger.jsonl, an aggregator state dir, or a demo --workdir",
+        help="a silo's ledger.jsonl, an aggregator state dir, or a demo --workdir; repeat it "
+        "to audit several (silo ledgers are cross-checked against an aggregator state given)",
     )
     parser.add_argument("--ca", required=True, type=Path, metavar="CA_CERT", help="federation CA")
     parser.add_argument("--revocations", type=Path, metavar="FILE", help="revoked.json to apply")
@@ -64,9 +70,10 @@ def _audit(args: argparse.Namespace) -> int:
     absl_logging.set_verbosity(absl_logging.ERROR)
     anchors = _anchors(args.ca, args.revocations)
     plan = load_model_file(args.plan, Plan) if args.plan else None
-    audits = _audit_path(args.ledger, anchors, plan)
+    audits = _audit_paths(args.ledger, anchors, plan)
     if not audits:
-        raise InvalidInput(f"{args.ledger}: no ledger entries found to audit")
+        shown = ", ".join(str(path) for path in args.ledger)
+        raise InvalidInput(f"{shown}: no ledger entries found to audit")
     _print_table(audits)
     violations = [v for a in audits for v in a.violations]
     for audit in audits:
@@ -96,40 +103,54 @@ def _anchors(ca_path: Path, revocations: Path | None) -> TrustAnchors:
     return TrustAnchors(ca, federation_id_of_ca(ca), revoked)
 
 
-def _audit_path(path: Path, anchors: TrustAnchors, plan: Plan | None) -> list[SiloAudit]:
-    """Audit what `path` holds against `plan` (None: the aggregator state's plan, if any)."""
-    if path.is_file():
-        ledger = _silo_file(path, anchors)
-        silo_id = ledger.entries[0].silo_id if ledger.entries else path.stem
-        return [audit_ledger(silo_id, str(path), ledger, **_against(plan))]
-    if (path / DB_NAME).is_file():
-        against = _against(_plan_of(plan, path))
-        return [
-            audit_ledger(silo_id, str(path), ledger, **against)
-            for silo_id, ledger in _aggregator(path, anchors).items()
-        ]
-    state = path / "aggregator" / "state"
-    silo_files = sorted((path / "silos").glob(f"*/{SILO_LEDGER}"))
-    if not silo_files and not (state / DB_NAME).is_file():
-        raise InvalidInput(
-            f"{path}: neither a ledger file, an aggregator state dir nor a demo workdir"
-        )
-    held = _aggregator(state, anchors) if (state / DB_NAME).is_file() else {}
-    against = _against(_plan_of(plan, state if (state / DB_NAME).is_file() else None))
+def _audit_paths(
+    paths: list[Path], anchors: TrustAnchors, plan: Plan | None
+) -> list[SiloAudit]:
+    """Audit every ledger the paths name; each silo ledger is cross-checked against the
+    aggregator's copy when an aggregator state (or a demo workdir) is among them. Entries
+    are checked against `plan` (None: the first aggregator state's plan, if any)."""
+    silo_files: list[Path] = []
+    states: list[Path] = []
+    for path in dict.fromkeys(paths):  # a path given twice is audited once
+        if path.is_file():
+            silo_files.append(path)
+        elif (path / DB_NAME).is_file():
+            states.append(path)
+        else:
+            state = path / "aggregator" / "state"
+            found = sorted((path / "silos").glob(f"*/{SILO_LEDGER}"))
+            if not found and not (state / DB_NAME).is_file():
+                raise InvalidInput(
+                    f"{path}: neither a ledger file, an aggregator state dir nor a demo workdir"
+                )
+            silo_files += found
+            if (state / DB_NAME).is_file():
+                states.append(state)
+    held: dict[str, tuple[Path, VerifiedLedger]] = {}
+    for state in states:
+        for silo_id, ledger in _aggregator(state, anchors).items():
+            if silo_id in held:
+                raise InvalidInput(
+                    f"{state}: silo {silo_id} is also in {held[silo_id][0]}: audit one "
+                    "aggregator state of a federation at a time"
+                )
+            held[silo_id] = (state, ledger)
+    against = _against(_plan_of(plan, states[0] if states else None))
     audits = []
     for ledger_path in silo_files:
-        silo_id = ledger_path.parent.parent.name
         ledger = _silo_file(ledger_path, anchors)
+        silo_id = _silo_of(ledger_path, ledger)
         audit = audit_ledger(silo_id, str(ledger_path), ledger, **against)
-        theirs = held.pop(silo_id, None)
-        if theirs is not None:
+        if silo_id in held:
+            state, theirs = held.pop(silo_id)
             found, notes = cross_check(ledger, theirs, str(state))
             audit.violations += found
             audit.notes += notes
         audits.append(audit)
-    for silo_id, ledger in held.items():  # the aggregator knows silos we have no ledger of
+    for silo_id, (state, ledger) in held.items():  # silos we were given no ledger of
         audit = audit_ledger(silo_id, str(state), ledger, **against)
-        audit.notes.append("no silo ledger in the workdir to cross-check against")
+        if silo_files:
+            audit.notes.append("no silo ledger given to cross-check against")
         audits.append(audit)
     return audits
 
@@ -151,6 +172,15 @@ def _against(plan: Plan | None) -> dict:
         "allow_insecure_rng": plan is not None and plan.dp.allow_insecure_rng,
         "loss_report": plan.fedbiscuit.loss_report if plan and plan.fedbiscuit else None,
     }
+
+
+def _silo_of(path: Path, ledger: VerifiedLedger) -> str:
+    """The silo a ledger file belongs to: its entries say; an empty one, its place."""
+    if ledger.entries:
+        return ledger.entries[0].silo_id
+    if path.parts[-len(SILO_LEDGER.parts) :] == SILO_LEDGER.parts:
+        return path.parent.parent.name  # a demo workdir's silos/<id>/state/ledger.jsonl
+    return path.stem
 
 
 def _silo_file(path: Path, anchors: TrustAnchors) -> VerifiedLedger:
@@ -222,23 +252,48 @@ def _report(audits: list[SiloAudit]) -> dict:
     }
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DODGE = 0.25
+"""Width (in rounds) over which the silos' points are spread around each round."""
+
+
 def _plot(audits: list[SiloAudit], out: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = spend_figure(audits)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def spend_figure(audits: list[SiloAudit]) -> Figure:
+    """ε over rounds per silo (recorded and PLD) against the budgets, as a figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for a in audits:
-        rounds = [p.round for p in a.points]
-        line = ax.plot(rounds, [p.recorded for p in a.points], marker="o", label=a.silo_id)[0]
+    for index, a in enumerate(audits):
+        # Silos with the same spend would hide behind one line: each is shifted a little
+        # around its round and gets its own marker.
+        offset = _dodge(index, len(audits))
+        rounds = [p.round + offset for p in a.points]
+        marker = MARKERS[index % len(MARKERS)]
+        recorded = [p.recorded for p in a.points]
+        line = ax.plot(rounds, recorded, marker=marker, label=a.silo_id)[0]
         ax.plot(rounds, [p.pld for p in a.points], ls=":", color=line.get_color())
         if a.budget_epsilon is not None:
             ax.axhline(a.budget_epsilon, color="grey", lw=0.8, ls="--")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole
     ax.set_xlabel("round")
     ax.set_ylabel("ε spent (solid: recorded RDP; dotted: PLD)")
     ax.set_title("privacy spend per silo (dashed: budget)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def _dodge(index: int, count: int) -> float:
+    """Silo `index`'s shift from its rounds, spreading `count` silos over DODGE."""
+    return 0.0 if count < 2 else DODGE * (index / (count - 1) - 0.5)

@@ -17,6 +17,7 @@ from protos.errors import FedbiscuitError
 # Subcommand modules, imported lazily so `fedbiscuit pki` does not pay for torch.
 _SUBCOMMANDS = {
     "pki": "fedbiscuit.pki_cli",
+    "init": "fedbiscuit.init_cli",
     "aggregator": "fedbiscuit.aggregator_cli",
     "silo": "fedbiscuit.silo_cli",
     "demo": "fedbiscuit.demo.cli",

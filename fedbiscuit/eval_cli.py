@@ -39,6 +39,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--format", choices=FORMATS, default="jsonl", help="format of --data (jsonl)"
     )
     parser.add_argument(
+        "--bad-rows",
+        choices=("skip", "fail"),
+        default="skip",
+        help="skip (default): leave out unusable rows of --data and say which; fail: refuse "
+        "the file at its first unusable row",
+    )
+    parser.add_argument(
         "--json",
         type=Path,
         help='also write {"overall", "worst_silo", "per_silo", "pairs"} as JSON here',
@@ -52,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from selector.checkpoint import load_selector_set
-    from selector.formats import read_pairs
+    from selector.formats import read_pair_file
     from selector.model import build_encoder
     from selector.set_evaluation import set_agreement
 
@@ -61,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None and not args.json.parent.exists():
         raise InvalidInput(f"--json {args.json}: folder {args.json.parent} does not exist")
     backbone = checked_backbone_option(args.backbone)
-    pairs = read_pairs(args.data, args.format)
+    read = read_pair_file(args.data, args.format, args.bad_rows)
+    if read.skipped:
+        print(read.summary())
+    pairs = read.pairs
     with missing_backbone_hint():
         models, spec, clusters, _ = load_selector_set(args.selectors, backbone)
     encoder = build_encoder(spec)  # the pair encoder or the causal-LM choice encoder

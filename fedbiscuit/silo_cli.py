@@ -35,6 +35,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "status", parents=[common], help="epsilon spent vs budget, from the verified ledger"
     )
     status.set_defaults(func=_status)
+    check = actions.add_parser(
+        "check-config",
+        help="check config, certificate and key, data, privacy state and backbones; dial nothing",
+        description="Everything `silo run` would trip over, checked without dialling: the "
+        "config, the certificate and key against the CA, the data file (rows read and "
+        "skipped), the ledger, the backbones the policy allows, and with --plan the operator's "
+        "plan against the policy. Exit 2 with the reason.",
+    )
+    check.add_argument("config", type=Path, metavar="CONFIG", help="the silo's YAML config")
+    check.add_argument(
+        "--plan",
+        type=Path,
+        metavar="FILE",
+        help="the operator's plan.yaml, checked against the policy",
+    )
+    check.set_defaults(func=_check_config)
     export = actions.add_parser(
         "export",
         parents=[common],
@@ -72,6 +88,20 @@ def _status(args: argparse.Namespace) -> int:
     print(f"  releases: {status.releases}")
     last = "none" if status.last_round is None else str(status.last_round)
     print(f"  last round trained: {last}")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from protos.operator_formats.config_files import load_model_file
+    from protos.plan import Plan
+    from silo.config import load_silo_config
+    from silo.config_check import check_silo_config
+
+    config = load_silo_config(args.config)
+    plan = None if args.plan is None else load_model_file(args.plan, Plan)
+    for line in check_silo_config(config, plan).lines():
+        print(line)
+    print(f"{args.config}: ok")
     return 0
 
 

@@ -56,7 +56,13 @@ class SiloAudit:
 
     @property
     def status(self) -> str:
-        return "VIOLATION" if self.violations else "ok"
+        """VIOLATION, "ok", or "ok (see note)" when the independent ε is above the
+        budget by less than the accountants' agreement tolerance (see the silo's note)."""
+        if self.violations:
+            return "VIOLATION"
+        if self.budget_epsilon is not None and self.epsilon_rdp > self.budget_epsilon:
+            return "ok (see note)"
+        return "ok"
 
     @property
     def max_disagreement(self) -> float:
@@ -151,6 +157,13 @@ def audit_ledger(
     if not audit.secure_rng and allow_insecure_rng:
         audit.notes.append(
             "DP noise was seeded and predictable (secure_rng: false), as the plan allowed"
+        )
+    if not audit.violations and again.rdp > last.budget_epsilon:
+        audit.notes.append(
+            f"the independent RDP epsilon {again.rdp:.4f} is above the budget "
+            f"{last.budget_epsilon:g} by {again.rdp - last.budget_epsilon:.4f}, within the "
+            f"tolerance between the two accountants ({REL_TOLERANCE:.0%} + {ABS_TOLERANCE:g}); "
+            f"the silo's own accountant recorded {last.epsilon_after:.4f}, within its budget"
         )
     return audit
 

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -33,13 +34,8 @@ class PreferencePair:
     silo: str | None = None
 
 
-def _parse_line(line: str, where: str) -> PreferencePair:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{where}: not valid JSON ({exc.msg})") from None
-    if not isinstance(record, dict):
-        raise InvalidInput(f"{where}: expected a JSON object with prompt, chosen, rejected")
+def parse_pair_record(record: dict[str, Any], where: str) -> PreferencePair:
+    """One row of our JSONL as a pair; InvalidInput naming `where` and the field otherwise."""
     unknown = sorted(set(record) - {*_TEXT_FIELDS, "silo"})
     if unknown:
         raise InvalidInput(f"{where}: unknown field {unknown[0]!r}")
@@ -60,23 +56,11 @@ def _parse_line(line: str, where: str) -> PreferencePair:
 
 
 def read_jsonl(path: str | Path) -> list[PreferencePair]:
-    """All pairs of a JSONL file; blank lines are skipped, anything malformed stops the read."""
-    path = Path(path)
-    try:
-        raw_lines = path.read_bytes().splitlines()
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read ({exc.strerror})") from None
-    pairs = []
-    for number, raw in enumerate(raw_lines, start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{path}:{number}: not UTF-8 text") from None
-        if line.strip():
-            pairs.append(_parse_line(line, f"{path}:{number}"))
-    if not pairs:
-        raise InvalidInput(f"{path}: no preference pairs")
-    return pairs
+    """All pairs of a JSONL file we wrote (write_jsonl); blank lines are skipped, anything
+    malformed stops the read. Files from elsewhere: `selector.formats.read_pair_file`."""
+    from selector.formats.rows import read_rows  # the formats package imports this module
+
+    return read_rows(path, parse_pair_record, bad_rows="fail", duplicates_are_bad=False).pairs
 
 
 def write_jsonl(path: str | Path, pairs: Iterable[PreferencePair]) -> None:

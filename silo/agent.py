@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from privacy.accounting import PrivacyAccountant
 from privacy.ledger import Ledger
-from protos.errors import FailedPrecondition
 from silo.client import SiloClient
 from silo.config import SiloConfig
+from silo.credential_check import check_credentials
 from silo.identity import SiloIdentity
-from silo.privacy_state import ACCOUNTANT_FILE, LEDGER_FILE, PrivacyState
+from silo.privacy_state import LEDGER_FILE, PrivacyState, check_spend_has_ledger
 from silo.task_loop import TaskLoop
 
 
@@ -35,9 +35,15 @@ def run_silo(
     raised as our own exception types, for the CLI to print. The silo's PKI files are read
     here, once, and `clock` is the one every part of the agent asks.
     """
+    check_credentials(config.pki, config.federation_id, config.silo_id)
     identity = SiloIdentity.load(config, clock=clock)
     privacy = PrivacyState.restore(
-        config.state_dir, config.federation_id, config.silo_id, identity.clock, identity.signer
+        config.state_dir,
+        config.federation_id,
+        config.silo_id,
+        identity.clock,
+        identity.signer,
+        delta=config.budget.delta,
     )
     with SiloClient(config, identity) as client:
         loop = TaskLoop(config, identity, client, privacy, stop=stop, wait_ms=wait_ms)
@@ -59,8 +65,7 @@ class SiloStatus:
 def silo_status(config: SiloConfig) -> SiloStatus:
     """Verify the ledger and recompute the spend, without writing anything."""
     ledger_path = config.state_dir / LEDGER_FILE
-    if not ledger_path.exists() and (config.state_dir / ACCOUNTANT_FILE).exists():
-        raise FailedPrecondition(f"the ledger {ledger_path} is missing but the silo has spent")
+    check_spend_has_ledger(config.state_dir, config.budget.delta)
     ledger = Ledger.open(ledger_path, federation_id=config.federation_id, silo_id=config.silo_id)
     accountant = PrivacyAccountant()
     epsilon = ledger.replay_into(accountant)

@@ -1,15 +1,16 @@
 """The silo's gRPC client: the only code in a silo that talks to the aggregator.
 
 The silo dials out over mutual TLS (DESIGN.md §4). Transient failures (the aggregator
-restarting, a dropped connection) are retried with exponential backoff and jitter; every
-other status becomes one of our errors carrying the aggregator's message, so the agent
-stops with something an operator can act on. Downloads are verified (size limit, hash,
-layout) before they are used; uploads stream in chunks of at most 1 MiB.
+restarting, a dropped connection) are retried with capped exponential backoff and jitter,
+by default until the aggregator answers (silo.reconnect); a TLS handshake the aggregator
+refuses is diagnosed and reported at once (silo.handshake); every other status becomes one
+of our errors carrying the aggregator's message, so the agent stops with something an
+operator can act on. Downloads are verified (size limit, hash, layout) before they are used;
+uploads stream in chunks of at most 1 MiB.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -25,10 +26,10 @@ from protos.retry_hint import is_busy
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc
 from silo.config import SiloConfig
+from silo.handshake import HandshakeRefused, diagnose_handshake, looks_like_tls_failure
 from silo.identity import SiloIdentity
+from silo.reconnect import Outage, RetryPolicy
 from silo.rpc_errors import RETRYABLE, AggregatorUnavailable, from_rpc_error, unreachable
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -39,21 +40,6 @@ AGENT_VERSION = "fedbiscuit-silo/v1"
 MAX_MESSAGE_BYTES = 2 << 20
 
 __all__ = ["AggregatorUnavailable", "RetryPolicy", "RpcTimeouts", "SiloClient"]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter: attempt n waits about initial * multiplier**n seconds."""
-
-    max_attempts: int = 10
-    initial_backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
-    multiplier: float = 2.0
-
-    def delay_s(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait after failed attempt `attempt` (0-based); jitter spreads silos out."""
-        ceiling = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier**attempt)
-        return ceiling * rng.uniform(0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -72,14 +58,15 @@ class SiloClient:
         config: SiloConfig,
         identity: SiloIdentity,
         *,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy | None = None,
         timeouts: RpcTimeouts = RpcTimeouts(),
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self._address = config.aggregator_address
         self._federation_id = config.federation_id
-        self._retry = retry
+        self._retry = retry or RetryPolicy(give_up_after_s=config.aggregator_wait_s)
+        self._pki, self._server_name = config.pki, config.aggregator_server_name
         self._timeouts = timeouts
         self._rng = rng or random.Random()
         self._sleep = sleep
@@ -345,9 +332,11 @@ class SiloClient:
         )
 
     def _call(self, rpc: str, attempt_once: Callable[[], T], *, task_scoped: bool = True) -> T:
-        """Run one RPC, retrying transient failures; translate the rest into our errors
-        (`task_scoped`: the call is about one task, see silo.rpc_errors)."""
-        for attempt in range(self._retry.max_attempts):
+        """Run one RPC, retrying transient failures (silo.reconnect); translate the rest, and
+        a TLS handshake the aggregator refuses, into our errors (`task_scoped`: the call is
+        about one task, see silo.rpc_errors)."""
+        outage = Outage(self._retry, rpc, self._address)
+        while True:
             try:
                 return attempt_once()
             except grpc.RpcError as exc:
@@ -356,19 +345,17 @@ class SiloClient:
                     raise from_rpc_error(
                         rpc, self._address, code, details, task_scoped=task_scoped
                     ) from None
-                if attempt + 1 == self._retry.max_attempts:
-                    attempts = self._retry.max_attempts
-                    raise unreachable(rpc, self._address, attempts, code, details) from None
-                delay = self._retry.delay_s(attempt, self._rng)
-                log.warning(
-                    "rpc=%s status=%s attempt=%d retry_in_s=%.2f",
-                    rpc,
-                    code.name,
-                    attempt + 1,
-                    delay,
-                )
+                if looks_like_tls_failure(details):
+                    cause = diagnose_handshake(self._address, self._server_name, self._pki)
+                    if cause is not None:
+                        raise HandshakeRefused(f"aggregator {self._address}: {cause}") from None
+                delay = outage.next_delay(code.name, details, self._rng)
+                if delay is None:
+                    attempts, waited_s = outage.attempts, outage.waited_s
+                    raise unreachable(
+                        rpc, self._address, attempts, code, details, waited_s
+                    ) from None
                 self._sleep(delay)
-        raise AssertionError("unreachable: RetryPolicy.max_attempts must be >= 1")
 
 
 def _assemble_globals(

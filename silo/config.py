@@ -15,6 +15,7 @@ from pydantic import Field, FilePath, field_validator
 
 from protos.operator_formats.config_files import load_model_file
 from protos.strict_model import StrictModel as _Strict
+from selector.format_names import BadRows, PairFormat
 from silo.policy import PrivacyBudget, SiloPolicy
 
 _ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
@@ -33,7 +34,19 @@ class SiloData(_Strict):
     """Where the silo's private preference data lives; it never leaves the silo."""
 
     train_path: FilePath = Field(
-        description="JSONL of {prompt, chosen, rejected} pairs (selector.data.read_jsonl)."
+        description="The preference pairs, in `format` (jsonl: one {prompt, chosen, rejected} "
+        "object a line)."
+    )
+    format: PairFormat = Field(
+        "jsonl",
+        description="How train_path is written: jsonl, hh-rlhf, shp or summarize-from-feedback "
+        "(selector.formats).",
+    )
+    bad_rows: BadRows = Field(
+        "skip",
+        description="skip: leave out unusable rows and log how many, which lines and why; fail: "
+        "refuse the file at its first unusable row. Either way a file with more than a quarter "
+        "of its rows unusable is refused.",
     )
 
 
@@ -57,6 +70,13 @@ class SiloConfig(_Strict):
         min_length=1,
         description="TLS name to verify the aggregator's certificate against, when it differs "
         "from the host in aggregator_address (e.g. dialling an IP or a tunnel).",
+    )
+    aggregator_wait_s: float | None = Field(
+        None,
+        gt=0,
+        description="How long (seconds of backoff) to keep retrying an aggregator that cannot "
+        "be reached before giving up; unset: wait forever, as a service should (a silo may "
+        "start before its aggregator, and the aggregator may restart). Set it for scripts.",
     )
     pki: SiloPki
     data: SiloData

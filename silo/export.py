@@ -19,6 +19,7 @@ from protos.errors import FailedPrecondition
 from selector.checkpoint import save_federation_export
 from silo.client import SiloClient
 from silo.config import SiloConfig
+from silo.credential_check import check_credentials
 from silo.identity import SiloIdentity
 from silo.joining import accept_plan
 from silo.upload.he import HeUploader
@@ -45,6 +46,7 @@ def export_selectors(config: SiloConfig, out_dir: Path) -> ExportResult:
         raise FailedPrecondition(
             f"--out {out_dir} is not an empty folder; choose a new one so nothing is overwritten"
         )
+    check_credentials(config.pki, config.federation_id, config.silo_id)
     identity = SiloIdentity.load(config)
     with SiloClient(config, identity) as client:
         plan = accept_plan(config, client.join())

@@ -46,27 +46,24 @@ class PrivacyState:
         silo_id: str,
         clock: Callable[[], float],
         signer: EntrySigner | None = None,
+        *,
+        delta: float | None = None,
     ) -> PrivacyState:
         """Open the ledger (signing new entries with `signer`; without one, read-only) and
-        restore the accountant from it."""
+        restore the accountant from it.
+
+        `delta` (the silo's budget δ) only lets a refusal say how much ε a lost ledger held.
+        """
         state_dir.mkdir(parents=True, exist_ok=True)
         ledger_path, accountant_path = state_dir / LEDGER_FILE, state_dir / ACCOUNTANT_FILE
-        if accountant_path.exists() and not ledger_path.exists():
-            raise FailedPrecondition(
-                f"{accountant_path} records past releases but the ledger {ledger_path} is "
-                "missing: refusing to run and forget that spend. Restore the ledger from backup."
-            )
+        check_spend_has_ledger(state_dir, delta)
         ledger = Ledger.open(
             ledger_path, federation_id=federation_id, silo_id=silo_id, clock=clock, signer=signer
         )
         accountant = PrivacyAccountant()
         ledger.replay_into(accountant)
         if accountant_path.exists():
-            saved = PrivacyAccountant()
-            try:
-                saved.load_state_dict(json.loads(accountant_path.read_text(encoding="utf-8")))
-            except (json.JSONDecodeError, InvalidInput) as exc:
-                raise InvalidInput(f"{accountant_path}: unreadable: {exc}") from exc
+            saved = _load_saved_accountant(accountant_path)
             if saved.events != accountant.events[: len(saved.events)]:
                 raise FailedPrecondition(
                     f"{accountant_path} records {len(saved.events)} releases that the ledger "
@@ -160,3 +157,36 @@ class PrivacyState:
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(self._accountant_path)
+
+
+def check_spend_has_ledger(state_dir: Path, delta: float | None = None) -> None:
+    """Refuse a state dir whose accountant records spend that its ledger no longer holds.
+
+    An accountant with no releases and no ledger is a fresh silo (a first run that stopped
+    before releasing anything): nothing was spent, so nothing can be forgotten. Raises
+    FailedPrecondition saying what was recorded and what the operator can do.
+    """
+    ledger_path, accountant_path = state_dir / LEDGER_FILE, state_dir / ACCOUNTANT_FILE
+    if ledger_path.exists() or not accountant_path.exists():
+        return
+    saved = _load_saved_accountant(accountant_path)
+    if not saved.events:
+        return
+    spent = "" if delta is None else f" (epsilon {saved.epsilon(delta):.4f} at delta {delta:g})"
+    raise FailedPrecondition(
+        f"{accountant_path} records {len(saved.events)} past releases{spent} but the ledger "
+        f"{ledger_path} is missing, so all {len(saved.events)} signed entries are gone from "
+        "this host: refusing to run and forget that spend. Copy ledger.jsonl back from a "
+        "backup of this state_dir; without one, the aggregator's `fedbiscuit audit --ledger "
+        "STATE_DIR` still shows the entries it received, and this silo can only rejoin with "
+        "a new state_dir and a budget lowered by the epsilon already spent."
+    )
+
+
+def _load_saved_accountant(accountant_path: Path) -> PrivacyAccountant:
+    saved = PrivacyAccountant()
+    try:
+        saved.load_state_dict(json.loads(accountant_path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, InvalidInput) as exc:
+        raise InvalidInput(f"{accountant_path}: unreadable: {exc}") from exc
+    return saved

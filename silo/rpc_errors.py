@@ -57,10 +57,17 @@ def from_rpc_error(
 
 
 def unreachable(
-    rpc: str, address: str, attempts: int, code: grpc.StatusCode, details: str
+    rpc: str,
+    address: str,
+    attempts: int,
+    code: grpc.StatusCode,
+    details: str,
+    waited_s: float | None = None,
 ) -> AggregatorUnavailable:
-    """The error once `attempts` tries of `rpc` all failed transiently."""
+    """The error once `attempts` tries of `rpc` all failed transiently (over `waited_s`
+    seconds of backoff, when given)."""
+    over = "" if waited_s is None else f" over {waited_s:.0f}s"
     return AggregatorUnavailable(
-        f"aggregator {address} unreachable for {rpc} after {attempts} attempts: "
+        f"aggregator {address} unreachable for {rpc} after {attempts} attempts{over}: "
         f"{details} ({code.name})"
     )

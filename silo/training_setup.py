@@ -17,12 +17,12 @@ from privacy.loss_report import evaluation_sample, loss_report_event
 from privacy.secure_noise import NoiseSource
 from protos.errors import FailedPrecondition
 from protos.plan import Plan
-from selector.data import read_jsonl
 from selector.model import build_encoder, build_selector
 from silo.config import SiloConfig
 from silo.local_backbones import silo_selector
 from silo.policy import check_noise_multiplier, check_noise_source
 from silo.trainer import LocalTrainer
+from silo.training_data import read_training_pairs
 
 _DERIVATION_MARGIN = 1e-9
 
@@ -59,7 +59,7 @@ def build_training(config: SiloConfig, plan: Plan, spent: Sequence[DpEvent] = ()
     silo's budget after the releases already `spent` (a restart or a plan change mid-way), so
     every round and grouping the silo is asked for is affordable.
     """
-    pairs = read_jsonl(config.data.train_path)
+    pairs = read_training_pairs(config)
     rows: tuple[int, ...] = ()
     if plan.fedbiscuit is not None:
         keys = [f"{p.prompt}\x00{p.chosen}\x00{p.rejected}".encode() for p in pairs]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
 from fedbiscuit.backbone_option import checked_backbone_option
@@ -167,9 +168,16 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.data is None:
         check_silo_count(options, "--silos")
+    # SIGTERM (`timeout`, `kill`, a CI runner) unwinds like Ctrl-C, so run_demo stops the
+    # aggregator and silos it started (their own sessions do not get the signal) before exiting.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     report = run_demo(options, args.workdir, console, timeout_s=args.timeout_s)
     report.print_table(console)
     if args.report is not None:
         report.write_json(args.report)
         console.print(f"report written to {args.report}")
     return 0
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)

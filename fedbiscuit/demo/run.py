@@ -68,7 +68,8 @@ def run_demo(
         console.print(
             f"federation [bold]{layout.plan.federation_id}[/]: aggregator + "
             f"{len(layout.silo_configs)} "
-            f"silos, {layout.plan.selector.backbone.kind} backbone, workdir {layout.workdir}"
+            f"silos, {layout.plan.selector.backbone.kind} backbone, workdir {layout.workdir}",
+            soft_wrap=True,  # a long workdir stays one line, to copy and paste
         )
         if layout.recipe_note is not None:
             console.print(layout.recipe_note)

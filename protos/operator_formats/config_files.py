@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from protos.errors import InvalidInput
+from protos.operator_formats.field_hints import hint
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -34,13 +35,16 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
-def describe_validation_error(path: Path, error: ValidationError, root: yaml.Node | None) -> str:
-    """One line per problem: ``file:line: field.path: message``."""
+def describe_validation_error(
+    path: Path, error: ValidationError, root: yaml.Node | None, model: type[BaseModel]
+) -> str:
+    """One line per problem: ``file:line: field.path: message`` (and a `field_hints.hint`)."""
     lines = []
     for problem in error.errors():
         loc = tuple(problem["loc"])
         field = ".".join(str(part) for part in loc) or "(top level)"
-        lines.append(f"{where_in_file(path, root, loc)}: {field}: {problem['msg']}")
+        message = problem["msg"] + hint(model, problem)
+        lines.append(f"{where_in_file(path, root, loc)}: {field}: {message}")
     return "\n".join(lines)
 
 
@@ -56,7 +60,7 @@ def load_model_file(path: str | Path, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInput(describe_validation_error(Path(path), exc, root)) from exc
+        raise InvalidInput(describe_validation_error(Path(path), exc, root, model)) from exc
 
 
 def read_mapping_file(path: str | Path) -> tuple[dict, yaml.Node]:

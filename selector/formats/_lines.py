@@ -2,7 +2,7 @@
 
 Public preference datasets ship as JSON Lines (HH-RLHF as `.jsonl.gz`, SHP and
 summarize-from-feedback as `.json` files holding one object per line). Every error names
-the file, the line and the field, and stops the read: a half-read file never trains.
+the file, the line and the field; `rows.read_rows` decides whether a bad row stops the read.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from protos.errors import InvalidInput
 from selector.data import PreferencePair
 
 
-def json_objects(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """("FILE:LINE", object) for every non-blank line; `.gz` files are decompressed."""
+def numbered_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes) for every non-blank line; `.gz` files are decompressed."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -29,20 +29,30 @@ def json_objects(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     except (EOFError, gzip.BadGzipFile):
         raise InvalidInput(f"{path}: not a complete gzip file") from None
     for number, raw_line in enumerate(raw.splitlines(), start=1):
+        if raw_line.strip():
+            yield number, raw_line
+
+
+def json_object(raw_line: bytes, where: str) -> dict[str, Any]:
+    """One line decoded as UTF-8 JSON holding an object, or an error naming `where`."""
+    try:
+        line = raw_line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{where}: not UTF-8 text") from None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise InvalidInput(f"{where}: expected a JSON object")
+    return record
+
+
+def json_objects(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """("FILE:LINE", object) for every non-blank line; the first bad line stops it."""
+    for number, raw_line in numbered_lines(path):
         where = f"{path}:{number}"
-        try:
-            line = raw_line.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{where}: not UTF-8 text") from None
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise InvalidInput(f"{where}: expected a JSON object")
-        yield where, record
+        yield where, json_object(raw_line, where)
 
 
 def field(record: dict[str, Any], name: str, where: str, label: str | None = None) -> Any:
@@ -73,9 +83,3 @@ def pair(
     if chosen == rejected:
         raise InvalidInput(f"{where}: {answers} are identical, so there is no preference")
     return PreferencePair(prompt, chosen, rejected, silo)
-
-
-def non_empty(pairs: list[PreferencePair], path: str | Path) -> list[PreferencePair]:
-    if not pairs:
-        raise InvalidInput(f"{path}: no preference pairs")
-    return pairs

@@ -11,10 +11,13 @@ comparison of two answers to one conversation. The format has no partition key, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from protos.errors import InvalidInput
 from selector.data import PreferencePair
-from selector.formats._lines import json_objects, non_empty, pair, text
+from selector.format_names import BadRows
+from selector.formats._lines import pair, text
+from selector.formats.rows import read_rows
 
 FORMAT = "hh-rlhf"
 ASSISTANT_TURN = "\n\nAssistant:"
@@ -33,20 +36,22 @@ def _split(transcript: str, name: str, where: str) -> tuple[str, str]:
     return prompt, answer
 
 
-def read_hh_rlhf(path: str | Path) -> list[PreferencePair]:
-    """All pairs of an HH-RLHF file (`.jsonl` or `.jsonl.gz`); anything malformed stops it."""
-    pairs = []
-    for where, record in json_objects(path):
-        unknown = sorted(set(record) - set(_FIELDS))
-        if unknown:
-            raise InvalidInput(f"{where}: unknown field {unknown[0]!r} (HH-RLHF has {_FIELDS})")
-        prompt, chosen = _split(text(record, "chosen", where), "chosen", where)
-        other_prompt, rejected = _split(text(record, "rejected", where), "rejected", where)
-        if prompt != other_prompt:
-            raise InvalidInput(
-                f"{where}: fields 'chosen' and 'rejected' continue different dialogues "
-                "(everything before the last Assistant turn must be the same)"
-            )
-        answers = "the last Assistant turns of 'chosen' and 'rejected'"
-        pairs.append(pair(where, prompt.strip(), chosen, rejected, None, answers))
-    return non_empty(pairs, path)
+def parse_hh_rlhf(record: dict[str, Any], where: str) -> PreferencePair:
+    """One HH-RLHF row as a pair; InvalidInput naming `where` and the field otherwise."""
+    unknown = sorted(set(record) - set(_FIELDS))
+    if unknown:
+        raise InvalidInput(f"{where}: unknown field {unknown[0]!r} (HH-RLHF has {_FIELDS})")
+    prompt, chosen = _split(text(record, "chosen", where), "chosen", where)
+    other_prompt, rejected = _split(text(record, "rejected", where), "rejected", where)
+    if prompt != other_prompt:
+        raise InvalidInput(
+            f"{where}: fields 'chosen' and 'rejected' continue different dialogues "
+            "(everything before the last Assistant turn must be the same)"
+        )
+    answers = "the last Assistant turns of 'chosen' and 'rejected'"
+    return pair(where, prompt.strip(), chosen, rejected, None, answers)
+
+
+def read_hh_rlhf(path: str | Path, bad_rows: BadRows = "skip") -> list[PreferencePair]:
+    """The pairs of an HH-RLHF file (`.jsonl` or `.jsonl.gz`); bad rows as `rows.read_rows`."""
+    return read_rows(path, parse_hh_rlhf, bad_rows).pairs

@@ -14,7 +14,9 @@ from typing import Any
 
 from protos.errors import InvalidInput
 from selector.data import PreferencePair
-from selector.formats._lines import field, json_objects, non_empty, pair, text
+from selector.format_names import BadRows
+from selector.formats._lines import field, pair, text
+from selector.formats.rows import read_rows
 
 FORMAT = "summarize-from-feedback"
 
@@ -28,24 +30,27 @@ def _prompt(record: dict[str, Any], where: str) -> str:
     return text(record, "info.post", where)
 
 
-def read_summarize_comparisons(path: str | Path) -> list[PreferencePair]:
-    """All pairs of a comparisons file (one JSON object per line); anything malformed stops it."""
-    pairs = []
-    for where, record in json_objects(path):
-        prompt = _prompt(record, where)
-        summaries = field(record, "summaries", where)
-        if not isinstance(summaries, list) or len(summaries) != 2:
-            raise InvalidInput(f"{where}: field 'summaries' must be a list of two summaries")
-        answers = []
-        for index, summary in enumerate(summaries):
-            if not isinstance(summary, dict):
-                raise InvalidInput(f"{where}: field 'summaries[{index}]' must be an object")
-            answers.append(text(summary, "text", where, label=f"summaries[{index}].text"))
-        choice = field(record, "choice", where)
-        if isinstance(choice, bool) or choice not in (0, 1):
-            raise InvalidInput(f"{where}: field 'choice' must be 0 or 1 (the preferred summary)")
-        worker = text(record, "worker", where)
-        pairs.append(
-            pair(where, prompt, answers[choice], answers[1 - choice], worker, "the two summaries")
-        )
-    return non_empty(pairs, path)
+def parse_summarize_comparison(record: dict[str, Any], where: str) -> PreferencePair:
+    """One comparison row as a pair; InvalidInput naming `where` and the field otherwise."""
+    prompt = _prompt(record, where)
+    summaries = field(record, "summaries", where)
+    if not isinstance(summaries, list) or len(summaries) != 2:
+        raise InvalidInput(f"{where}: field 'summaries' must be a list of two summaries")
+    answers = []
+    for index, summary in enumerate(summaries):
+        if not isinstance(summary, dict):
+            raise InvalidInput(f"{where}: field 'summaries[{index}]' must be an object")
+        answers.append(text(summary, "text", where, label=f"summaries[{index}].text"))
+    choice = field(record, "choice", where)
+    if isinstance(choice, bool) or choice not in (0, 1):
+        raise InvalidInput(f"{where}: field 'choice' must be 0 or 1 (the preferred summary)")
+    worker = text(record, "worker", where)
+    return pair(where, prompt, answers[choice], answers[1 - choice], worker, "the two summaries")
+
+
+def read_summarize_comparisons(
+    path: str | Path, bad_rows: BadRows = "skip"
+) -> list[PreferencePair]:
+    """The pairs of a comparisons file (one JSON object per line); bad rows as
+    `rows.read_rows`."""
+    return read_rows(path, parse_summarize_comparison, bad_rows).pairs

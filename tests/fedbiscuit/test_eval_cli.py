@@ -125,13 +125,27 @@ def test_a_folder_that_is_not_an_export_is_named(tmp_path, data_file, capsys):
     assert "selector.json: missing" in capsys.readouterr().err
 
 
-def test_broken_jsonl_names_the_file_and_line(tmp_path, tiny_spec, state, data_file, capsys):
+def test_a_broken_row_is_skipped_and_named(tmp_path, tiny_spec, state, data_file, capsys):
     save_selector(tmp_path / "fedbis", tiny_spec, state, {})
     broken = tmp_path / "broken.jsonl"
     lines = data_file.read_text().splitlines()
     broken.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
 
     code, report = _eval(tmp_path, tmp_path / "fedbis", broken)
+
+    assert code == 0 and report["pairs"] == len(lines)
+    assert f"{broken}: {len(lines)} pairs from {len(lines) + 1} rows, skipped 1" in (
+        capsys.readouterr().out
+    )
+
+
+def test_bad_rows_fail_names_the_file_and_line(tmp_path, tiny_spec, state, data_file, capsys):
+    save_selector(tmp_path / "fedbis", tiny_spec, state, {})
+    broken = tmp_path / "broken.jsonl"
+    lines = data_file.read_text().splitlines()
+    broken.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+
+    code, report = _eval(tmp_path, tmp_path / "fedbis", broken, "--bad-rows", "fail")
 
     assert code == 2 and report is None
     assert f"{broken}:2: not valid JSON" in capsys.readouterr().err

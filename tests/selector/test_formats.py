@@ -7,7 +7,7 @@ import pytest
 from protos.errors import InvalidInput
 from selector.data import PreferencePair, read_jsonl
 from selector.formats import (
-    READERS,
+    PARSERS,
     read_hh_rlhf,
     read_pairs,
     read_shp,
@@ -74,7 +74,7 @@ def test_summarize_choice_picks_the_summary_and_the_worker_is_the_silo():
 def test_read_pairs_dispatches_by_format_and_reuses_our_jsonl_reader():
     assert read_pairs(FIXTURES / "pairs.jsonl", "jsonl") == read_jsonl(FIXTURES / "pairs.jsonl")
     assert read_pairs(FIXTURES / "shp.jsonl", "shp") == read_shp(FIXTURES / "shp.jsonl")
-    assert set(READERS) == {"jsonl", "hh-rlhf", "shp", "summarize-from-feedback"}
+    assert set(PARSERS) == {"jsonl", "hh-rlhf", "shp", "summarize-from-feedback"}
     with pytest.raises(InvalidInput, match="unknown preference data format 'csv'"):
         read_pairs(FIXTURES / "pairs.jsonl", "csv")  # type: ignore[arg-type]
 
@@ -90,10 +90,10 @@ def test_read_pairs_dispatches_by_format_and_reuses_our_jsonl_reader():
         ("summarize_comparisons_broken.jsonl", "summarize-from-feedback", 2, "field 'choice'"),
     ],
 )
-def test_broken_fixture_is_refused_at_its_line(name, format, line, message):
+def test_broken_fixture_is_refused_at_its_line_when_bad_rows_are_fatal(name, format, line, message):
     path = FIXTURES / name
     with pytest.raises(InvalidInput, match=message) as error:
-        read_pairs(path, format)
+        read_pairs(path, format, bad_rows="fail")
     assert str(error.value).startswith(f"{path}:{line}: ")
 
 
@@ -122,7 +122,7 @@ _SUMMARIZE = _lines("summarize_comparisons.jsonl")[0]
 def test_hh_rlhf_broken_lines_name_the_field(tmp_path, record, message):
     path = _write(tmp_path / "hh.jsonl", [_HH, record])
     with pytest.raises(InvalidInput, match=message) as error:
-        read_hh_rlhf(path)
+        read_hh_rlhf(path, bad_rows="fail")
     assert str(error.value).startswith(f"{path}:2: ")
 
 
@@ -140,7 +140,7 @@ def test_hh_rlhf_broken_lines_name_the_field(tmp_path, record, message):
 def test_shp_broken_lines_name_the_field(tmp_path, record, message):
     path = _write(tmp_path / "shp.jsonl", [_SHP, record])
     with pytest.raises(InvalidInput, match=message) as error:
-        read_shp(path)
+        read_shp(path, bad_rows="fail")
     assert str(error.value).startswith(f"{path}:2: ")
 
 
@@ -163,20 +163,20 @@ def test_shp_broken_lines_name_the_field(tmp_path, record, message):
 def test_summarize_broken_lines_name_the_field(tmp_path, record, message):
     path = _write(tmp_path / "comparisons.json", [_SUMMARIZE, record])
     with pytest.raises(InvalidInput, match=message) as error:
-        read_summarize_comparisons(path)
+        read_summarize_comparisons(path, bad_rows="fail")
     assert str(error.value).startswith(f"{path}:2: ")
 
 
-@pytest.mark.parametrize("format", sorted(READERS))
+@pytest.mark.parametrize("format", sorted(PARSERS))
 def test_every_reader_reports_bad_json_bad_bytes_and_empty_files(tmp_path, format):
     bad_json = tmp_path / "bad.jsonl"
     bad_json.write_text('\n{"chosen": \n')
     with pytest.raises(InvalidInput, match=f"{bad_json}:2: not valid JSON"):
-        read_pairs(bad_json, format)
+        read_pairs(bad_json, format, bad_rows="fail")
     latin1 = tmp_path / "latin1.jsonl"
     latin1.write_bytes('{"history": "caf\u00e9"}\n'.encode("latin-1"))
     with pytest.raises(InvalidInput, match=f"{latin1}:1: not UTF-8"):
-        read_pairs(latin1, format)
+        read_pairs(latin1, format, bad_rows="fail")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n\n")
     with pytest.raises(InvalidInput, match="no preference pairs"):

@@ -87,16 +87,20 @@ AggregatorFactory = Callable[..., AggregatorServer]
 
 @pytest.fixture
 def aggregator(tmp_path: Path, pki: FederationPaths) -> AggregatorFactory:
-    """Builds a real mTLS aggregator for `plan` on a free loopback port (use it with `with`);
-    `clock` drives its round deadlines; `export_dir` receives the final selectors."""
+    """Builds a real mTLS aggregator for `plan` on a free loopback port, or `port` (use it
+    with `with`); `clock` drives its round deadlines; `export_dir` receives the final
+    selectors."""
 
     def make(
-        plan: Plan, clock: Callable[[], float] = time.time, export_dir: Path | None = None
+        plan: Plan,
+        clock: Callable[[], float] = time.time,
+        export_dir: Path | None = None,
+        port: int = 0,
     ) -> AggregatorServer:
         plan_path = tmp_path / "plan.yaml"
         save_model_file(plan_path, plan)
         config = AggregatorConfig(
-            listen_address="127.0.0.1:0",
+            listen_address=f"127.0.0.1:{port}",
             pki={
                 "ca_cert": pki.ca_cert,
                 "server_cert": pki.aggregator_cert,

@@ -46,6 +46,45 @@ def test_unreachable_aggregator_is_retried_with_growing_backoff_then_reported(
         assert ceiling / 2 <= delay <= ceiling
 
 
+def test_by_default_a_silo_waits_for_its_aggregator_and_logs_at_growing_intervals(
+    silo_config: SiloConfigFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = silo_config("silo-1", _unused_port())
+    delays: list[float] = []
+
+    def sleep(delay: float) -> None:
+        delays.append(delay)
+        if len(delays) == 60:  # an hour of backoff later: the operator's patience, not ours
+            raise KeyboardInterrupt
+
+    with (
+        caplog.at_level("WARNING", logger="silo.client"),
+        connect(config, rng=random.Random(0), sleep=sleep) as client,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        client.join()
+
+    assert max(delays) <= 30.0 and sum(delays) > 20 * 60
+    lines = [r.getMessage() for r in caplog.records]
+    assert 5 <= len(lines) <= 15  # not one per attempt
+    assert "aggregator localhost" in lines[0] and "waiting for it" in lines[0]
+
+
+def test_aggregator_wait_s_bounds_the_wait(silo_config: SiloConfigFactory) -> None:
+    config = silo_config("silo-1", _unused_port()).model_copy(update={"aggregator_wait_s": 20.0})
+    delays: list[float] = []
+
+    with (
+        connect(config, rng=random.Random(0), sleep=delays.append) as client,
+        pytest.raises(
+            AggregatorUnavailable, match=r"unreachable for Join after \d+ attempts over 20s"
+        ),
+    ):
+        client.join()
+
+    assert sum(delays) == pytest.approx(20.0)
+
+
 def test_join_returns_the_plan_and_the_identity_from_the_certificate(
     tiny_plan: Plan, aggregator: AggregatorFactory, silo_config: SiloConfigFactory
 ) -> None:

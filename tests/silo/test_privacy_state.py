@@ -52,12 +52,44 @@ def test_restarted_silo_restores_its_spend_from_the_ledger(tmp_path: Path) -> No
     assert len(restored.ledger.entries) == 3
 
 
-def test_silo_whose_ledger_was_lost_refuses_to_run(tmp_path: Path) -> None:
-    _spend_rounds(tmp_path, rounds=1)
+def test_silo_whose_ledger_was_lost_refuses_to_run_and_says_what_was_spent(
+    tmp_path: Path,
+) -> None:
+    spent = _spend_rounds(tmp_path, rounds=2)
     (tmp_path / LEDGER_FILE).unlink()
 
-    with pytest.raises(FailedPrecondition, match="ledger .* is missing"):
-        _restore(tmp_path)
+    with pytest.raises(FailedPrecondition) as refused:
+        PrivacyState.restore(
+            tmp_path, FEDERATION, "silo-1", lambda: 0.0, _SIGNER[0], delta=PLAN.delta
+        )
+
+    message = str(refused.value)
+    assert f"records 2 past releases (epsilon {spent:.4f} at delta {PLAN.delta:g})" in message
+    assert "ledger" in message and "is missing" in message
+    assert "backup" in message and "new state_dir" in message
+
+
+def test_silo_whose_first_run_stopped_before_any_release_runs_again(tmp_path: Path) -> None:
+    _restore(tmp_path)  # a first run that failed before releasing: accountant, no ledger
+    assert (tmp_path / ACCOUNTANT_FILE).exists() and not (tmp_path / LEDGER_FILE).exists()
+
+    again = _restore(tmp_path)
+
+    assert again.accountant.events == () and again.ledger.entries == ()
+
+
+def test_status_of_a_silo_that_never_released_shows_nothing_spent(
+    silo_config: SiloConfigFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = silo_config("silo-1", 50051)
+    _restore(config.state_dir)
+    config_path = tmp_path / "silo.yaml"
+    save_model_file(config_path, config)
+
+    status = main(["silo", "status", "--config", str(config_path)])
+
+    assert status == 0
+    assert "releases: 0" in capsys.readouterr().out
 
 
 def test_silo_whose_ledger_lost_its_last_entries_refuses_to_run(tmp_path: Path) -> None:

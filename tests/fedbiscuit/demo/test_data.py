@@ -77,9 +77,12 @@ def test_more_silo_values_than_the_demo_runs_are_refused(tmp_path, pairs):
         partner_dataset(train, test, silos=4, seed=0, max_silos=2)
 
 
-def test_a_broken_training_file_names_its_line(tmp_path, pairs):
+def test_a_broken_training_row_is_skipped_and_its_line_logged(tmp_path, pairs, caplog):
     train, test = _files(tmp_path, pairs[:20], pairs[20:])
     train.write_text(train.read_text() + "{oops\n")
 
-    with pytest.raises(InvalidInput, match=r"train.jsonl:21: not valid JSON"):
-        partner_dataset(train, test, silos=2, seed=0, max_silos=16)
+    with caplog.at_level("WARNING"):
+        parts = partner_dataset(train, test, silos=2, seed=0, max_silos=16)
+
+    assert sum(len(part.train) for part in parts.values()) == 20
+    assert "skipped 1 (4.8%): not valid JSON" in caplog.text and "(line 21)" in caplog.text
