@@ -103,9 +103,7 @@ def _anchors(ca_path: Path, revocations: Path | None) -> TrustAnchors:
     return TrustAnchors(ca, federation_id_of_ca(ca), revoked)
 
 
-def _audit_paths(
-    paths: list[Path], anchors: TrustAnchors, plan: Plan | None
-) -> list[SiloAudit]:
+def _audit_paths(paths: list[Path], anchors: TrustAnchors, plan: Plan | None) -> list[SiloAudit]:
     """Audit every ledger the paths name; each silo ledger is cross-checked against the
     aggregator's copy when an aggregator state (or a demo workdir) is among them. Entries
     are checked against `plan` (None: the first aggregator state's plan, if any)."""
