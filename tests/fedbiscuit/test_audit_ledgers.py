@@ -83,7 +83,7 @@ def test_plot_shows_identical_silos_apart_with_whole_round_ticks(
     tmp_path: Path, ledger_pki: FederationPaths
 ) -> None:
     ledgers = [_ledger(tmp_path / f"{s}.jsonl", ledger_pki, s) for s in ("silo-1", "silo-2")]
-    audits = _audit_paths(ledgers, _anchors(ledger_pki.ca_cert, None))
+    audits = _audit_paths(ledgers, _anchors(ledger_pki.ca_cert, None), None)
 
     figure = spend_figure(audits)
 
