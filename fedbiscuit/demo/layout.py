@@ -42,6 +42,9 @@ FEDERATION_ID = "demo"
 # Under 'he' the aggregator keeps serving this long after DONE so that a silo can export the
 # selectors (the demo stops it as soon as its export is written).
 HE_EXPORT_WINDOW_S = 600.0
+# A loss report's per-pair clip: an untrained selector's pair loss is log 2 ≈ 0.69, and a
+# pair scored wrongly by a margin over 0.54 is clipped (it counts as wrong, not how wrong).
+LOSS_CLIP = 1.0
 
 
 def check_silo_count(options: DemoOptions, where: str) -> None:
@@ -156,11 +159,12 @@ def free_loopback_port() -> int:
 def demo_plan(options: DemoOptions, key_custodian: str = "silo-1") -> Plan:
     """The demo's plan: every silo trains every round, under DP-SGD. FedBiscuit: one warm-up
     round per adapter, then a grouping every `regroup_every` rounds; each loss report averages
-    over m = 7/8 of the smallest silo's training pairs (so it stays defined when a record is
-    removed; clip 2: the tiny and MiniLM selectors' pair losses stay well under it), so its
-    noise std is 8 · 2 / m. The sample rate is fixed from the smallest silo's size, which the
-    demo (the operator) chose, so ledgers reveal nothing about sizes. Under 'he',
-    `key_custodian` makes the CKKS keys."""
+    over m = half of the smallest silo's training pairs (so it stays defined when a record is
+    removed) with losses clipped to 1, so its noise std is 8 · 1 / m: at 256 pairs what all
+    pairs clipped to 2 gave, at the same σ = 8 (the same ε per report), for half the scoring,
+    which was a grouping's main cost (issue 17; benchmarks/fedbiscuit_cost.py). The sample
+    rate is fixed from the smallest silo's size, which the demo (the operator) chose, so
+    ledgers reveal nothing about sizes. Under 'he', `key_custodian` makes the CKKS keys."""
     smallest = options.train_pairs_per_silo
     fedbiscuit = None
     mode = DEMO_MODES[options.protection]
@@ -172,7 +176,7 @@ def demo_plan(options: DemoOptions, key_custodian: str = "silo-1") -> Plan:
             regroup_every=options.regroup_every,
             assignment="optimal",
             loss_report=LossReportSpec(
-                clip=2.0, sample_size=max(1, smallest - max(1, smallest // 8)), noise_multiplier=8.0
+                clip=LOSS_CLIP, sample_size=max(1, smallest // 2), noise_multiplier=8.0
             ),
             # Each cluster's adapter is a secure sum over its own silos: at least 3 of them.
             min_cluster_silos=least,

@@ -1,8 +1,16 @@
 import math
 
+import numpy as np
 import pytest
+from opacus.accountants.analysis.rdp import compute_rdp
 
-from privacy.accounting import DpEvent, PrivacyAccountant, derive_noise_multiplier, epsilon_from_rdp
+from privacy.accounting import (
+    ORDERS,
+    DpEvent,
+    PrivacyAccountant,
+    derive_noise_multiplier,
+    epsilon_from_rdp,
+)
 from protos.errors import InvalidInput
 
 DELTA = 1e-5
@@ -22,6 +30,17 @@ def test_composing_events_equals_one_event_of_all_steps():
     whole = PrivacyAccountant()
     whole.record(DpEvent("dp_sgd", 1.1, 0.02, 300))
     assert split.epsilon(DELTA) == pytest.approx(whole.epsilon(DELTA), rel=1e-12)
+
+
+def test_repeated_event_gives_opacus_exact_curve_in_a_fresh_array():
+    event = DpEvent("dp_sgd", 0.7857, 0.0625, 6)
+    expected = compute_rdp(q=0.0625, noise_multiplier=0.7857, steps=6, orders=list(ORDERS))
+
+    first = event.rdp()
+    first[:] = -1.0  # a caller's change must not reach the memo
+    again = DpEvent("dp_sgd", 0.7857, 0.0625, 6).rdp()
+
+    assert np.array_equal(again, expected)  # bit-for-bit: ledger replays stay exact
 
 
 def test_no_releases_cost_nothing_and_no_noise_costs_everything():
