@@ -32,10 +32,15 @@ selector:
     # from this config (a dry run in seconds, learns little); local: a model folder pinned
     # by path and sha256 (README, "Installing a silo").
     kind: {backbone}
-{selector_extra}dp:
+{selector_extra}# Training knobs from fedbiscuit/recipe.py's rule for silos of about {pairs} pairs
+# (`fedbiscuit init aggregator --pairs-per-silo N`: the smallest silo, an estimate).
+dp:
   # Per-example gradient clipping bound, and the expected Poisson batch per DP-SGD step.
-  clip_norm: 1.0
-  expected_batch_size: 16
+  clip_norm: {clip_norm}
+  expected_batch_size: {batch}
+  # The public sampling rate q: each silo's expected batch is q times its own pairs, and
+  # its ledger entries reveal nothing about its size.
+  sample_rate: {sample_rate}
   # Unset: each silo derives the smallest noise multiplier its budget allows for all
   # planned rounds; set it to fix one for every silo (checked against their policies).
   noise_multiplier: null

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from fedbiscuit import config_templates
+from fedbiscuit.recipe import derive_recipe
 from privacy.pki.layout import FederationPaths, validate_id
 from protos.errors import InvalidInput
 
@@ -53,6 +54,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     aggregator.add_argument(
         "--tiny", action="store_true", help="the tiny backbone: a dry run in seconds"
     )
+    aggregator.add_argument(
+        "--pairs-per-silo",
+        type=int,
+        default=500,
+        metavar="N",
+        help="training pairs of the smallest silo, an estimate the training recipe starts "
+        "from (default 500)",
+    )
     aggregator.set_defaults(func=_init_aggregator)
 
     silo = kinds.add_parser("silo", parents=[common], help="silo.yaml")
@@ -81,6 +90,11 @@ def _init_aggregator(args: argparse.Namespace) -> int:
             f"--silos {args.silos}: masking sums over at least {SMALLEST_MASKED_SUM} silos; "
             "add silos or pass --insecure-plaintext for a development run"
         )
+    if args.pairs_per_silo < 2:
+        raise InvalidInput(f"--pairs-per-silo must be at least 2, got {args.pairs_per_silo}")
+    # Batch, steps and learning rate do not depend on the budget; each silo derives its own
+    # noise multiplier from its own budget (ε = 8, δ = 1e-5 only fills the recipe's figure).
+    recipe = derive_recipe(args.pairs_per_silo, 8.0, 1e-5, args.rounds)
     directory = _directory(args.dir)
     pki = FederationPaths((args.pki or directory / "pki").resolve())
     config_path = directory / "aggregator.yaml"
@@ -93,8 +107,12 @@ def _init_aggregator(args: argparse.Namespace) -> int:
         secagg="" if args.insecure_plaintext else config_templates.SECAGG,
         backbone="tiny" if args.tiny else "minilm",
         selector_extra=config_templates.TINY_SELECTOR if args.tiny else "",
-        local_steps=2 if args.tiny else 6,
-        learning_rate=0.5,
+        pairs=args.pairs_per_silo,
+        clip_norm=recipe.clip_norm,
+        batch=recipe.expected_batch_size,
+        sample_rate=round(recipe.expected_batch_size / args.pairs_per_silo, 6),
+        local_steps=recipe.local_steps,
+        learning_rate=recipe.learning_rate,
     )
     aggregator = config_templates.AGGREGATOR.format(
         federation=args.federation,
