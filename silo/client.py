@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -145,14 +145,9 @@ class SiloClient:
         `num_examples` is sent only when the plan weights by example count (it reveals size).
         Retrying is safe: the aggregator treats a repeated submission for a task as one.
         """
-        header = pb.UpdateHeader(
-            federation_id=task.federation_id,
-            task_id=task.task_id,
-            round=task.round,
-            phase=task.phase,
-            plan_sha256=task.plan_sha256,
-            adapter_index=task.adapter_index,
-            protection=protection,
+        header = _update_header(
+            task,
+            protection,
             manifest=codec.manifest_to_proto(manifest),
             ledger_entries=ledger_entries,
             num_examples=num_examples or 0,
@@ -290,14 +285,9 @@ class SiloClient:
     ) -> pb.Ack:
         """Stream one encrypted contribution: the header (manifest, signed commitment, ledger
         entries) then one ciphertext per chunk (each well under 1 MiB). Retrying is safe."""
-        header = pb.UpdateHeader(
-            federation_id=task.federation_id,
-            task_id=task.task_id,
-            round=task.round,
-            phase=task.phase,
-            plan_sha256=task.plan_sha256,
-            adapter_index=task.adapter_index,
-            protection="he",
+        header = _update_header(
+            task,
+            "he",
             ledger_entries=ledger_entries,
             he_manifest_json=manifest_json,
             he_commitment_json=commitment_json,
@@ -376,3 +366,13 @@ def _assemble_globals(
             raise InvalidInput("globals stream sent a second manifest")
         assembler.add(chunk.data)
     return manifest, assembler.finish()
+
+
+# The fields an upload's header repeats from its task, for the aggregator to match them.
+_TASK_IDENTITY = ("federation_id", "task_id", "round", "phase", "plan_sha256", "adapter_index")
+
+
+def _update_header(task: pb.Task, protection: str, **fields: Any) -> pb.UpdateHeader:
+    """An upload's header for `task`: the task's identity and phase, `protection`, `fields`."""
+    identity = {name: getattr(task, name) for name in _TASK_IDENTITY}
+    return pb.UpdateHeader(**identity, protection=protection, **fields)

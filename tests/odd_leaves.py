@@ -10,9 +10,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from privacy.pki import FederationPaths
+from privacy.pki.ca import key_usage, subject_name
 from privacy.pki.identity import silo_uri
 
 # name -> (BasicConstraints CA, keyCertSign, digitalSignature)
@@ -38,12 +39,7 @@ def issue_odd_leaf(
     ca_key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), None)
     now = now or datetime.now(UTC)
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, federation_id),
-            x509.NameAttribute(NameOID.COMMON_NAME, silo_id),
-        ]
-    )
+    name = subject_name(federation_id, silo_id)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -54,16 +50,10 @@ def issue_odd_leaf(
         .not_valid_after(now + timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
+            key_usage(
                 digital_signature=digital_signature,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
                 key_agreement=not digital_signature,  # a KeyUsage must name some usage
                 key_cert_sign=key_cert_sign or ca,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
             ),
             critical=True,
         )

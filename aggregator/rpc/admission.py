@@ -21,6 +21,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -217,10 +218,12 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
                 self._slots.release(caller, waited)
                 raise
 
-        def unary(raw: Any, context: grpc.ServicerContext) -> Any:
+        @contextmanager
+        def admitted(raw: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            """The admitted call's request; notes a call that ends early, frees its slots."""
             caller, waited, request = enter(raw, context)
             try:
-                return behavior(request, context)
+                yield request
             except (ClientCancelled, MalformedRequest) as exc:  # raised before the servicer
                 self._note_ended_early(request, method, caller)
                 context.abort(*status_of(exc))
@@ -230,18 +233,13 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
             finally:
                 self._slots.release(caller, waited)
 
+        def unary(raw: Any, context: grpc.ServicerContext) -> Any:
+            with admitted(raw, context) as request:
+                return behavior(request, context)
+
         def streaming(raw: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            caller, waited, request = enter(raw, context)
-            try:
+            with admitted(raw, context) as request:
                 yield from behavior(request, context)
-            except (ClientCancelled, MalformedRequest) as exc:  # raised before the servicer
-                self._note_ended_early(request, method, caller)
-                context.abort(*status_of(exc))
-            except Exception:
-                self._note_ended_early(request, method, caller)
-                raise
-            finally:
-                self._slots.release(caller, waited)
 
         return streaming if response_streams else unary
 

@@ -53,6 +53,37 @@ def _check_days(valid_days: int) -> None:
         raise InvalidInput(f"valid_days must be between 1 and 3650, got {valid_days}")
 
 
+def subject_name(federation_id: str, common_name: str) -> x509.Name:
+    """The subject every federation certificate carries: O = federation, CN = holder."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, federation_id),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def key_usage(
+    *,
+    digital_signature: bool = False,
+    key_agreement: bool = False,
+    key_cert_sign: bool = False,
+    crl_sign: bool = False,
+) -> x509.KeyUsage:
+    """A KeyUsage granting only the named usages (the rest are always off here)."""
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=key_agreement,
+        key_cert_sign=key_cert_sign,
+        crl_sign=crl_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def init_ca(
     root: Path | str,
     federation_id: str,
@@ -69,12 +100,7 @@ def init_ca(
     )
     now = now or datetime.now(UTC)
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, federation_id),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"fedbiscuit CA {federation_id}"),
-        ]
-    )
+    name = subject_name(federation_id, f"fedbiscuit CA {federation_id}")
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -85,17 +111,7 @@ def init_ca(
         .not_valid_after(now + timedelta(days=valid_days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            key_usage(key_cert_sign=True, crl_sign=True),
             critical=True,
         )
         .add_extension(
@@ -128,12 +144,7 @@ def _issue(
     now = now or datetime.now(UTC)
     not_after = min(now + timedelta(days=valid_days), ca_cert.not_valid_after_utc)
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, federation_id_of_ca(ca_cert)),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
+    name = subject_name(federation_id_of_ca(ca_cert), common_name)
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     cert = (
         x509.CertificateBuilder()
@@ -145,17 +156,7 @@ def _issue(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            key_usage(digital_signature=True),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)

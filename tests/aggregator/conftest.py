@@ -6,16 +6,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from aggregator.config import AggregatorConfig, AggregatorPki
 from aggregator.rpc.server import AggregatorServer
 from privacy.ledger import GENESIS_HASH, EntrySigner, LedgerEntry
 from privacy.pki import FederationPaths, channel_credentials, init_ca, issue_aggregator, issue_silo
+from privacy.secagg import SecAggClient, for_plan
+from privacy.secagg import wire as secagg_wire
 from protos import codec
 from protos.operator_formats.config_files import save_model_file
 from protos.plan import BackboneSpec, Plan, SelectorSpec
@@ -179,6 +184,19 @@ class Federation:
     def silo(self, server: AggregatorServer, silo_id: str) -> Silo:
         stub = pb_grpc.FederationStub(self.channel(server, silo_id))
         return Silo(silo_id, stub, self.plan, signer_for(self.pki, silo_id))
+
+    def secagg_client(self, silo_id: str, task: pb.Task) -> SecAggClient:
+        """`silo_id`'s SecAgg+ party for `task` (a masked plan's), with its real keys."""
+        key = serialization.load_pem_private_key(self.pki.silo_key(silo_id).read_bytes(), None)
+        return SecAggClient(
+            for_plan(self.plan),
+            secagg_wire.context_from_proto(task.secagg),
+            silo_id,
+            self.pki.silo_cert(silo_id).read_bytes(),
+            key,
+            x509.load_pem_x509_certificate(self.pki.ca_cert.read_bytes()),
+            datetime.now(UTC),
+        )
 
     def joined(self, server: AggregatorServer, silo_ids: tuple[str, ...] = SILOS) -> list[Silo]:
         silos = [self.silo(server, silo_id) for silo_id in silo_ids]

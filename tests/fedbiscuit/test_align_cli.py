@@ -51,6 +51,14 @@ def _align(tmp_path: Path, **overrides: Path) -> int:
     return main(argv)
 
 
+def _refusal(tmp_path: Path, capsys: pytest.CaptureFixture[str], inputs: dict) -> str:
+    """`align` with `inputs` exits 2 (a usage error); returns what it wrote to stderr."""
+    code = _align(tmp_path, **inputs)
+    err = capsys.readouterr().err
+    assert code == 2
+    return err
+
+
 def test_align_tunes_the_policy_and_prints_and_writes_its_win_rates(inputs, tmp_path, capsys):
     code = _align(tmp_path, **inputs)
 
@@ -83,40 +91,32 @@ def test_align_labels_the_same_pairs_from_a_local_backbone_copy_given_by_backbon
 
 
 def test_a_missing_model_folder_is_named(inputs, tmp_path, capsys):
-    code = _align(tmp_path, **{**inputs, "policy": tmp_path / "no-model"})
-
-    assert code == 2
-    assert f"--policy {tmp_path / 'no-model'}: no such folder" in capsys.readouterr().err
+    err = _refusal(tmp_path, capsys, {**inputs, "policy": tmp_path / "no-model"})
+    assert f"--policy {tmp_path / 'no-model'}: no such folder" in err
 
 
 def test_a_folder_that_is_not_a_causal_lm_is_named(inputs, tmp_path, capsys):
     (tmp_path / "not-lm").mkdir()
     (tmp_path / "not-lm" / "config.json").write_text('{"model_type": "bert"}')
 
-    code = _align(tmp_path, **{**inputs, "policy": tmp_path / "not-lm"})
-
-    assert code == 2
-    assert f"--policy {tmp_path / 'not-lm'}: not a loadable causal LM" in capsys.readouterr().err
+    err = _refusal(tmp_path, capsys, {**inputs, "policy": tmp_path / "not-lm"})
+    assert f"--policy {tmp_path / 'not-lm'}: not a loadable causal LM" in err
 
 
 def test_an_empty_prompt_file_is_named(inputs, tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n\n")
 
-    code = _align(tmp_path, **{**inputs, "prompts": empty})
-
-    assert code == 2
-    assert f"--prompts {empty}: no prompts" in capsys.readouterr().err
+    err = _refusal(tmp_path, capsys, {**inputs, "prompts": empty})
+    assert f"--prompts {empty}: no prompts" in err
 
 
 def test_a_bad_prompt_line_is_named_by_file_and_line(inputs, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "How do I cook rice?"}\n{"question": "hi"}\n')
 
-    code = _align(tmp_path, **{**inputs, "prompts": bad})
-
-    assert code == 2
-    assert f"{bad}:2: expected an object with one field" in capsys.readouterr().err
+    err = _refusal(tmp_path, capsys, {**inputs, "prompts": bad})
+    assert f"{bad}:2: expected an object with one field" in err
 
 
 def test_a_selector_whose_adapters_do_not_fit_its_backbone_is_refused(inputs, tmp_path, capsys):
@@ -127,10 +127,7 @@ def test_a_selector_whose_adapters_do_not_fit_its_backbone_is_refused(inputs, tm
     document["spec"] = {"kind": "causal_lm", "backbone": {"kind": "tiny_causal", "seed": 0}}
     (mismatched / "selector.json").write_text(json.dumps(document))
 
-    code = _align(tmp_path, **{**inputs, "selectors": mismatched})
-
-    err = capsys.readouterr().err
-    assert code == 2
+    err = _refusal(tmp_path, capsys, {**inputs, "selectors": mismatched})
     assert f"--selectors {mismatched}: " in err and "adapters.safetensors: adapter state" in err
 
 
@@ -138,10 +135,7 @@ def test_a_bad_config_field_is_named_with_its_line(inputs, tmp_path, capsys):
     config = tmp_path / "bad.yaml"
     config.write_text("dpo:\n  beta: -1\n  stepz: 3\n")
 
-    code = _align(tmp_path, **{**inputs, "config": config})
-
-    err = capsys.readouterr().err
-    assert code == 2
+    err = _refusal(tmp_path, capsys, {**inputs, "config": config})
     assert f"{config}:2: dpo.beta: Input should be greater than 0" in err
     assert f"{config}:3: dpo.stepz: Extra inputs are not permitted" in err
 

@@ -50,6 +50,15 @@ def _paid(ledger: Ledger, binding: str = BINDING) -> LedgerEntry:
     )
 
 
+def _paid_then_re_released(path: Path, pki: FederationPaths, times: int) -> LedgerEntry:
+    """A ledger at `path` with one paid release re-sent `times` times; returns the paid entry."""
+    ledger = _ledger(path, pki)
+    paid = _paid(ledger)
+    for _ in range(times):
+        ledger.append_re_release(paid, epsilon_after=paid.epsilon_after, budget_epsilon=8.0)
+    return paid
+
+
 def _verified(path: Path, pki: FederationPaths) -> VerifiedLedger:
     anchors = TrustAnchors(x509.load_pem_x509_certificate(pki.ca_cert.read_bytes()), FEDERATION)
     lines = [(f"ledger:{n}", line) for n, line in enumerate(path.read_bytes().splitlines(), 1)]
@@ -60,10 +69,7 @@ def test_re_release_costs_nothing_and_audits_clean(
     tmp_path: Path, ledger_pki: FederationPaths
 ) -> None:
     path = tmp_path / "ledger.jsonl"
-    ledger = _ledger(path, ledger_pki)
-    paid = _paid(ledger)
-    for _ in range(3):
-        ledger.append_re_release(paid, epsilon_after=paid.epsilon_after, budget_epsilon=8.0)
+    paid = _paid_then_re_released(path, ledger_pki, times=3)
 
     replayed = _ledger(path, ledger_pki).replay_into(PrivacyAccountant())
     audit = audit_ledger("silo-1", str(path), _verified(path, ledger_pki), with_pld=False)
@@ -118,10 +124,7 @@ def test_a_release_is_re_released_at_most_the_cap(
     tmp_path: Path, ledger_pki: FederationPaths
 ) -> None:
     path = tmp_path / "ledger.jsonl"
-    ledger = _ledger(path, ledger_pki)
-    paid = _paid(ledger)
-    for _ in range(MAX_RE_RELEASES + 1):
-        ledger.append_re_release(paid, epsilon_after=paid.epsilon_after, budget_epsilon=8.0)
+    _paid_then_re_released(path, ledger_pki, times=MAX_RE_RELEASES + 1)
 
     verified = _verified(path, ledger_pki)
 

@@ -1,9 +1,6 @@
-import copy
-
 import numpy as np
 import pytest
 import torch
-from opacus import GradSampleModule
 
 from privacy.secure_noise import NoiseSource
 from protos.plan import BackboneSpec, DpSpec, LoraSpec, SelectorSpec, TrainingSpec
@@ -14,6 +11,11 @@ from selector.choice_data import ChoiceEncoder
 from selector.evaluation import agreement
 from selector.model import adapter_state, build_encoder, build_selector, load_adapter_state
 from silo.trainer import LocalTrainer
+from tests.selector.selector_checks import (
+    assert_per_sample_gradients_equal_per_pair_autograd,
+    perturb_lora_b,
+    scores_and_swapped,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +32,6 @@ def causal_spec() -> SelectorSpec:
 @pytest.fixture(scope="module")
 def causal_encoder(causal_spec) -> ChoiceEncoder:
     return build_encoder(causal_spec)
-
-
-def _perturb_lora_b(model, seed=1):
-    """LoRA B starts at zero, which would make every LoRA A gradient trivially zero."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.trainable().items():
-            if "lora_B" in name:
-                param.copy_(0.1 * torch.randn(param.shape, generator=generator))
 
 
 def test_build_dispatches_on_the_selector_kind(causal_spec):
@@ -73,12 +66,10 @@ def test_fresh_selector_reads_the_frozen_lm_choice_logits_averaged_over_both_ord
 
 def test_swapping_answers_negates_the_debiased_margin(causal_spec, causal_encoder, tiny_dataset):
     model = build_selector(causal_spec, seed=0)
-    _perturb_lora_b(model)
+    perturb_lora_b(model)
     pairs = tiny_dataset["silo-1"].train[:6]
-    swapped = [type(p)(p.prompt, p.rejected, p.chosen) for p in pairs]
+    forward, backward = scores_and_swapped(model, causal_encoder, pairs)
     with torch.no_grad():
-        forward = model(causal_encoder.encode(pairs))
-        backward = model(causal_encoder.encode(swapped))
         alone = torch.cat([model(causal_encoder.encode([pair])) for pair in pairs])
     assert forward.abs().min() > 0
     torch.testing.assert_close(forward, -backward, atol=1e-6, rtol=1e-5)
@@ -89,25 +80,9 @@ def test_opacus_per_sample_gradients_equal_per_pair_autograd(
     causal_spec, causal_encoder, tiny_dataset
 ):
     model = build_selector(causal_spec, seed=0)
-    _perturb_lora_b(model)
-    model.double()
-    reference = copy.deepcopy(model)  # before wrapping: Opacus hooks would pollute it
-    wrapped = GradSampleModule(model, loss_reduction="sum")
-    wrapped.train()
+    perturb_lora_b(model)
     batch = causal_encoder.encode(tiny_dataset["silo-1"].train[:4])
-    torch.nn.functional.softplus(-wrapped(batch)).sum().backward()
-    params = model.trainable()
-    assert all(p.grad_sample is not None for p in params.values())
-    reference.train()
-    for row in range(len(batch)):
-        reference.zero_grad()
-        torch.nn.functional.softplus(-reference(batch.select([row]))).sum().backward()
-        for name, param in reference.trainable().items():
-            expected = param.grad
-            assert expected.abs().max() > 0, name
-            torch.testing.assert_close(
-                params[name].grad_sample[row], expected, rtol=1e-7, atol=1e-12
-            )
+    assert_per_sample_gradients_equal_per_pair_autograd(model, batch, atol=1e-12)
 
 
 def test_training_without_noise_beats_chance(causal_spec, causal_encoder, tiny_dataset):
@@ -134,7 +109,7 @@ def test_checkpoint_round_trips_a_causal_selector(
     causal_spec, causal_encoder, tiny_dataset, tmp_path
 ):
     source = build_selector(causal_spec, seed=0)
-    _perturb_lora_b(source)
+    perturb_lora_b(source)
     save_selector(tmp_path, causal_spec, adapter_state(source), {"rounds": 1})
     loaded, spec, meta = load_selector(tmp_path)
     assert spec == causal_spec and meta == {"rounds": 1}

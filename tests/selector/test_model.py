@@ -1,24 +1,17 @@
-import copy
-
 import numpy as np
 import pytest
 import torch
-from opacus import GradSampleModule
 
 from protos.errors import InvalidInput
 from protos.plan import BackboneSpec, SelectorSpec
 from selector.backbone import load_backbone
 from selector.data import PairEncoder
 from selector.model import adapter_state, build_selector, load_adapter_state
-
-
-def _perturb_lora_b(model, seed=1):
-    """LoRA B starts at zero, which would make every LoRA A gradient trivially zero."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.trainable().items():
-            if "lora_B" in name:
-                param.copy_(0.1 * torch.randn(param.shape, generator=generator))
+from tests.selector.selector_checks import (
+    assert_per_sample_gradients_equal_per_pair_autograd,
+    perturb_lora_b,
+    scores_and_swapped,
+)
 
 
 def test_same_seed_builds_identical_adapters(tiny_spec):
@@ -46,18 +39,15 @@ def test_only_adapters_and_head_train_under_stable_names(tiny_spec):
 
 def test_swapping_answers_negates_the_score(tiny_spec, tiny_encoder, tiny_dataset):
     model = build_selector(tiny_spec, seed=0)
-    _perturb_lora_b(model)
+    perturb_lora_b(model)
     pairs = tiny_dataset["silo-1"].train[:6]
-    swapped = [type(p)(p.prompt, p.rejected, p.chosen) for p in pairs]
-    with torch.no_grad():
-        forward = model(tiny_encoder.encode(pairs))
-        backward = model(tiny_encoder.encode(swapped))
+    forward, backward = scores_and_swapped(model, tiny_encoder, pairs)
     torch.testing.assert_close(forward, -backward, atol=1e-5, rtol=1e-5)
 
 
 def test_score_of_a_pair_does_not_depend_on_its_batch(tiny_spec, tiny_encoder, tiny_dataset):
     model = build_selector(tiny_spec, seed=0)
-    _perturb_lora_b(model)
+    perturb_lora_b(model)
     pairs = tiny_dataset["silo-1"].train[:8]
     with torch.no_grad():
         together = model(tiny_encoder.encode(pairs))
@@ -67,25 +57,9 @@ def test_score_of_a_pair_does_not_depend_on_its_batch(tiny_spec, tiny_encoder, t
 
 def test_opacus_per_sample_gradients_equal_per_pair_autograd(tiny_spec, tiny_encoder, tiny_dataset):
     model = build_selector(tiny_spec, seed=0)
-    _perturb_lora_b(model)
-    model.double()
-    reference = copy.deepcopy(model)  # before wrapping: Opacus hooks would pollute it
-    wrapped = GradSampleModule(model, loss_reduction="sum")
-    wrapped.train()
+    perturb_lora_b(model)
     batch = tiny_encoder.encode(tiny_dataset["silo-1"].train[:5])
-    torch.nn.functional.softplus(-wrapped(batch)).sum().backward()
-    params = model.trainable()
-    assert all(p.grad_sample is not None for p in params.values())
-    reference.train()
-    for row in range(len(batch)):
-        reference.zero_grad()
-        torch.nn.functional.softplus(-reference(batch.select([row]))).sum().backward()
-        for name, param in reference.trainable().items():
-            expected = param.grad
-            assert expected.abs().max() > 0, name
-            torch.testing.assert_close(
-                params[name].grad_sample[row], expected, rtol=1e-7, atol=1e-9
-            )
+    assert_per_sample_gradients_equal_per_pair_autograd(model, batch, atol=1e-9)
 
 
 def test_load_adapter_state_round_trips(tiny_spec):

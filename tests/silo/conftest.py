@@ -16,8 +16,8 @@ from aggregator.rpc.server import AggregatorServer
 from privacy.pki import FederationPaths, init_ca, issue_aggregator, issue_silo
 from protos import codec
 from protos.operator_formats.config_files import save_model_file
-from protos.plan import Plan
-from selector.benchmark.generator import SiloData
+from protos.plan import HeSpec, Plan
+from selector.benchmark.generator import SiloData, make_federated_dataset
 from selector.data import write_jsonl
 from silo.agent import run_silo
 from silo.client import SiloClient
@@ -160,3 +160,15 @@ def stored_windows(vector: np.ndarray, count: int = 4, width: int = 4) -> list[b
     raw = codec.to_bytes(vector)
     starts = np.flatnonzero(vector)[:: max(1, vector.size // count)][:count]
     return [raw[4 * i : 4 * (i + width)] for i in starts if i + width <= vector.size]
+
+
+def four_silo_dataset() -> dict[str, SiloData]:
+    """Benchmark data for silo-1..silo-4 (48 train, 8 test pairs each, seed 0): rounds of 3+."""
+    return make_federated_dataset(num_silos=4, train_pairs=48, test_pairs=8, seed=0)
+
+
+def he_plan_of(plan: Plan, he: HeSpec) -> Plan:
+    """`plan` under HE protection `he`, every round with all three silos."""
+    fields = plan.model_dump(exclude={"protection"})
+    fields.update(protection="he", he=he, silos_per_round=3, min_silos=3)
+    return Plan.model_validate(fields)

@@ -35,6 +35,17 @@ def _config_text(files: dict[str, Path], *, epsilon: str = "4.0", extra: str = "
     )
 
 
+def _assert_refused(tmp_path: Path, text: str, where: str) -> str:
+    """Loading `text` as silo.yaml is refused, naming the file and then `where` (line and
+    field); returns the message."""
+    path = tmp_path / "silo.yaml"
+    path.write_text(text)
+    with pytest.raises(InvalidInput) as caught:
+        load_silo_config(path)
+    assert f"{path}:{where}" in str(caught.value)
+    return str(caught.value)
+
+
 def test_valid_config_loads_with_safe_defaults(tmp_path: Path) -> None:
     files = _write_material(tmp_path)
     path = tmp_path / "silo.yaml"
@@ -52,47 +63,31 @@ def test_valid_config_loads_with_safe_defaults(tmp_path: Path) -> None:
 
 def test_bad_budget_is_reported_with_file_line_and_field(tmp_path: Path) -> None:
     files = _write_material(tmp_path)
-    path = tmp_path / "silo.yaml"
-    path.write_text(_config_text(files, epsilon="0"))
-
-    with pytest.raises(InvalidInput) as caught:
-        load_silo_config(path)
-
-    assert f"{path}:12: budget.epsilon:" in str(caught.value)
+    _assert_refused(tmp_path, _config_text(files, epsilon="0"), "12: budget.epsilon:")
 
 
 def test_missing_key_file_names_the_pki_field(tmp_path: Path) -> None:
     files = _write_material(tmp_path)
     files["silo.key"].unlink()
-    path = tmp_path / "silo.yaml"
-    path.write_text(_config_text(files))
-
-    with pytest.raises(InvalidInput) as caught:
-        load_silo_config(path)
-
-    assert f"{path}:7: pki.key:" in str(caught.value)
+    _assert_refused(tmp_path, _config_text(files), "7: pki.key:")
 
 
 def test_unknown_policy_field_is_rejected_not_ignored(tmp_path: Path) -> None:
     files = _write_material(tmp_path)
-    path = tmp_path / "silo.yaml"
-    path.write_text(_config_text(files, extra="policy:\n  allow_plaintext: true\n"))
-
-    with pytest.raises(InvalidInput) as caught:
-        load_silo_config(path)
-
-    assert f"{path}:15: policy.allow_plaintext: Extra inputs are not permitted" in str(caught.value)
+    _assert_refused(
+        tmp_path,
+        _config_text(files, extra="policy:\n  allow_plaintext: true\n"),
+        "15: policy.allow_plaintext: Extra inputs are not permitted",
+    )
 
 
 def test_address_without_port_is_rejected(tmp_path: Path) -> None:
     files = _write_material(tmp_path)
-    path = tmp_path / "silo.yaml"
-    path.write_text(_config_text(files).replace("localhost:50051", "localhost"))
-
-    with pytest.raises(InvalidInput) as caught:
-        load_silo_config(path)
-
-    assert f"{path}:3: aggregator_address:" in str(caught.value)
+    _assert_refused(
+        tmp_path,
+        _config_text(files).replace("localhost:50051", "localhost"),
+        "3: aggregator_address:",
+    )
 
 
 @pytest.mark.parametrize(
@@ -106,14 +101,10 @@ def test_a_bad_local_backbones_entry_names_the_field(
     tmp_path: Path, entry: str, problem: str
 ) -> None:
     files = _write_material(tmp_path)
-    path = tmp_path / "silo.yaml"
-    path.write_text(_config_text(files, extra="local_backbones:\n" + entry))
-
-    with pytest.raises(InvalidInput) as caught:
-        load_silo_config(path)
-
-    assert f"{path}:15: local_backbones:" in str(caught.value)
-    assert problem in str(caught.value)
+    refusal = _assert_refused(
+        tmp_path, _config_text(files, extra="local_backbones:\n" + entry), "15: local_backbones:"
+    )
+    assert problem in refusal
 
 
 def test_local_backbones_map_digests_to_absolute_folders(tmp_path: Path) -> None:

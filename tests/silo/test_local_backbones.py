@@ -16,7 +16,7 @@ from silo.local_backbones import silo_backbone
 from silo.training_setup import build_training
 from silo.upload.he_exchange import HeExchange
 from tests.backbone_folders import pinned_backbone, save_backbone
-from tests.silo.conftest import SiloConfigFactory
+from tests.silo.conftest import SiloConfigFactory, he_plan_of
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +60,8 @@ def test_he_initial_globals_are_built_from_the_mapped_folder(
     silo_config: SiloConfigFactory,
     tmp_path: Path,
 ) -> None:
-    fields = _plan_on(tiny_plan, pinned_backbone(tmp_path / "operator", digest)).model_dump()
-    fields.update(
-        protection="he", he=HeSpec(key_custodian="silo-1"), silos_per_round=3, min_silos=3
-    )
-    plan = Plan.model_validate(fields)
+    backbone = pinned_backbone(tmp_path / "operator", digest)
+    plan = he_plan_of(_plan_on(tiny_plan, backbone), HeSpec(key_custodian="silo-1"))
     config = silo_config("silo-1", 1, local_backbones={digest: encoder_folder})
 
     # Building the public initial globals needs neither the aggregator nor the HE key.

@@ -19,11 +19,17 @@ from privacy.pki import FederationPaths, issue_silo
 from privacy.secagg import SecAggAborted
 from protos.operator_formats.config_files import save_model_file
 from protos.plan import Plan, SecAggSpec
-from selector.benchmark.generator import SiloData, make_federated_dataset
+from selector.benchmark.generator import SiloData
 from silo.agent import run_silo
 from silo.privacy_state import LEDGER_FILE
 from silo.upload.masked import MaskedUpload
-from tests.silo.conftest import FEDERATION, AggregatorFactory, SiloConfigFactory, run_silos
+from tests.silo.conftest import (
+    FEDERATION,
+    AggregatorFactory,
+    SiloConfigFactory,
+    four_silo_dataset,
+    run_silos,
+)
 
 TIMEOUT_S = 240.0
 SILOS = ("silo-1", "silo-2", "silo-3")
@@ -33,7 +39,20 @@ ROUND_DEADLINE_S = 6.0
 
 @pytest.fixture
 def tiny_dataset() -> dict[str, SiloData]:
-    return make_federated_dataset(num_silos=4, train_pairs=48, test_pairs=8, seed=0)
+    return four_silo_dataset()
+
+
+def _masked_plan(tiny_plan: Plan, silos_per_round: int) -> Plan:
+    """One masked round that needs three uploads, with deadlines short enough to re-run."""
+    fields = tiny_plan.model_dump(exclude={"protection", "secagg"})
+    fields.update(
+        rounds=1,
+        silos_per_round=silos_per_round,
+        min_silos=3,
+        round_deadline_s=ROUND_DEADLINE_S,
+        secagg=SecAggSpec(phase_timeout_s=ROUND_DEADLINE_S),
+    )
+    return Plan.model_validate(fields)
 
 
 def test_a_peer_stalling_every_attempt_does_not_drain_honest_budgets(
@@ -45,15 +64,7 @@ def test_a_peer_stalling_every_attempt_does_not_drain_honest_budgets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     issue_silo(pki.root, "silo-3")
-    fields = tiny_plan.model_dump(exclude={"protection", "secagg"})
-    fields.update(
-        rounds=1,
-        silos_per_round=3,
-        min_silos=3,
-        round_deadline_s=ROUND_DEADLINE_S,
-        secagg=SecAggSpec(phase_timeout_s=ROUND_DEADLINE_S),
-    )
-    plan = Plan.model_validate(fields)
+    plan = _masked_plan(tiny_plan, silos_per_round=3)
     stalls = {"left": STALLED_ATTEMPTS}
     upload = MaskedUpload.send
 
@@ -111,15 +122,7 @@ def test_a_re_run_with_another_roster_is_a_new_paid_release(
     silos = ("silo-1", "silo-2", "silo-3", "silo-4")
     for silo_id in silos[2:]:
         issue_silo(pki.root, silo_id)
-    fields = tiny_plan.model_dump(exclude={"protection", "secagg"})
-    fields.update(
-        rounds=1,
-        silos_per_round=4,
-        min_silos=3,
-        round_deadline_s=ROUND_DEADLINE_S,
-        secagg=SecAggSpec(phase_timeout_s=ROUND_DEADLINE_S),
-    )
-    plan = Plan.model_validate(fields)
+    plan = _masked_plan(tiny_plan, silos_per_round=4)
     upload, join = MaskedUpload.send, MaskedUpload.before_training
     stalled = {"silo-3": 1, "silo-4": 1}
 

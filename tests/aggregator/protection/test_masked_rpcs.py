@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import grpc
 import numpy as np
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from privacy.secagg import RoundContext, SecAggClient, for_plan
+from privacy.secagg import RoundContext, SecAggClient
 from privacy.secagg import wire as secagg_wire
 from protos.v1 import federation_pb2 as pb
 
@@ -31,19 +28,6 @@ def masked(federation: Federation) -> Federation:
     # Certificates are checked at the aggregator's clock: start it at the real date.
     federation.clock.now = time.time()
     return federation
-
-
-def _secagg_client(fed: Federation, silo: Silo, task: pb.Task) -> SecAggClient:
-    key = serialization.load_pem_private_key(fed.pki.silo_key(silo.silo_id).read_bytes(), None)
-    return SecAggClient(
-        for_plan(fed.plan),
-        secagg_wire.context_from_proto(task.secagg),
-        silo.silo_id,
-        fed.pki.silo_cert(silo.silo_id).read_bytes(),
-        key,
-        x509.load_pem_x509_certificate(fed.pki.ca_cert.read_bytes()),
-        datetime.now(UTC),
-    )
 
 
 def _advertise(silo: Silo, task: pb.Task, client: SecAggClient) -> pb.Ack:
@@ -82,7 +66,7 @@ def test_the_roster_is_broadcast_once_every_sampled_silo_advertised(masked: Fede
     server = masked.start()
     silos = masked.joined(server)
     tasks = [silo.pull() for silo in silos]
-    clients = [_secagg_client(masked, s, t) for s, t in zip(silos, tasks, strict=True)]
+    clients = [masked.secagg_client(s.silo_id, t) for s, t in zip(silos, tasks, strict=True)]
 
     for silo, task, client in zip(silos[:2], tasks, clients, strict=False):
         assert _advertise(silo, task, client).accepted
@@ -99,7 +83,7 @@ def test_a_round_below_the_minimum_aborts_before_anything_is_masked(masked: Fede
     silos = masked.joined(server)
     tasks = [silo.pull() for silo in silos]
     for silo, task in zip(silos[:2], tasks, strict=False):
-        _advertise(silo, task, _secagg_client(masked, silo, task))
+        _advertise(silo, task, masked.secagg_client(silo.silo_id, task))
 
     masked.clock.now += PHASE_TIMEOUT_S  # silo-3 never advertises
     server.machine.tick()
@@ -118,7 +102,7 @@ def test_a_replayed_or_cross_round_message_is_refused(masked: Federation) -> Non
     task.secagg.CopyFrom(secagg_wire.context_to_proto(stale))
 
     with pytest.raises(grpc.RpcError) as caught:
-        _advertise(silo, task, _secagg_client(masked, silo, task))
+        _advertise(silo, task, masked.secagg_client(silo.silo_id, task))
 
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "message for round 5" in caught.value.details()
@@ -129,7 +113,7 @@ def test_a_silo_cannot_advertise_keys_in_another_silos_name(masked: Federation) 
     silos = masked.joined(server)
     task = silos[0].pull()
     other_task = silos[1].pull()
-    impostor = _secagg_client(masked, silos[1], other_task)  # silo-2's keys, silo-1's channel
+    impostor = masked.secagg_client(silos[1].silo_id, other_task)  # silo-2's keys, silo-1's channel
 
     with pytest.raises(grpc.RpcError) as caught:
         _advertise(silos[0], task, impostor)

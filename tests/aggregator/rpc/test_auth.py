@@ -128,13 +128,6 @@ def silo_channel(
         yield channel
 
 
-def _interceptor(pki: FederationPaths) -> SiloAuthInterceptor:
-    """The interceptor of an aggregator hosting fed-a alone."""
-    return SiloAuthInterceptor(
-        {"fed-a": FederationTrust.from_files(pki.ca_cert, pki.revocation_list)}
-    )
-
-
 @contextmanager
 def connected(
     pki: FederationPaths,
@@ -176,6 +169,15 @@ def _silo_1(pki: FederationPaths) -> tuple[Path, Path]:
 REFUSED_AT_HANDSHAKE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED)
 
 
+def _assert_refused_at_handshake(pki: FederationPaths, cert: Path | None, key: Path | None) -> None:
+    """A Join with this client certificate (or none) fails before the servicer sees it."""
+    servicer = EchoIdentityServicer()
+    with connected(pki, servicer, cert, key) as channel, pytest.raises(grpc.RpcError) as err:
+        _join(channel)
+    assert err.value.code() in REFUSED_AT_HANDSHAKE
+    assert servicer.calls == []
+
+
 def test_policy_table_is_exactly_the_generated_service() -> None:
     generated = {f"/{FEDERATION.full_name}/{m.name}" for m in FEDERATION.methods}
     assert generated == SILO_METHODS
@@ -205,34 +207,19 @@ def test_authenticated_silo_is_available_in_every_method_shape(pki: FederationPa
 
 
 def test_call_without_client_certificate_never_reaches_the_servicer(pki: FederationPaths) -> None:
-    servicer = EchoIdentityServicer()
-    with connected(pki, servicer, None, None) as channel, pytest.raises(grpc.RpcError) as err:
-        _join(channel)
-    assert err.value.code() in REFUSED_AT_HANDSHAKE
-    assert servicer.calls == []
+    _assert_refused_at_handshake(pki, None, None)
 
 
 def test_certificate_from_another_ca_is_refused(
     pki: FederationPaths, other_pki: FederationPaths
 ) -> None:
-    servicer = EchoIdentityServicer()
-    with (
-        connected(pki, servicer, *_silo_1(other_pki)) as channel,
-        pytest.raises(grpc.RpcError) as err,
-    ):
-        _join(channel)
-    assert err.value.code() in REFUSED_AT_HANDSHAKE
-    assert servicer.calls == []
+    _assert_refused_at_handshake(pki, *_silo_1(other_pki))
 
 
 def test_expired_certificate_is_refused(pki: FederationPaths) -> None:
     long_ago = datetime.now(UTC) - timedelta(days=60)
     cert, key = issue_silo(pki.root, "silo-old", valid_days=30, now=long_ago)
-    servicer = EchoIdentityServicer()
-    with connected(pki, servicer, cert, key) as channel, pytest.raises(grpc.RpcError) as err:
-        _join(channel)
-    assert err.value.code() in REFUSED_AT_HANDSHAKE
-    assert servicer.calls == []
+    _assert_refused_at_handshake(pki, cert, key)
 
 
 def test_certificate_of_another_federation_is_unauthenticated(
@@ -256,12 +243,8 @@ def test_ca_signed_leaf_that_is_not_an_end_entity_client_cert_is_refused(
     tmp_path: Path, pki: FederationPaths, profile: str
 ) -> None:
     cert, key = issue_odd_leaf(pki, "fed-a", "silo-2", profile, tmp_path / "odd")
-    servicer = EchoIdentityServicer()
-    with connected(pki, servicer, cert, key) as channel, pytest.raises(grpc.RpcError) as err:
-        _join(channel)
     # TLS itself may refuse a client key without digitalSignature; the interceptor does the rest.
-    assert err.value.code() in REFUSED_AT_HANDSHAKE
-    assert servicer.calls == []
+    _assert_refused_at_handshake(pki, cert, key)
 
 
 def test_revoked_certificate_is_unauthenticated_on_every_method(pki: FederationPaths) -> None:

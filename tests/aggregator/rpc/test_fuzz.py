@@ -7,16 +7,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime
 
 import grpc
 import numpy as np
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from aggregator.ops.status import read_status
-from privacy.secagg import SecAggClient, for_plan
 from privacy.secagg import wire as secagg_wire
 from protos import codec
 from protos.v1 import federation_pb2 as pb
@@ -73,18 +69,7 @@ def test_fuzzed_requests_in_a_live_masked_round_never_crash_the_aggregator(
     fuzzer, task = silos[0], silos[0].pull()
     for other in silos[1:]:
         other.pull()
-    key = serialization.load_pem_private_key(
-        federation.pki.silo_key(fuzzer.silo_id).read_bytes(), None
-    )
-    keys = SecAggClient(
-        for_plan(federation.plan),
-        secagg_wire.context_from_proto(task.secagg),
-        fuzzer.silo_id,
-        federation.pki.silo_cert(fuzzer.silo_id).read_bytes(),
-        key,
-        x509.load_pem_x509_certificate(federation.pki.ca_cert.read_bytes()),
-        datetime.now(UTC),
-    )
+    keys = federation.secagg_client(fuzzer.silo_id, task)
     advertisement = secagg_wire.advertisement_to_proto(keys.advertise())
     globals_ = fuzzer.download(task)[1]
     header = fuzzer.header(task, np.zeros_like(globals_))

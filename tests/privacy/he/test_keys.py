@@ -42,6 +42,24 @@ def _seal(pki: FederationPaths, ctx: SecretContext, silo: str, **overrides) -> b
     return seal_secret_context_for(pki.silo_cert(silo).read_bytes(), ctx, **{**args, **overrides})
 
 
+def _open(
+    pki: FederationPaths,
+    holder: str,
+    sealed: bytes,
+    *,
+    silo_id: str | None = None,
+    key_epoch: int = 3,
+) -> SecretContext:
+    """Open `sealed` with `holder`'s key, claiming to be `silo_id` (the holder by default)."""
+    return open_sealed_context(
+        _key(pki, holder),
+        sealed,
+        federation_id=FEDERATION,
+        silo_id=silo_id or holder,
+        key_epoch=key_epoch,
+    )
+
+
 def test_public_context_holds_no_secret_key_and_cannot_decrypt(
     secret_ctx: SecretContext,
 ) -> None:
@@ -78,9 +96,7 @@ def test_sealed_context_opens_for_its_recipient_and_decrypts(
     pki: FederationPaths, small_ctx: SecretContext
 ) -> None:
     sealed = _seal(pki, small_ctx, "silo-b")
-    opened = open_sealed_context(
-        _key(pki, "silo-b"), sealed, federation_id=FEDERATION, silo_id="silo-b", key_epoch=3
-    )
+    opened = _open(pki, "silo-b", sealed)
     assert opened.context_id == small_ctx.context_id
     values = np.linspace(-1, 1, 100, dtype=np.float32)
     encrypted = encrypt_update(small_ctx, values, weight=1.0, max_silos=1)
@@ -92,14 +108,10 @@ def test_wrong_recipient_cannot_open_a_sealed_context(
 ) -> None:
     sealed = _seal(pki, small_ctx, "silo-b")
     with pytest.raises(NotAuthenticated, match="silo 'silo-b'"):
-        open_sealed_context(
-            _key(pki, "silo-c"), sealed, federation_id=FEDERATION, silo_id="silo-c", key_epoch=3
-        )
+        _open(pki, "silo-c", sealed)
     # Even claiming to be silo-b, silo-c's key does not open it.
     with pytest.raises(NotAuthenticated, match="does not open"):
-        open_sealed_context(
-            _key(pki, "silo-c"), sealed, federation_id=FEDERATION, silo_id="silo-b", key_epoch=3
-        )
+        _open(pki, "silo-c", sealed, silo_id="silo-b")
 
 
 def test_sealed_context_is_bound_to_its_key_epoch(
@@ -107,9 +119,7 @@ def test_sealed_context_is_bound_to_its_key_epoch(
 ) -> None:
     sealed = _seal(pki, small_ctx, "silo-b")
     with pytest.raises(NotAuthenticated, match="key epoch 3"):
-        open_sealed_context(
-            _key(pki, "silo-b"), sealed, federation_id=FEDERATION, silo_id="silo-b", key_epoch=4
-        )
+        _open(pki, "silo-b", sealed, key_epoch=4)
 
 
 @pytest.mark.parametrize("where", ["header", "body", "tag"])
@@ -124,13 +134,7 @@ def test_tampered_sealed_context_is_rejected(
         sealed[{"body": len(sealed) // 2, "tag": -1}[where]] ^= 0x01
         epoch = 3
     with pytest.raises(NotAuthenticated, match="does not open"):
-        open_sealed_context(
-            _key(pki, "silo-b"),
-            bytes(sealed),
-            federation_id=FEDERATION,
-            silo_id="silo-b",
-            key_epoch=epoch,
-        )
+        _open(pki, "silo-b", bytes(sealed), key_epoch=epoch)
 
 
 def test_truncated_sealed_context_is_rejected(
@@ -138,21 +142,9 @@ def test_truncated_sealed_context_is_rejected(
 ) -> None:
     sealed = _seal(pki, small_ctx, "silo-b")
     with pytest.raises((InvalidInput, NotAuthenticated)):
-        open_sealed_context(
-            _key(pki, "silo-b"),
-            sealed[:-20],
-            federation_id=FEDERATION,
-            silo_id="silo-b",
-            key_epoch=3,
-        )
+        _open(pki, "silo-b", sealed[:-20])
     with pytest.raises(InvalidInput, match="truncated"):
-        open_sealed_context(
-            _key(pki, "silo-b"),
-            sealed[:30],
-            federation_id=FEDERATION,
-            silo_id="silo-b",
-            key_epoch=3,
-        )
+        _open(pki, "silo-b", sealed[:30])
 
 
 def test_revoked_or_foreign_certificate_gets_no_key(

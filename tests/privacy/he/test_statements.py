@@ -61,6 +61,13 @@ def _commit(pki: FederationPaths, silo: str, upload: EncryptedVector, round: int
     )
 
 
+def _statement(commitments: list[SignedCommitment], manifest, **extra) -> AggregateStatement:
+    """The aggregator's statement for this federation's round and key epoch."""
+    return build_aggregate_statement(
+        commitments, manifest, federation_id=FEDERATION, round=ROUND, key_epoch=EPOCH, **extra
+    )
+
+
 @pytest.fixture(scope="module")
 def honest(pki: FederationPaths, small_ctx: SecretContext) -> Round:
     rng = np.random.default_rng(0)
@@ -73,13 +80,7 @@ def honest(pki: FederationPaths, small_ctx: SecretContext) -> Round:
     commitments = {s: _commit(pki, s, u) for s, u in uploads.items()}
     public = load_public_context(public_context_bytes(small_ctx), small_ctx.preset.name)
     aggregate = sum_encrypted(public, list(uploads.values()))
-    statement = build_aggregate_statement(
-        list(commitments.values()),
-        aggregate.manifest,
-        federation_id=FEDERATION,
-        round=ROUND,
-        key_epoch=EPOCH,
-    )
+    statement = _statement(list(commitments.values()), aggregate.manifest)
     return Round(uploads, commitments, aggregate, statement)
 
 
@@ -110,13 +111,7 @@ def test_one_silos_ciphertext_served_as_its_own_aggregate_is_refused(
     pki: FederationPaths, honest: Round
 ) -> None:
     victim = honest.uploads["silo-a"]
-    statement = build_aggregate_statement(
-        [honest.commitments["silo-a"]],
-        victim.manifest,
-        federation_id=FEDERATION,
-        round=ROUND,
-        key_epoch=EPOCH,
-    )
+    statement = _statement([honest.commitments["silo-a"]], victim.manifest)
     with pytest.raises(AggregateRejected, match="fewer than 2"):
         _verify(pki, statement, victim.manifest)
     with pytest.raises(AggregateRejected, match="fewer than 2"):
@@ -128,12 +123,8 @@ def test_a_set_other_than_the_rounds_contributors_is_refused(
 ) -> None:
     subset = [honest.uploads["silo-a"], honest.uploads["silo-b"]]
     aggregate = sum_encrypted(small_ctx, subset)
-    statement = build_aggregate_statement(
-        [honest.commitments["silo-a"], honest.commitments["silo-b"]],
-        aggregate.manifest,
-        federation_id=FEDERATION,
-        round=ROUND,
-        key_epoch=EPOCH,
+    statement = _statement(
+        [honest.commitments["silo-a"], honest.commitments["silo-b"]], aggregate.manifest
     )
     with pytest.raises(AggregateRejected, match="not the round's contributors"):
         _verify(pki, statement, aggregate.manifest)
@@ -172,12 +163,9 @@ def test_a_commitment_replayed_from_another_round_is_refused(
 ) -> None:
     old = _commit(pki, "silo-c", honest.uploads["silo-c"], round=ROUND - 1)
     with pytest.raises(InvalidInput, match="round 6"):
-        build_aggregate_statement(
+        _statement(
             [honest.commitments["silo-a"], honest.commitments["silo-b"], old],
             honest.aggregate.manifest,
-            federation_id=FEDERATION,
-            round=ROUND,
-            key_epoch=EPOCH,
         )
     statement = honest.statement.model_copy(
         update={"contributions": (honest.commitments["silo-a"], honest.commitments["silo-b"], old)}
@@ -259,13 +247,7 @@ def test_one_contribution_served_verbatim_under_an_honest_statement_is_refused(
     pki: FederationPaths, honest: Round
 ) -> None:
     victim = honest.uploads["silo-a"]
-    statement = build_aggregate_statement(
-        list(honest.commitments.values()),
-        victim.manifest,
-        federation_id=FEDERATION,
-        round=ROUND,
-        key_epoch=EPOCH,
-    )
+    statement = _statement(list(honest.commitments.values()), victim.manifest)
     with pytest.raises(AggregateRejected, match="one of its own inputs, served verbatim"):
         _verify(pki, statement, victim.manifest)
 
@@ -275,13 +257,8 @@ def test_contributions_added_onto_another_base_than_they_signed_are_refused(
 ) -> None:
     # The aggregator picks the base after seeing the contributions (e.g. minus the others'
     # sum, so the result is one silo's update): every contributor signed the real base.
-    statement = build_aggregate_statement(
-        list(honest.commitments.values()),
-        honest.aggregate.manifest,
-        federation_id=FEDERATION,
-        round=ROUND,
-        key_epoch=EPOCH,
-        previous_digest="1" * 64,
+    statement = _statement(
+        list(honest.commitments.values()), honest.aggregate.manifest, previous_digest="1" * 64
     )
     with pytest.raises(AggregateRejected, match="added onto another global than the stated"):
         _verify(pki, statement, honest.aggregate.manifest, expected_previous_digest="1" * 64)

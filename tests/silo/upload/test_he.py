@@ -26,7 +26,7 @@ from protos import codec
 from protos.errors import FailedPrecondition, InvalidInput, NotAuthenticated
 from protos.operator_formats.config_files import save_model_file
 from protos.plan import HeSpec, Plan
-from selector.benchmark.generator import SiloData, make_federated_dataset
+from selector.benchmark.generator import SiloData
 from selector.checkpoint import load_selector
 from selector.model import adapter_state
 from silo.client import SiloClient
@@ -40,6 +40,8 @@ from tests.silo.conftest import (
     AggregatorFactory,
     SiloConfigFactory,
     connect,
+    four_silo_dataset,
+    he_plan_of,
     run_silos,
     stored_windows,
 )
@@ -51,20 +53,13 @@ HE_ONLY = SiloPolicy(required_protection="he")
 
 @pytest.fixture
 def tiny_dataset() -> dict[str, SiloData]:
-    return make_federated_dataset(num_silos=4, train_pairs=48, test_pairs=8, seed=0)
+    return four_silo_dataset()
 
 
 @pytest.fixture
 def he_plan(tiny_plan: Plan, pki: FederationPaths) -> Plan:
     issue_silo(pki.root, "silo-3")
-    fields = tiny_plan.model_dump(exclude={"protection"})
-    fields.update(
-        protection="he",
-        he=HeSpec(preset="ckks-add-4096", key_custodian="silo-1"),
-        silos_per_round=3,
-        min_silos=3,
-    )
-    return Plan.model_validate(fields)
+    return he_plan_of(tiny_plan, HeSpec(preset="ckks-add-4096", key_custodian="silo-1"))
 
 
 def _custodian_secret(config: SiloConfig):

@@ -13,9 +13,16 @@ from aggregator.rounds.round_table import Phase
 from privacy.he import decrypt_update, get_preset, open_sealed_context
 from privacy.pki import FederationPaths, issue_silo
 from protos.plan import HeSpec, Plan
-from selector.benchmark.generator import SiloData, make_federated_dataset
+from selector.benchmark.generator import SiloData
 from silo.policy import SiloPolicy
-from tests.silo.conftest import FEDERATION, AggregatorFactory, SiloConfigFactory, run_silos
+from tests.silo.conftest import (
+    FEDERATION,
+    AggregatorFactory,
+    SiloConfigFactory,
+    four_silo_dataset,
+    he_plan_of,
+    run_silos,
+)
 
 PACKED = "ckks-pack3-8192"
 SILOS = ("silo-1", "silo-2", "silo-3")
@@ -24,20 +31,13 @@ TIMEOUT_S = 180.0
 
 @pytest.fixture
 def tiny_dataset() -> dict[str, SiloData]:
-    return make_federated_dataset(num_silos=4, train_pairs=48, test_pairs=8, seed=0)
+    return four_silo_dataset()
 
 
 @pytest.fixture
 def packed_plan(tiny_plan: Plan, pki: FederationPaths) -> Plan:
     issue_silo(pki.root, "silo-3")
-    fields = tiny_plan.model_dump(exclude={"protection"})
-    fields.update(
-        protection="he",
-        he=HeSpec(preset=PACKED, key_custodian="silo-1"),
-        silos_per_round=3,
-        min_silos=3,
-    )
-    return Plan.model_validate(fields)
+    return he_plan_of(tiny_plan, HeSpec(preset=PACKED, key_custodian="silo-1"))
 
 
 def test_packed_he_rounds_add_the_weighted_updates_within_the_stated_bound(
