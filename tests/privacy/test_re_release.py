@@ -19,7 +19,6 @@ from tests.ledger_entries import signed_entry, signer_for
 
 FEDERATION = "fed-a"
 DELTA = 1e-5
-NOW = time.time()  # within the test certificates' validity
 SGD = DpEvent("dp_sgd", noise_multiplier=1.1, sample_rate=0.05, steps=5)
 BINDING = release_binding(FEDERATION, "a" * 64, 0, 0, "b" * 64)
 OTHER_BINDING = release_binding(FEDERATION, "a" * 64, 0, 0, "c" * 64)
@@ -30,7 +29,7 @@ def _ledger(path: Path, pki: FederationPaths) -> Ledger:
         path,
         federation_id=FEDERATION,
         silo_id="silo-1",
-        clock=lambda: NOW,
+        clock=time.time,  # now: the session's test certificates may be younger than this module
         signer=signer_for(pki, "silo-1"),
     )
 
@@ -106,7 +105,7 @@ def test_forged_re_release_is_a_violation(
         "delta": DELTA,
         "epsilon_after": paid.epsilon_after,
         "mechanism": "re_release",
-        "timestamp": NOW,
+        "timestamp": paid.timestamp,
         "re_release_of": 0,
         "release_binding": BINDING,
     }
