@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from selector.data import PreferencePair
+from selector.data import PreferencePair, RowTensors, token_ids
 from selector.truncation import fit_pair
 
 PAD_SEGMENT = 2
@@ -29,7 +29,7 @@ _QUESTION, _ANSWER_A, _ANSWER_B, _PREFERRED = "Question:", "Answer A:", "Answer 
 
 
 @dataclass(frozen=True)
-class ChoiceBatch:
+class ChoiceBatch(RowTensors):
     """Encoded pairs, one row each: segment 0 in slots [0, W), segment 1 in [W, 2W).
 
     `choice_index[row, s]` is the slot of segment s's last token ("Preferred:"), where the
@@ -40,27 +40,6 @@ class ChoiceBatch:
     position_ids: torch.Tensor
     segment_ids: torch.Tensor
     choice_index: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.input_ids.shape[0]
-
-    def select(self, rows: torch.Tensor | Sequence[int]) -> ChoiceBatch:
-        """The given rows (a Poisson sample), in order."""
-        rows = torch.as_tensor(rows, dtype=torch.long)
-        return ChoiceBatch(
-            self.input_ids[rows],
-            self.position_ids[rows],
-            self.segment_ids[rows],
-            self.choice_index[rows],
-        )
-
-    def to(self, device: torch.device) -> ChoiceBatch:
-        return ChoiceBatch(
-            self.input_ids.to(device),
-            self.position_ids.to(device),
-            self.segment_ids.to(device),
-            self.choice_index.to(device),
-        )
 
 
 class ChoiceEncoder:
@@ -79,13 +58,7 @@ class ChoiceEncoder:
         }
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
-        if not texts:  # the tokenizer rejects an empty batch
-            return []
-        # Whole texts, cut later by fit_pair: verbose=False silences the warning about texts
-        # longer than the model's limit, which never reach the model.
-        return self.tokenizer(
-            texts, add_special_tokens=False, return_attention_mask=False, verbose=False
-        )["input_ids"]
+        return token_ids(self.tokenizer, texts)
 
     def _segment(self, prompt: list[int], a: list[int], b: list[int]) -> list[int]:
         t = self._template

@@ -7,10 +7,10 @@ example for DP-SGD's per-example clipping (a pair is the unit of privacy).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -73,8 +73,38 @@ def write_jsonl(path: str | Path, pairs: Iterable[PreferencePair]) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+class RowTensors:
+    """For a frozen dataclass whose fields are all tensors of one row per pair: its length,
+    a subset of rows and a move to a device, field by field."""
+
+    def _each(self, change: Callable[[torch.Tensor], torch.Tensor]) -> Self:
+        return type(self)(*(change(getattr(self, field.name)) for field in fields(self)))
+
+    def __len__(self) -> int:
+        return getattr(self, fields(self)[0].name).shape[0]
+
+    def select(self, rows: torch.Tensor | Sequence[int]) -> Self:
+        """The given rows (a Poisson sample), in order."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return self._each(lambda tensor: tensor[rows])
+
+    def to(self, device: torch.device) -> Self:
+        return self._each(lambda tensor: tensor.to(device))
+
+
+def token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
+    """Each text's token ids, whole and without special tokens (the encoders cut them)."""
+    if not texts:  # the tokenizer rejects an empty batch
+        return []
+    # Whole texts, cut later by fit_pair: verbose=False silences the warning about texts
+    # longer than the model's limit, which never reach the model.
+    return tokenizer(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)[
+        "input_ids"
+    ]
+
+
 @dataclass(frozen=True)
-class PairBatch:
+class PairBatch(RowTensors):
     """Encoded pairs, one row each: side a in slots [0, L), side b in [L, 2L).
 
     `half_ids` says which side a slot belongs to (PAD_HALF for padding); positions restart
@@ -85,27 +115,6 @@ class PairBatch:
     token_type_ids: torch.Tensor
     position_ids: torch.Tensor
     half_ids: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.input_ids.shape[0]
-
-    def select(self, rows: torch.Tensor | Sequence[int]) -> PairBatch:
-        """The given rows (a Poisson sample), in order."""
-        rows = torch.as_tensor(rows, dtype=torch.long)
-        return PairBatch(
-            self.input_ids[rows],
-            self.token_type_ids[rows],
-            self.position_ids[rows],
-            self.half_ids[rows],
-        )
-
-    def to(self, device: torch.device) -> PairBatch:
-        return PairBatch(
-            self.input_ids.to(device),
-            self.token_type_ids.to(device),
-            self.position_ids.to(device),
-            self.half_ids.to(device),
-        )
 
 
 class PairEncoder:
@@ -129,13 +138,7 @@ class PairEncoder:
             )
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
-        if not texts:  # the tokenizer rejects an empty batch
-            return []
-        # Whole texts, cut later by fit_pair: verbose=False silences the warning about texts
-        # longer than the model's limit, which never reach the model.
-        return self.tokenizer(
-            texts, add_special_tokens=False, return_attention_mask=False, verbose=False
-        )["input_ids"]
+        return token_ids(self.tokenizer, texts)
 
     def _sides(
         self, pairs: Sequence[PreferencePair]

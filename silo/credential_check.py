@@ -8,16 +8,14 @@ here first, with the file and what to do in the message.
 
 from __future__ import annotations
 
-import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 
-from privacy.pki import federation_id_of_ca, silo_id_from_cert
+from privacy.pki import federation_id_of_ca, load_private_key, silo_id_from_cert
 from protos.errors import FedbiscuitError, InvalidInput
 from silo.config import SiloPki
 
@@ -115,17 +113,9 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 def _check_key(path: Path, cert: x509.Certificate, cert_path: Path) -> None:
     try:
-        mode = path.stat().st_mode
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = load_private_key(path)
     except OSError as exc:
         raise InvalidInput(f"key {path}: cannot read ({exc.strerror or exc})") from None
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"{path}: not an unencrypted PEM private key ({exc})") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise InvalidInput(
-            f"{path}: the private key is readable by others (mode {stat.S_IMODE(mode):o}); "
-            "chmod 600 it"
-        )
     if key.public_key() != cert.public_key():
         raise InvalidInput(
             f"{path}: this key does not belong to the certificate {cert_path}: the two files "

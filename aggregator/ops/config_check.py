@@ -10,14 +10,12 @@ writes a state dir.
 
 from __future__ import annotations
 
-import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -25,7 +23,12 @@ from aggregator.config import AggregatorConfig, FederationConfig
 from aggregator.rounds.round_table import RoundState
 from aggregator.store import SqliteStore
 from aggregator.store.sqlite import DB_NAME
-from privacy.pki import RevocationList, federation_id_of_ca, hosting_credentials
+from privacy.pki import (
+    RevocationList,
+    federation_id_of_ca,
+    hosting_credentials,
+    load_private_key,
+)
 from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import Plan
 
@@ -147,17 +150,9 @@ def _check_server_cert(
 
 def _check_key(path: Path, cert: x509.Certificate) -> None:
     try:
-        mode = path.stat().st_mode
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = load_private_key(path)
     except FileNotFoundError:
         raise FailedPrecondition(f"server key {path} not found") from None
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"{path}: not an unencrypted PEM private key ({exc})") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise InvalidInput(
-            f"{path}: the private key is readable by others (mode {stat.S_IMODE(mode):o}); "
-            "chmod 600 it"
-        )
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
         raise InvalidInput(f"{path}: this key does not belong to the server certificate")
 

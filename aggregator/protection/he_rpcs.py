@@ -43,9 +43,13 @@ def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def parse_commitment(data: bytes, where: str) -> SignedCommitment:
+def _check_size(data: bytes, where: str, what: str) -> None:
     if not data or len(data) > _MAX_JSON_BYTES:
-        raise InvalidInput(f"{where}: the signed commitment is missing or too large")
+        raise InvalidInput(f"{where}: the {what} is missing or too large")
+
+
+def parse_commitment(data: bytes, where: str) -> SignedCommitment:
+    _check_size(data, where, "signed commitment")
     try:
         return SignedCommitment.model_validate_json(data)
     except ValueError as exc:
@@ -53,8 +57,7 @@ def parse_commitment(data: bytes, where: str) -> SignedCommitment:
 
 
 def parse_manifest(data: bytes, where: str) -> CiphertextManifest:
-    if not data or len(data) > _MAX_JSON_BYTES:
-        raise InvalidInput(f"{where}: the ciphertext manifest is missing or too large")
+    _check_size(data, where, "ciphertext manifest")
     try:
         return CiphertextManifest.from_bytes(data)
     except InvalidInput as exc:

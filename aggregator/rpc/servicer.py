@@ -82,8 +82,7 @@ class FederationServicer(pb_grpc.FederationServicer):
 
     @_unary
     def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
-        silo_id = authenticated_silo(context)
-        self._check_federation(request.federation_id)
+        silo_id = self._caller(context, request.federation_id)
         self._machine.join(silo_id)
         self._edge.joined(silo_id, authenticated_cert(context))
         next_seq, last_hash = self._ledger.position(silo_id)
@@ -98,8 +97,7 @@ class FederationServicer(pb_grpc.FederationServicer):
 
     @_unary
     def PullTask(self, request: pb.PullTaskRequest, context: grpc.ServicerContext) -> pb.Task:
-        silo_id = authenticated_silo(context)
-        self._check_federation(request.federation_id)
+        silo_id = self._caller(context, request.federation_id)
         self._check_plan(request.plan_sha256)
         wait_s = min(request.wait_ms / 1000, self._max_long_poll_s)
         assignment = self._machine.pull(silo_id, wait_s)
@@ -141,8 +139,7 @@ class FederationServicer(pb_grpc.FederationServicer):
     def DownloadGlobals(
         self, request: pb.DownloadRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.TensorChunk]:
-        silo_id = authenticated_silo(context)
-        self._check_federation(request.federation_id)
+        silo_id = self._caller(context, request.federation_id)
         yield from self._edge.download(silo_id, request)
 
     @_unary
@@ -172,36 +169,31 @@ class FederationServicer(pb_grpc.FederationServicer):
 
     @_unary
     def HeKeys(self, request: pb.HeKeysRequest, context: grpc.ServicerContext) -> pb.HeKeysReply:
-        silo_id = authenticated_silo(context)
-        self._check_federation(request.federation_id)
+        silo_id = self._caller(context, request.federation_id)
         return self._edge.he_keys(silo_id, request)
 
     @_unary
     def HeProvideKeys(self, request: pb.HeKeyUpload, context: grpc.ServicerContext) -> pb.Ack:
-        silo_id = authenticated_silo(context)
-        self._check_federation(request.federation_id)
+        silo_id = self._caller(context, request.federation_id)
         return self._edge.he_provide_keys(silo_id, request)
 
     @_unary
     def HeSpotCheck(
         self, request: pb.HeSpotCheckRequest, context: grpc.ServicerContext
     ) -> pb.HeSpotCheckReply:
-        silo_id = authenticated_silo(context)
-        self._check_federation(request.federation_id)
+        silo_id = self._caller(context, request.federation_id)
         return self._edge.he_spot_check(silo_id, request)
 
     @_unary
     def SecAggSubmit(self, request: pb.SecAggSubmission, context: grpc.ServicerContext) -> pb.Ack:
-        silo_id = authenticated_silo(context)
-        self._check_federation(request.federation_id)
+        silo_id = self._caller(context, request.federation_id)
         return self._edge.secagg_submit(silo_id, request)
 
     @_unary
     def SecAggFetch(
         self, request: pb.SecAggFetchRequest, context: grpc.ServicerContext
     ) -> pb.SecAggBroadcast:
-        silo_id = authenticated_silo(context)
-        self._check_federation(request.federation_id)
+        silo_id = self._caller(context, request.federation_id)
         wait_s = min(request.wait_ms / 1000, self._max_long_poll_s)
         return self._edge.secagg_fetch(silo_id, request, wait_s)
 
@@ -213,8 +205,7 @@ class FederationServicer(pb_grpc.FederationServicer):
 
     @_unary
     def ReportLosses(self, request: pb.LossReport, context: grpc.ServicerContext) -> pb.Ack:
-        silo_id = authenticated_silo(context)
-        self._check_federation(request.federation_id)
+        silo_id = self._caller(context, request.federation_id)
         self._check_plan(request.plan_sha256)
         losses = tuple(request.losses)
         if not all(math.isfinite(value) for value in losses):
@@ -235,8 +226,7 @@ class FederationServicer(pb_grpc.FederationServicer):
 
     @_unary
     def Decline(self, request: pb.DeclineRequest, context: grpc.ServicerContext) -> pb.Ack:
-        silo_id = authenticated_silo(context)
-        self._check_federation(request.federation_id)
+        silo_id = self._caller(context, request.federation_id)
         if request.reason_code not in DECLINE_REASONS:
             raise InvalidInput(
                 f"decline reason_code {request.reason_code!r} is not one of "
@@ -256,6 +246,13 @@ class FederationServicer(pb_grpc.FederationServicer):
             silo_id, task.task_id, request.reason_code, message, request.epsilon_spent
         )
         return self._accepted(silo_id, "decline recorded")
+
+    def _caller(self, context: grpc.ServicerContext, federation_id: str) -> str:
+        """The calling silo (from its verified certificate), once the call names this
+        federation."""
+        silo_id = authenticated_silo(context)
+        self._check_federation(federation_id)
+        return silo_id
 
     def _check_federation(self, federation_id: str) -> None:
         if federation_id != self._plan.federation_id:

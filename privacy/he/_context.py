@@ -17,22 +17,14 @@ from privacy.he._presets import CkksPreset, get_preset
 from protos.errors import InvalidInput
 
 
-class SecretContext:
-    """A CKKS context holding the federation's secret key (silos only, never the aggregator).
+class _CkksContext:
+    """What both contexts hold: the TenSEAL context, its preset and its ``context_id``."""
 
-    ``context_id`` is the SHA-256 of the public context bytes: every manifest names it so a
-    ciphertext meant for another key or federation is refused before it is used.
-    """
+    __slots__ = ("_ctx", "_preset", "_context_id")
 
-    __slots__ = ("_ctx", "_preset", "_public_bytes", "_context_id")
-
-    def __init__(self, ctx: ts.Context, preset: CkksPreset) -> None:
-        if not ctx.is_private():
-            raise InvalidInput("a SecretContext needs a TenSEAL context with its secret key")
-        self._ctx = ctx
-        self._preset = preset
-        self._public_bytes = _serialize_public(ctx)
-        self._context_id = hashlib.sha256(self._public_bytes).hexdigest()
+    _ctx: ts.Context
+    _preset: CkksPreset
+    _context_id: str
 
     @property
     def preset(self) -> CkksPreset:
@@ -45,6 +37,24 @@ class SecretContext:
     def _tenseal(self) -> ts.Context:
         """The raw context (it serialises its secret key on request): package-internal."""
         return self._ctx
+
+
+class SecretContext(_CkksContext):
+    """A CKKS context holding the federation's secret key (silos only, never the aggregator).
+
+    ``context_id`` is the SHA-256 of the public context bytes: every manifest names it so a
+    ciphertext meant for another key or federation is refused before it is used.
+    """
+
+    __slots__ = ("_public_bytes",)
+
+    def __init__(self, ctx: ts.Context, preset: CkksPreset) -> None:
+        if not ctx.is_private():
+            raise InvalidInput("a SecretContext needs a TenSEAL context with its secret key")
+        self._ctx = ctx
+        self._preset = preset
+        self._public_bytes = _serialize_public(ctx)
+        self._context_id = hashlib.sha256(self._public_bytes).hexdigest()
 
     def public_bytes(self) -> bytes:
         return self._public_bytes
@@ -65,10 +75,10 @@ class SecretContext:
         return f"SecretContext(preset={self._preset.name!r}, context_id={self._context_id[:12]}…)"
 
 
-class PublicContext:
+class PublicContext(_CkksContext):
     """A CKKS context without the secret key: enough to add ciphertexts, not to decrypt."""
 
-    __slots__ = ("_ctx", "_preset", "_context_id")
+    __slots__ = ()
 
     def __init__(self, data: bytes, preset: CkksPreset) -> None:
         try:
@@ -84,17 +94,6 @@ class PublicContext:
         self._ctx = ctx
         self._preset = preset
         self._context_id = hashlib.sha256(data).hexdigest()
-
-    @property
-    def preset(self) -> CkksPreset:
-        return self._preset
-
-    @property
-    def context_id(self) -> str:
-        return self._context_id
-
-    def _tenseal(self) -> ts.Context:
-        return self._ctx
 
 
 def _serialize_public(ctx: ts.Context) -> bytes:

@@ -15,6 +15,7 @@ from privacy.pki.credentials import (
 from privacy.pki.identity import federation_id_of_ca, silo_id_from_cert, silo_id_from_cert_pem
 from privacy.pki.inventory import CertInfo, show
 from privacy.pki.layout import FederationPaths, validate_id
+from privacy.pki.private_key import load_private_key
 from privacy.pki.revocation import RevocationList, RevokedCertificate, revoke
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "init_ca",
     "issue_aggregator",
     "issue_silo",
+    "load_private_key",
     "revoke",
     "server_credentials",
     "show",

@@ -26,15 +26,20 @@ def _other_federation_ca(tmp_path: Path) -> FederationPaths:
     return other
 
 
-def test_aggregator_certificate_from_another_ca_is_named_without_retries(
-    tiny_plan: Plan, aggregator: AggregatorFactory, silo_config: SiloConfigFactory, tmp_path: Path
-) -> None:
-    other = _other_federation_ca(tmp_path)
+def _refusal(
+    tiny_plan: Plan,
+    aggregator: AggregatorFactory,
+    silo_config: SiloConfigFactory,
+    ca: Path,
+    other: FederationPaths,
+) -> tuple[str, list[float]]:
+    """Join with `other`'s silo-1 credentials, trusting `ca`: the refusal and the retry
+    delays."""
     delays: list[float] = []
     with aggregator(tiny_plan) as server:
         config = _with_pki(
             silo_config("silo-1", server.port),
-            other.ca_cert,
+            ca,
             other.silo_cert("silo-1"),
             other.silo_key("silo-1"),
         )
@@ -43,8 +48,16 @@ def test_aggregator_certificate_from_another_ca_is_named_without_retries(
             pytest.raises(HandshakeRefused) as refused,
         ):
             client.join()
+    return str(refused.value), delays
 
-    assert "the aggregator's certificate is not from the federation CA" in str(refused.value)
+
+def test_aggregator_certificate_from_another_ca_is_named_without_retries(
+    tiny_plan: Plan, aggregator: AggregatorFactory, silo_config: SiloConfigFactory, tmp_path: Path
+) -> None:
+    other = _other_federation_ca(tmp_path)
+    message, delays = _refusal(tiny_plan, aggregator, silo_config, other.ca_cert, other)
+
+    assert "the aggregator's certificate is not from the federation CA" in message
     assert delays == []
 
 
@@ -58,19 +71,7 @@ def test_silo_certificate_the_aggregator_does_not_trust_is_named_without_retries
     other = _other_federation_ca(tmp_path)
     bundle = tmp_path / "both-cas.pem"  # the silo trusts both CAs; the aggregator only its own
     bundle.write_bytes(pki.ca_cert.read_bytes() + other.ca_cert.read_bytes())
-    delays: list[float] = []
-    with aggregator(tiny_plan) as server:
-        config = _with_pki(
-            silo_config("silo-1", server.port),
-            bundle,
-            other.silo_cert("silo-1"),
-            other.silo_key("silo-1"),
-        )
-        with (
-            connect(config, sleep=delays.append) as client,
-            pytest.raises(HandshakeRefused) as refused,
-        ):
-            client.join()
+    message, delays = _refusal(tiny_plan, aggregator, silo_config, bundle, other)
 
-    assert "the aggregator refused this silo's certificate" in str(refused.value)
+    assert "the aggregator refused this silo's certificate" in message
     assert delays == []
