@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from selector.data import PreferencePair
+from selector.data import PreferencePair, token_ids
 from selector.truncation import PROMPT_SHARE
 
 MIN_WINDOW = 32
@@ -51,8 +51,7 @@ def length_statistics(
         raise ValueError("no pairs to measure")
 
     def lengths(texts: list[str]) -> np.ndarray:
-        ids = tokenizer(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)
-        return np.array([len(row) for row in ids["input_ids"]])
+        return np.array([len(row) for row in token_ids(tokenizer, texts)])
 
     prompts = lengths([p.prompt for p in pairs])
     answers = lengths([p.chosen for p in pairs] + [p.rejected for p in pairs])
