@@ -17,6 +17,7 @@ import numpy as np
 
 from privacy.accounting import DpEvent
 from privacy.budget_guard import BudgetGuard
+from privacy.ledger import LedgerEntry
 from privacy.loss_report import loss_report_event, noised_mean_losses
 from privacy.re_release import MAX_RE_RELEASES, release_binding
 from privacy.secagg import SecAggAborted
@@ -177,14 +178,8 @@ class TaskLoop:
             update_manifest, update = stored.manifest, stored.vector
         else:
             manifest, vector = self._uploader.globals_for(task)
-            entry = privacy.record(
-                task.round,
-                event,
-                plan,
-                secure_rng=training.secure_rng,
-                epsilon_after=after,
-                budget_epsilon=budget.epsilon,
-                release_binding=binding,
+            entry = self._record_release(
+                plan, training, task, event, after, release_binding=binding
             )
             self._log("train", task.round, seq=entry.seq, epsilon_after=round(after, 4))
             delta_state = training.trainer.train_round(
@@ -207,6 +202,27 @@ class TaskLoop:
         repeats = sum(1 for e in self._privacy.ledger.entries if e.re_release_of == stored.seq)
         return stored if repeats < MAX_RE_RELEASES else None
 
+    def _record_release(
+        self,
+        plan: Plan,
+        training: TrainingSetup,
+        task: pb.Task,
+        event: DpEvent,
+        epsilon_after: float,
+        **params: int | float | str,
+    ) -> LedgerEntry:
+        """Append the signed ledger entry of a paid release (DP-SGD or loss report) before
+        anything of it leaves; `params` are the mechanism's extra recorded fields."""
+        return self._privacy.record(
+            task.round,
+            event,
+            plan,
+            secure_rng=training.secure_rng,
+            epsilon_after=epsilon_after,
+            budget_epsilon=self._config.budget.epsilon,
+            **params,
+        )
+
     def _evaluate(self, plan: Plan, training: TrainingSetup, task: pb.Task) -> str:
         """Handle one EVALUATE task (a FedBiscuit grouping): "reported" or "declined".
 
@@ -216,7 +232,7 @@ class TaskLoop:
         if plan.fedbiscuit is None:
             raise FailedPrecondition(f"task {task.task_id!r}: a FedBis plan has no groupings")
         spec = plan.fedbiscuit.loss_report
-        privacy, budget = self._privacy, self._config.budget
+        privacy = self._privacy
         event = loss_report_event(plan.adapters, spec.noise_multiplier)
         after = self._afford_or_decline(plan, task, event)
         if after is None:
@@ -226,13 +242,12 @@ class TaskLoop:
             manifest, vector = self._uploader.globals_for(task, k)
             state = codec.unflatten(manifest, vector)
             losses.append(training.trainer.example_losses(state, training.evaluation_rows))
-        entry = privacy.record(
-            task.round,
-            event,
+        entry = self._record_release(
             plan,
-            secure_rng=training.secure_rng,
-            epsilon_after=after,
-            budget_epsilon=budget.epsilon,
+            training,
+            task,
+            event,
+            after,
             clip_norm=spec.clip,
             sample_size=len(training.evaluation_rows),
         )
