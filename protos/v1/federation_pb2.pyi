@@ -22,6 +22,12 @@ class SecAggStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SEC_AGG_STAGE_SHARES: _ClassVar[SecAggStage]
     SEC_AGG_STAGE_SURVIVORS: _ClassVar[SecAggStage]
     SEC_AGG_STAGE_UNMASK: _ClassVar[SecAggStage]
+
+class GroupingStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GROUPING_STAGE_UNSPECIFIED: _ClassVar[GroupingStage]
+    GROUPING_STAGE_INBOX: _ClassVar[GroupingStage]
+    GROUPING_STAGE_CONFIRMATIONS: _ClassVar[GroupingStage]
 TASK_KIND_UNSPECIFIED: TaskKind
 TASK_KIND_WAIT: TaskKind
 TASK_KIND_TRAIN: TaskKind
@@ -32,6 +38,9 @@ SEC_AGG_STAGE_ROSTER: SecAggStage
 SEC_AGG_STAGE_SHARES: SecAggStage
 SEC_AGG_STAGE_SURVIVORS: SecAggStage
 SEC_AGG_STAGE_UNMASK: SecAggStage
+GROUPING_STAGE_UNSPECIFIED: GroupingStage
+GROUPING_STAGE_INBOX: GroupingStage
+GROUPING_STAGE_CONFIRMATIONS: GroupingStage
 
 class JoinRequest(_message.Message):
     __slots__ = ("federation_id", "agent_version")
@@ -68,7 +77,7 @@ class PullTaskRequest(_message.Message):
     def __init__(self, federation_id: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("kind", "task_id", "federation_id", "round", "phase", "plan_sha256", "adapter_index", "globals_sha256", "local_steps", "deadline_unix_s", "retry_after_ms", "message", "adapter_sha256", "secagg", "he")
+    __slots__ = ("kind", "task_id", "federation_id", "round", "phase", "plan_sha256", "adapter_index", "globals_sha256", "local_steps", "deadline_unix_s", "retry_after_ms", "message", "adapter_sha256", "secagg", "he", "grouping")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +93,7 @@ class Task(_message.Message):
     ADAPTER_SHA256_FIELD_NUMBER: _ClassVar[int]
     SECAGG_FIELD_NUMBER: _ClassVar[int]
     HE_FIELD_NUMBER: _ClassVar[int]
+    GROUPING_FIELD_NUMBER: _ClassVar[int]
     kind: TaskKind
     task_id: str
     federation_id: str
@@ -99,7 +109,23 @@ class Task(_message.Message):
     adapter_sha256: _containers.RepeatedScalarFieldContainer[str]
     secagg: SecAggContext
     he: HeTaskContext
-    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., globals_sha256: _Optional[str] = ..., local_steps: _Optional[int] = ..., deadline_unix_s: _Optional[float] = ..., retry_after_ms: _Optional[int] = ..., message: _Optional[str] = ..., adapter_sha256: _Optional[_Iterable[str]] = ..., secagg: _Optional[_Union[SecAggContext, _Mapping]] = ..., he: _Optional[_Union[HeTaskContext, _Mapping]] = ...) -> None: ...
+    grouping: MembershipGrouping
+    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., plan_sha256: _Optional[str] = ..., adapter_index: _Optional[int] = ..., globals_sha256: _Optional[str] = ..., local_steps: _Optional[int] = ..., deadline_unix_s: _Optional[float] = ..., retry_after_ms: _Optional[int] = ..., message: _Optional[str] = ..., adapter_sha256: _Optional[_Iterable[str]] = ..., secagg: _Optional[_Union[SecAggContext, _Mapping]] = ..., he: _Optional[_Union[HeTaskContext, _Mapping]] = ..., grouping: _Optional[_Union[MembershipGrouping, _Mapping]] = ...) -> None: ...
+
+class MembershipGrouping(_message.Message):
+    __slots__ = ("attempt", "candidate_certs")
+    class CandidateCertsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_CERTS_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    candidate_certs: _containers.ScalarMap[str, bytes]
+    def __init__(self, attempt: _Optional[int] = ..., candidate_certs: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
 
 class HeTaskContext(_message.Message):
     __slots__ = ("key_epoch", "weight_denominator")
@@ -228,20 +254,29 @@ class Ack(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., message: _Optional[str] = ..., ledger_next_seq: _Optional[int] = ...) -> None: ...
 
 class LossReport(_message.Message):
-    __slots__ = ("federation_id", "task_id", "round", "plan_sha256", "losses", "ledger_entries")
+    __slots__ = ("federation_id", "task_id", "round", "plan_sha256", "losses", "ledger_entries", "sealed")
+    class SealedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
     LOSSES_FIELD_NUMBER: _ClassVar[int]
     LEDGER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
     task_id: str
     round: int
     plan_sha256: str
     losses: _containers.RepeatedScalarFieldContainer[float]
     ledger_entries: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., round: _Optional[int] = ..., plan_sha256: _Optional[str] = ..., losses: _Optional[_Iterable[float]] = ..., ledger_entries: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    sealed: _containers.ScalarMap[str, bytes]
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., round: _Optional[int] = ..., plan_sha256: _Optional[str] = ..., losses: _Optional[_Iterable[float]] = ..., ledger_entries: _Optional[_Iterable[bytes]] = ..., sealed: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
 
 class DeclineRequest(_message.Message):
     __slots__ = ("federation_id", "task_id", "round", "reason_code", "message", "epsilon_spent", "ledger_entries")
@@ -510,3 +545,71 @@ class HeSpotCheckReply(_message.Message):
     previous: HeChunk
     contributions: _containers.MessageMap[str, HeChunk]
     def __init__(self, aggregate: _Optional[_Union[HeChunk, _Mapping]] = ..., previous: _Optional[_Union[HeChunk, _Mapping]] = ..., contributions: _Optional[_Mapping[str, HeChunk]] = ...) -> None: ...
+
+class GroupingFetchRequest(_message.Message):
+    __slots__ = ("federation_id", "task_id", "attempt", "stage", "wait_ms")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    task_id: str
+    attempt: int
+    stage: GroupingStage
+    wait_ms: int
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., stage: _Optional[_Union[GroupingStage, str]] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+
+class GroupingConfirmationEntry(_message.Message):
+    __slots__ = ("digest", "signature")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    digest: bytes
+    signature: bytes
+    def __init__(self, digest: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class GroupingBroadcast(_message.Message):
+    __slots__ = ("aborted", "message", "retry_after_ms", "attempt", "final_roster", "inbox", "confirmations")
+    class InboxEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    class ConfirmationsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: GroupingConfirmationEntry
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[GroupingConfirmationEntry, _Mapping]] = ...) -> None: ...
+    ABORTED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    FINAL_ROSTER_FIELD_NUMBER: _ClassVar[int]
+    INBOX_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMATIONS_FIELD_NUMBER: _ClassVar[int]
+    aborted: bool
+    message: str
+    retry_after_ms: int
+    attempt: int
+    final_roster: _containers.RepeatedScalarFieldContainer[str]
+    inbox: _containers.ScalarMap[str, bytes]
+    confirmations: _containers.MessageMap[str, GroupingConfirmationEntry]
+    def __init__(self, aborted: _Optional[bool] = ..., message: _Optional[str] = ..., retry_after_ms: _Optional[int] = ..., attempt: _Optional[int] = ..., final_roster: _Optional[_Iterable[str]] = ..., inbox: _Optional[_Mapping[str, bytes]] = ..., confirmations: _Optional[_Mapping[str, GroupingConfirmationEntry]] = ...) -> None: ...
+
+class GroupingConfirmation(_message.Message):
+    __slots__ = ("federation_id", "task_id", "attempt", "digest", "signature")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    task_id: str
+    attempt: int
+    digest: bytes
+    signature: bytes
+    def __init__(self, federation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., digest: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...

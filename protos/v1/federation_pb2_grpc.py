@@ -89,6 +89,16 @@ class FederationStub:
                 request_serializer=protos_dot_v1_dot_federation__pb2.HeSpotCheckRequest.SerializeToString,
                 response_deserializer=protos_dot_v1_dot_federation__pb2.HeSpotCheckReply.FromString,
                 _registered_method=True)
+        self.GroupingFetch = channel.unary_unary(
+                '/fedbiscuit.v1.Federation/GroupingFetch',
+                request_serializer=protos_dot_v1_dot_federation__pb2.GroupingFetchRequest.SerializeToString,
+                response_deserializer=protos_dot_v1_dot_federation__pb2.GroupingBroadcast.FromString,
+                _registered_method=True)
+        self.GroupingConfirm = channel.unary_unary(
+                '/fedbiscuit.v1.Federation/GroupingConfirm',
+                request_serializer=protos_dot_v1_dot_federation__pb2.GroupingConfirmation.SerializeToString,
+                response_deserializer=protos_dot_v1_dot_federation__pb2.Ack.FromString,
+                _registered_method=True)
 
 
 class FederationServicer:
@@ -175,6 +185,21 @@ class FederationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GroupingFetch(self, request, context):
+        """Membership-hiding FedBiscuit (privacy/membership; DESIGN.md §3): fetch the grouping's final
+        roster and the sealed loss reports addressed to the caller, or every silo's confirmation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GroupingConfirm(self, request, context):
+        """Membership-hiding FedBiscuit: the caller's signed confirmation of the grouping digest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -232,6 +257,16 @@ def add_FederationServicer_to_server(servicer, server):
                     servicer.HeSpotCheck,
                     request_deserializer=protos_dot_v1_dot_federation__pb2.HeSpotCheckRequest.FromString,
                     response_serializer=protos_dot_v1_dot_federation__pb2.HeSpotCheckReply.SerializeToString,
+            ),
+            'GroupingFetch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GroupingFetch,
+                    request_deserializer=protos_dot_v1_dot_federation__pb2.GroupingFetchRequest.FromString,
+                    response_serializer=protos_dot_v1_dot_federation__pb2.GroupingBroadcast.SerializeToString,
+            ),
+            'GroupingConfirm': grpc.unary_unary_rpc_method_handler(
+                    servicer.GroupingConfirm,
+                    request_deserializer=protos_dot_v1_dot_federation__pb2.GroupingConfirmation.FromString,
+                    response_serializer=protos_dot_v1_dot_federation__pb2.Ack.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -531,6 +566,60 @@ class Federation:
             '/fedbiscuit.v1.Federation/HeSpotCheck',
             protos_dot_v1_dot_federation__pb2.HeSpotCheckRequest.SerializeToString,
             protos_dot_v1_dot_federation__pb2.HeSpotCheckReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GroupingFetch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedbiscuit.v1.Federation/GroupingFetch',
+            protos_dot_v1_dot_federation__pb2.GroupingFetchRequest.SerializeToString,
+            protos_dot_v1_dot_federation__pb2.GroupingBroadcast.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GroupingConfirm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedbiscuit.v1.Federation/GroupingConfirm',
+            protos_dot_v1_dot_federation__pb2.GroupingConfirmation.SerializeToString,
+            protos_dot_v1_dot_federation__pb2.Ack.FromString,
             options,
             channel_credentials,
             insecure,
