@@ -47,6 +47,8 @@ SILO_METHODS: frozenset[str] = frozenset(
         "/fedbiscuit.v1.Federation/HeKeys",
         "/fedbiscuit.v1.Federation/HeProvideKeys",
         "/fedbiscuit.v1.Federation/HeSpotCheck",
+        "/fedbiscuit.v1.Federation/GroupingFetch",
+        "/fedbiscuit.v1.Federation/GroupingConfirm",
     }
 )
 
