@@ -21,7 +21,9 @@ What is timed, the same way as ``benchmarks/secagg.py`` times ours:
 
 * client time: each ``ClientApp`` call, per node and per SecAgg+ stage (setup, share_keys,
   collect_masked_vectors, unmask; ``fit`` for plaintext). That includes the mod's crypto,
-  quantisation, masking and ``ndarray_to_bytes`` of the upload (like our bytes + SHA-256);
+  quantisation, masking and ``ndarray_to_bytes`` of the upload (like our bytes + SHA-256).
+  Wall seconds, and CPU seconds of the calling thread (``client_cpu_*``: what
+  ``benchmarks/speed_targets.py`` compares, since a shared box's other processes don't count);
 * server time: the workflow's wall time minus the time spent inside the grid (client calls
   and the protobuf round trips), i.e. everything Flower's server does: building messages,
   routing shares, summing masked vectors, rebuilding secrets, unmasking, dequantising and
@@ -36,6 +38,9 @@ Dropouts: ``--dropout F [F ...]`` times one SecAgg+ round per fraction F. In eac
 dropped after sharing keys, as in ours), drawn at random among sets that leave every node
 at least ``threshold`` live nodes in its neighbour set (Flower's own ``_check_threshold``
 aborts the round otherwise). Each printed figure is the fastest of ``--repeats`` runs.
+
+``--num-shares``/``--threshold`` change the neighbourhood: with ``--num-shares`` equal to
+``--clients`` every node is every other's neighbour (Flower allows that even count).
 """
 
 from __future__ import annotations
@@ -100,18 +105,22 @@ class InProcessGrid(Grid):
     here (clients + protobuf round trips), which the caller subtracts from the server's.
     """
 
-    def __init__(self, apps: dict[int, ClientApp], dropout: float, seed: int) -> None:
+    def __init__(
+        self, apps: dict[int, ClientApp], dropout: float, seed: int, threshold: int
+    ) -> None:
         self.apps = apps
         self.contexts = {
             nid: Context(run_id=1, node_id=nid, node_config={}, state=RecordDict(), run_config={})
             for nid in apps
         }
         self.client_s: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        self.client_cpu_s: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
         self.up_bytes: dict[int, int] = defaultdict(int)
         self.grid_s = 0.0
         self.neighbours: dict[int, set[int]] = {}
         self.dropped: set[int] = set()
         self._dropout = dropout
+        self._threshold = threshold
         self._rng = random.Random(seed)
 
     # The abstract Grid API, reduced to what the workflows call.
@@ -163,9 +172,10 @@ class InProcessGrid(Grid):
             if nid in self.dropped:
                 error = Error(ErrorCode.NODE_UNAVAILABLE, "dropped after sharing keys")
                 return Message(error, reply_to=message)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         reply = self.apps[nid](received, self.contexts[nid])
         self.client_s[phase][nid] += time.perf_counter() - start
+        self.client_cpu_s[phase][nid] += time.thread_time() - cpu
         proto = message_to_proto(reply)
         self.up_bytes[nid] += proto.ByteSize()
         return message_from_proto(proto)
@@ -177,7 +187,7 @@ class InProcessGrid(Grid):
         while True:
             dropped = set(self._rng.sample(nodes, count))
             live = set(nodes) - dropped
-            if all(len(self.neighbours[n] & live) >= THRESHOLD for n in nodes):
+            if all(len(self.neighbours[n] & live) >= self._threshold for n in nodes):
                 return dropped
 
 
@@ -193,15 +203,25 @@ def _server_context(node_ids: list[int], grid: Grid) -> LegacyContext:
     return context
 
 
-def run_round(updates: list[np.ndarray], clients: int, masked: bool, dropout: float) -> dict:
-    """One Flower round; returns its timings and the error of its average against numpy's."""
+def run_round(
+    updates: list[np.ndarray],
+    clients: int,
+    masked: bool,
+    dropout: float,
+    shares: tuple[int, int] = (NUM_SHARES, THRESHOLD),
+) -> dict:
+    """One Flower round; returns its timings and the error of its average against numpy's.
+
+    ``shares`` is (num_shares, reconstruction_threshold) of the SecAgg+ workflow.
+    """
+    num_shares, threshold = shares
     node_ids = [1000 + i for i in range(clients)]
     apps = {nid: _app(updates[i % POOL], masked) for i, nid in enumerate(node_ids)}
-    grid = InProcessGrid(apps, dropout if masked else 0.0, seed=clients)
+    grid = InProcessGrid(apps, dropout if masked else 0.0, seed=clients, threshold=threshold)
     context = _server_context(node_ids, grid)
     random.seed(clients)  # the workflow shuffles nodes into its neighbour ring
     workflow = (
-        SecAggPlusWorkflow(NUM_SHARES, THRESHOLD, max_weight=1.0, clipping_range=CLIPPING_RANGE)
+        SecAggPlusWorkflow(num_shares, threshold, max_weight=1.0, clipping_range=CLIPPING_RANGE)
         if masked
         else default_fit_workflow
     )
@@ -222,6 +242,10 @@ def run_round(updates: list[np.ndarray], clients: int, masked: bool, dropout: fl
         "server_s": server_s,
         "client_max_s": client_max,
         "client_mean_s": {p: float(np.mean(list(t.values()))) for p, t in grid.client_s.items()},
+        "client_cpu_max_s": {p: max(t.values()) for p, t in grid.client_cpu_s.items()},
+        "client_cpu_mean_s": {
+            p: float(np.mean(list(t.values()))) for p, t in grid.client_cpu_s.items()
+        },
         "up_bytes_per_param": float(np.mean(list(grid.up_bytes.values()))) / updates[0].size,
         "dropped": len(grid.dropped),
         "max_abs_error": error,
@@ -236,7 +260,10 @@ def main() -> None:
         "--dropout", type=float, nargs="+", default=[0.0], help="fractions, e.g. 0 0.2"
     )
     parser.add_argument("--repeats", type=int, default=2, help="keep each round's fastest run")
+    parser.add_argument("--num-shares", type=int, default=NUM_SHARES, help="nodes per share set")
+    parser.add_argument("--threshold", type=int, default=THRESHOLD, help="reconstruction threshold")
     args = parser.parse_args()
+    shares = (args.num_shares, args.threshold)
     logging.getLogger("flwr").setLevel(logging.ERROR)
     # What Flower's own legacy server runner sets before a workflow builds messages.
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID
@@ -245,15 +272,17 @@ def main() -> None:
     updates = [(rng.standard_normal(args.params) * 0.05).astype(np.float32) for _ in range(POOL)]
 
     def fastest(masked: bool, dropout: float) -> dict:
-        runs = [run_round(updates, args.clients, masked, dropout) for _ in range(args.repeats)]
+        runs = [
+            run_round(updates, args.clients, masked, dropout, shares) for _ in range(args.repeats)
+        ]
         return min(runs, key=lambda r: r["round_s"])
 
     result = {
         "flwr": flwr.__version__,
         "params": args.params,
         "clients": args.clients,
-        "num_shares": NUM_SHARES,
-        "reconstruction_threshold": THRESHOLD,
+        "num_shares": args.num_shares,
+        "reconstruction_threshold": args.threshold,
         "secaggplus": {f"{d:g}": fastest(True, d) for d in args.dropout},
         "plaintext": fastest(False, 0.0),
     }

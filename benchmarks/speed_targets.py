@@ -8,10 +8,17 @@
   rounding, self-mask and one pairwise mask per neighbour) against the floor: the same
   number of AES-CTR keystreams of that length, each added into a uint32 vector with numpy,
   nothing else. Target: <= 2x the floor.
+- The peers beside us, in the same run (``benchmarks/peer_comparison.py``): Flower's SecAgg+
+  client masking of the same vector with the same 9 neighbours, and NVIDIA FLARE's HE model
+  encryption (its provisioning defaults, its ``HEModelEncryptor`` filter) of a 1.2M-parameter
+  model dict, each run by its own framework in a separate virtualenv under ``--peer-venvs``
+  (``flower``, ``nvflare``); ``--create-peer-venvs`` makes missing ones (pip, pinned
+  versions). A peer that cannot run prints ``not measured: <why>``; ``--no-peers`` skips both.
 
 Times are CPU seconds of the measuring thread (``time.thread_time``: on a shared box the
 time other processes hold the core is not counted), the median of ``--repeats`` runs, arms
-interleaved so that drift hits all alike.
+interleaved so that drift hits all alike. Ours encrypts and masks on that one thread;
+NVFlare's TenSEAL encrypts on several, so its figure is the CPU seconds of all its threads.
 The upload path's target lives in ``benchmarks/transport_throughput.py``. Run from the
 repository root, one thread as a silo would:
 ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/speed_targets.py [--repeats 5]``.
@@ -24,8 +31,17 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+from peer_comparison import (
+    DEFAULT_VENVS,
+    NotMeasured,
+    Row,
+    flower_masking,
+    nvflare_encryption,
+    print_group,
+)
 
 from privacy.he import (
     decrypt_update,
@@ -54,7 +70,9 @@ def _median(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def he_rows(repeats: int, silos: int, error_params: int) -> None:
+def he_rows(repeats: int, silos: int, error_params: int) -> dict[str, tuple[float, float]]:
+    """Prints the HE figures; returns {preset: (bytes per parameter, encryption s)}."""
+    figures = {}
     rng = np.random.default_rng(0)
     print(f"CKKS, {PARAMS:,} parameters, encryption on one core (median of {repeats})")
     print(f"{'preset':<18} {'B/param':>8} {'encrypt s':>10} {'B/p / 12':>9} {'s / 1 s':>8}")
@@ -71,6 +89,7 @@ def he_rows(repeats: int, silos: int, error_params: int) -> None:
             f"{name:<18} {per_param:>8.2f} {seconds:>10.3f} {per_param / HE_TARGETS[0]:>9.2f} "
             f"{seconds / HE_TARGETS[1]:>8.2f}"
         )
+        figures[name] = (per_param, seconds)
 
     ctx = generate_secret_context("ckks-pack3-8192")
     public = load_public_context(public_context_bytes(ctx), ctx.preset.name)
@@ -87,9 +106,11 @@ def he_rows(repeats: int, silos: int, error_params: int) -> None:
         f" steps (step {step:g}; stated bound {silos + 1} steps, RMS model "
         f"{ctx.preset.sum_error_rms(silos) / step:.2f})"
     )
+    return figures
 
 
-def mask_rows(repeats: int) -> None:
+def mask_rows(repeats: int) -> tuple[int, float, float, float]:
+    """Prints the masking figures; returns (keystreams, floor s, masking s, bytes/param)."""
     rng = np.random.default_rng(1)
     update = rng.normal(0, 1e-3, PARAMS).astype(np.float32)
     pairwise = {f"peer-{i:02d}": os.urandom(32) for i in range(NEIGHBOURS)}
@@ -104,8 +125,8 @@ def mask_rows(repeats: int) -> None:
         for key in keys:
             np.add(acc, expander.keystream(key), out=acc)
 
-    def masking() -> None:
-        encode_and_mask(update, params, "silo-00", seed, pairwise, digest)
+    def masking() -> np.ndarray:
+        return encode_and_mask(update, params, "silo-00", seed, pairwise, digest)
 
     floor_s, mask_s = [], []
     for _ in range(repeats):
@@ -118,6 +139,82 @@ def mask_rows(repeats: int) -> None:
     print(f"floor: {streams} AES-CTR keystreams + uint32 adds  {f * 1e3:7.1f} ms")
     print(f"encode_and_mask (quantize + all masks)   {m * 1e3:7.1f} ms")
     print(f"ratio to the floor: {m / f:.2f} (target <= {MASK_TARGET})")
+    return streams, f, m, masking().nbytes / PARAMS
+
+
+def peer_rows(args: argparse.Namespace, he: dict, mask: tuple) -> None:
+    """Ours next to Flower's SecAgg+ and NVFlare's HE, measured now, as one table."""
+    streams, floor_s, mask_s, mask_bytes = mask
+    flower_label = "Flower SecAgg+ stage collect_masked_vectors"
+    nvflare_label = "NVFlare HEModelEncryptor + fobs, HEBuilder defaults"
+    flower = nvflare = None
+    if args.no_peers:
+        flower_row = Row(flower_label, missing="--no-peers")
+        nvflare_row = Row(nvflare_label, missing="--no-peers")
+    else:
+        try:
+            flower = flower_masking(
+                args.peer_venvs, args.create_peer_venvs, PARAMS, NEIGHBOURS, args.repeats
+            )
+            flower_label = flower_label.replace("Flower", f"Flower {flower['version']}")
+            flower_row = Row(flower_label, flower["bytes_per_param"], flower["cpu_s"])
+        except NotMeasured as why:
+            flower_row = Row(flower_label, missing=str(why))
+        try:
+            nvflare = nvflare_encryption(
+                args.peer_venvs, args.create_peer_venvs, PARAMS, args.repeats
+            )
+            nvflare_label = nvflare_label.replace("NVFlare", f"NVFlare {nvflare['nvflare']}")
+            nvflare_row = Row(
+                nvflare_label,
+                nvflare["wire_bytes_per_param"],
+                nvflare["encrypt_serialise_cpu_s"],
+            )
+        except NotMeasured as why:
+            nvflare_row = Row(nvflare_label, missing=str(why))
+
+    default, packed = he["ckks-add-8192"], he["ckks-pack3-8192"]
+    print(f"\nOurs vs peers, {PARAMS:,} parameters, one client, this run")
+    print(f"  {'':<56} {'B/param':>8} {'CPU s':>8} {'B/p x':>7} {'CPU x':>7}")
+    print_group(
+        "HE encryption (x: ratio to ours, ckks-add-8192)",
+        [
+            Row("ours ckks-add-8192 (default), encrypt_update", *default),
+            Row("ours ckks-pack3-8192, encrypt_update", *packed),
+            nvflare_row,
+        ],
+        *default,
+    )
+    print_group(
+        f"SecAgg+ client masking, {NEIGHBOURS} neighbours (x: B/p to ours, CPU to the floor)",
+        [
+            Row(f"floor: {streams} AES-CTR keystreams + uint32 adds", None, floor_s),
+            Row("ours encode_and_mask (quantize + all masks)", mask_bytes, mask_s),
+            flower_row,
+        ],
+        mask_bytes,
+        floor_s,
+    )
+    print(
+        "B/param: ours HE = ciphertexts + manifest; NVFlare = the filtered Shareable as its cell "
+        "layer encodes it\n(fobs, one copy of the TenSEAL context per tensor); ours masking = the "
+        "masked vector; Flower = all of\none client's SecAgg+ replies (protobuf). CPU s: ours and "
+        "Flower one thread; NVFlare all TenSEAL threads."
+    )
+    if nvflare is not None:
+        print(
+            f"NVFlare {nvflare['nvflare']} (TenSEAL {nvflare['tenseal']}), a model dict of "
+            f"{nvflare['tensors']} tensors: ciphertexts alone "
+            f"{nvflare['ciphertext_bytes_per_param']:.2f} B/param; the filter without "
+            f"serialising {nvflare['encrypt_cpu_s']:.3f} CPU s, "
+            f"{nvflare['encrypt_wall_s']:.3f} s wall."
+        )
+    if flower is not None:
+        print(
+            f"Flower {flower['version']}: {NEIGHBOURS + 1} clients, num_shares = clients "
+            "(every client the others' neighbour), mean over the clients of the fastest of "
+            f"{args.repeats} rounds;\nits stage also derives the pairwise keys, ours gets them."
+        )
 
 
 def main() -> None:
@@ -125,10 +222,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--silos", type=int, default=64, help="silos in the HE error sum")
     parser.add_argument("--error-params", type=int, default=100_000)
+    parser.add_argument(
+        "--peer-venvs",
+        type=Path,
+        default=DEFAULT_VENVS,
+        help=f"folder of the peers' virtualenvs flower/ and nvflare/ (default {DEFAULT_VENVS})",
+    )
+    parser.add_argument(
+        "--create-peer-venvs", action="store_true", help="make missing peer virtualenvs (pip)"
+    )
+    parser.add_argument("--no-peers", action="store_true", help="measure ours only")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()[0]:.2f}")
-    he_rows(args.repeats, args.silos, args.error_params)
-    mask_rows(args.repeats)
+    he = he_rows(args.repeats, args.silos, args.error_params)
+    mask = mask_rows(args.repeats)
+    peer_rows(args, he, mask)
     print(f"load average: {os.getloadavg()[0]:.2f}")
 
 
