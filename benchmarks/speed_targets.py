@@ -229,7 +229,9 @@ def main() -> None:
         help=f"folder of the peers' virtualenvs flower/ and nvflare/ (default {DEFAULT_VENVS})",
     )
     parser.add_argument(
-        "--create-peer-venvs", action="store_true", help="make missing peer virtualenvs (pip)"
+        "--create-peer-venvs",
+        action="store_true",
+        help="make missing peer virtualenvs (pip install: minutes, needs the package registry)",
     )
     parser.add_argument("--no-peers", action="store_true", help="measure ours only")
     args = parser.parse_args()
