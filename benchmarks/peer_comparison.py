@@ -141,10 +141,10 @@ def print_group(title: str, rows: list[Row], bytes_ref: float, cpu_ref: float) -
     print(title)
     for row in rows:
         if row.missing:
-            print(f"  {row.label:<56} not measured: {row.missing}")
+            print(f"  {row.label:<58} not measured: {row.missing}")
             continue
         size = "-" if row.bytes_per_param is None else f"{row.bytes_per_param:.2f}"
         size_x = "-" if row.bytes_per_param is None else f"{row.bytes_per_param / bytes_ref:.2f}"
         cpu = "-" if row.cpu_s is None else f"{row.cpu_s:.4f}"
         cpu_x = "-" if row.cpu_s is None else f"{row.cpu_s / cpu_ref:.2f}"
-        print(f"  {row.label:<56} {size:>8} {cpu:>8} {size_x:>7} {cpu_x:>7}")
+        print(f"  {row.label:<58} {size:>8} {cpu:>8} {size_x:>7} {cpu_x:>7}")

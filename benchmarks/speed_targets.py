@@ -175,7 +175,7 @@ def peer_rows(args: argparse.Namespace, he: dict, mask: tuple) -> None:
 
     default, packed = he["ckks-add-8192"], he["ckks-pack3-8192"]
     print(f"\nOurs vs peers, {PARAMS:,} parameters, one client, this run")
-    print(f"  {'':<56} {'B/param':>8} {'CPU s':>8} {'B/p x':>7} {'CPU x':>7}")
+    print(f"  {'':<58} {'B/param':>8} {'CPU s':>8} {'B/p x':>7} {'CPU x':>7}")
     print_group(
         "HE encryption (x: ratio to ours, ckks-add-8192)",
         [
