@@ -222,12 +222,12 @@ class HiddenEdge(MaskedEdge):
         if request.stage not in (pb.GROUPING_STAGE_INBOX, pb.GROUPING_STAGE_CONFIRMATIONS):
             raise InvalidInput(f"unknown grouping stage {request.stage}")
         reply = self._machine.long_poll(
-            lambda final: self._fetch(silo_id, request, final), wait_s, 1.0
+            lambda final: self._grouping_reply(silo_id, request, final), wait_s, 1.0
         )
         reply.attempt = request.attempt
         return reply
 
-    def _fetch(
+    def _grouping_reply(
         self, silo_id: str, request: pb.GroupingFetchRequest, final: bool
     ) -> pb.GroupingBroadcast | None:
         """The stage's broadcast, an abort, or (on the last call) "poll again"; None to keep
