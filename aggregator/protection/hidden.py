@@ -21,6 +21,7 @@ import numpy as np
 
 from aggregator.federation_trust import FederationTrust
 from aggregator.protection.base import Aggregation, NewAttempt
+from aggregator.protection.cluster_sizes import ClusterSizes, record_cluster_sizes
 from aggregator.protection.he_rpcs import cert_pem
 from aggregator.protection.hidden_grouping import HiddenGrouping
 from aggregator.protection.masked import RETRY_AFTER_MS, MaskedEdge, MaskedProtection
@@ -57,8 +58,6 @@ class HiddenProtection(MaskedProtection):
         if self._plan.fedbiscuit is None or self._plan.fedbiscuit.membership != "hidden":
             raise InvalidInput("hidden membership needs a FedBiscuit plan with membership hidden")
         self.grouping: HiddenGrouping = HiddenGrouping(store, trust)
-        self.last_sums: tuple[int, tuple[int, ...], tuple[int, ...]] | None = None
-        """(round, per-cluster participants, agreed sizes) of the last hidden aggregation."""
 
     def hidden_round(self, round_: int) -> bool:
         """Whether `round_` trains under a grouping (every round after warm-up)."""
@@ -148,7 +147,7 @@ class HiddenProtection(MaskedProtection):
                 error,
             )
             return None
-        self.last_sums = (state.round, decoded.counts, decoded.sizes)
+        record_cluster_sizes(self._store, ClusterSizes(state.round, decoded.sizes, decoded.counts))
         log.info(
             "federation=%s round=%d attempt=%d cluster sizes=%s participants=%s",
             self._plan.federation_id,

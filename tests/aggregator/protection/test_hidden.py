@@ -15,7 +15,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from aggregator.ops.status import read_status
 from aggregator.rounds.fedavg import add_summed_deltas
 from aggregator.rounds.round_table import Phase, RoundState
 from aggregator.rpc.server import AggregatorServer
@@ -273,3 +275,16 @@ def test_the_aggregator_keeps_no_loss_and_no_membership(
                 assert pattern.encode() not in blob
         assert server.machine.state.phase == Phase.DONE
         assert server.machine.state.assignment == ()
+        status = read_status(tmp_path / "state")
+        assert (status.membership, status.clusters, status.grouped_silos) == ("hidden", (), 7)
+        assert status.cluster_sizes == view.sizes == status.cluster_participants
+        assert {silo.cluster for silo in status.silos} == {None}
+        sizes = {
+            (sample.labels["cluster"], sample.labels["kind"]): sample.value
+            for family in text_string_to_metric_families(metrics.decode())
+            if family.name == "fedbiscuit_cluster_silos"
+            for sample in family.samples
+        }
+        assert sizes == {
+            (str(k), kind): view.sizes[k] for k in range(2) for kind in ("size", "participants")
+        }
