@@ -25,6 +25,7 @@ from aggregator.store import SqliteStore
 from privacy.membership import Confirmation
 from privacy.pki import FederationPaths, init_ca, issue_aggregator, issue_silo
 from protos.v1 import federation_pb2 as pb
+from tests.request_fuzzer import run, seeds_for
 
 from ..conftest import FEDERATION_ID, TIMEOUT_S, Federation, tiny_plan
 from .hidden_silos import HiddenSilo, run_grouping, run_hidden_round
@@ -288,3 +289,24 @@ def test_the_aggregator_keeps_no_loss_and_no_membership(
         assert sizes == {
             (str(k), kind): view.sizes[k] for k in range(2) for kind in ("size", "participants")
         }
+
+
+def test_fuzzed_requests_mid_grouping_never_crash_the_aggregator(
+    seven, caplog: pytest.LogCaptureFixture
+) -> None:
+    federation, server, silos = seven
+    ids = tuple(s.silo_id for s in silos)
+    losses = random_losses(ids, 2)
+    for silo in silos:
+        silo.report(losses[silo.silo_id])
+    fuzzer = silos[0]
+    header = pb.UpdateHeader(federation_id=FEDERATION_ID, task_id=fuzzer.task.task_id)
+    seeds = seeds_for(fuzzer.task, header, b"\0" * 8, fuzzer.silo.entries[-1].to_line())
+    caplog.set_level(logging.INFO)
+
+    tally = run(federation.channel(server, fuzzer.silo_id), seeds, 200, seed=16)
+
+    codes = {code for (_, code) in tally}
+    assert not codes & {"INTERNAL", "UNKNOWN"}, tally
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert {method for method, _ in tally} >= {"GroupingFetch", "GroupingConfirm", "ReportLosses"}
