@@ -24,7 +24,9 @@ from aggregator.rpc.server import AggregatorServer
 from aggregator.store import SqliteStore
 from privacy.membership import Confirmation
 from privacy.pki import FederationPaths, init_ca, issue_aggregator, issue_silo
+from privacy.secagg import wire as secagg_wire
 from protos.v1 import federation_pb2 as pb
+from protos.v1 import federation_pb2_grpc as pb_grpc
 from tests.request_fuzzer import run, seeds_for
 
 from ..conftest import FEDERATION_ID, TIMEOUT_S, Federation, tiny_plan
@@ -214,6 +216,29 @@ def test_a_silo_that_does_not_report_is_left_off_the_final_roster(
 
         assert shut_out.aborted and "not on the final roster" in shut_out.message
         assert server.machine.state.grouped_silos == ids[:6]
+
+
+def test_a_restart_mid_round_reruns_it_under_the_same_grouping(seven) -> None:
+    federation, server, silos = seven
+    ids = tuple(s.silo_id for s in silos)
+    run_grouping(silos, random_losses(ids, 2))
+    before = [silo.pull_train() for silo in silos]
+    for silo in silos[:3]:
+        silo.submit("advertisement", secagg_wire.advertisement_to_proto(silo.secagg.advertise()))
+    server.stop(0)
+
+    server = federation.start()
+    for silo in silos:  # the same silos (views, ledgers), reconnected
+        silo.silo.stub = pb_grpc.FederationStub(federation.channel(server, silo.silo_id))
+    dim = server.machine.globals_vector(server.machine.state.round, 0)[1].size
+    run_hidden_round(silos, on_grid_deltas(ids, dim))
+
+    after = [silo.task for silo in silos]
+    digest = silos[0].view.digest
+    assert {t.secagg.grouping_digest for t in before + after} == {digest}
+    assert {t.task_id for t in after}.isdisjoint(t.task_id for t in before)
+    assert after[0].secagg.seed != before[0].secagg.seed
+    assert server.machine.state.phase == Phase.DONE
 
 
 @pytest.mark.parametrize(("clusters", "count"), [(2, 7), (3, 10)])  # 4+3 and 4+3+3
