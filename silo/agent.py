@@ -16,7 +16,7 @@ from privacy.ledger import Ledger
 from silo.client import SiloClient
 from silo.config import SiloConfig
 from silo.credential_check import check_credentials
-from silo.grouping_store import GroupingStore
+from silo.grouping_store import GroupingStore, own_cluster
 from silo.identity import SiloIdentity
 from silo.privacy_state import LEDGER_FILE, PrivacyState, check_spend_has_ledger
 from silo.task_loop import TaskLoop
@@ -77,13 +77,12 @@ def silo_status(config: SiloConfig) -> SiloStatus:
     epsilon = ledger.replay_into(accountant)
     entries = ledger.entries
     view = GroupingStore(config.state_dir).load_view()
-    grouped = view is not None and config.silo_id in view.silo_ids
     return SiloStatus(
         releases=len(entries),
         epsilon_spent=epsilon,
         budget_epsilon=config.budget.epsilon,
         delta=entries[-1].params.delta if entries else config.budget.delta,
         last_round=entries[-1].round if entries else None,
-        cluster=view.cluster_of(config.silo_id) if view is not None and grouped else None,
-        grouping_round=view.roster.context.round if view is not None and grouped else None,
+        cluster=own_cluster(config.state_dir, config.silo_id),
+        grouping_round=view.roster.context.round if view is not None else None,
     )

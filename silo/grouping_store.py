@@ -86,3 +86,12 @@ class GroupingStore:
                 f"{path}: the kept loss report is malformed ({error}); delete it to pay for a "
                 "new report"
             ) from None
+
+
+def own_cluster(state_dir: Path, silo_id: str) -> int | None:
+    """The cluster `silo_id` is in under the grouping its state dir last confirmed (what
+    ``silo status`` shows and only the silo knows), or None if it holds none."""
+    view = GroupingStore(state_dir).load_view()
+    if view is None or silo_id not in view.silo_ids:
+        return None
+    return view.cluster_of(silo_id)

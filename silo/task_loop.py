@@ -199,7 +199,10 @@ class TaskLoop:
         ack = upload.send(update_manifest, update, privacy.undelivered())
         privacy.delivered(ack.ledger_next_seq)
         upload.after_send()
-        self._log("uploaded", task.round, accepted=ack.accepted, protection=plan.protection)
+        sizes = {"bytes": upload.sent_bytes} if upload.sent_bytes else {}
+        self._log(
+            "uploaded", task.round, accepted=ack.accepted, protection=plan.protection, **sizes
+        )
         return "uploaded"
 
     def _re_releasable(self, binding: str, round_: int) -> StoredRelease | None:

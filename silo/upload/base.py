@@ -57,6 +57,8 @@ class TrainUpload(ABC):
     roster: tuple[str, ...] = ()
     """Who this upload is summed with, once known after `before_training` (masking: the
     silos that advertised keys); a paid-for release is re-sent only to the same roster."""
+    sent_bytes: int = 0
+    """Payload bytes of the upload once sent, for the silo's log (0: not counted)."""
 
     def before_training(self) -> None:  # noqa: B027 (optional step)
         """Work that must succeed before this silo spends budget on the task."""

@@ -239,7 +239,8 @@ class HiddenUploader(MaskedUploader):
         if adapter_index is not None or not self._grouped(task):
             return super().globals_for(task, adapter_index)
         view = self._checked_view(task)
-        every = [super().globals_for(task, k) for k in range(self._spec.clusters)]
+        download = super().globals_for  # (a comprehension has no zero-argument super)
+        every = [download(task, k) for k in range(self._spec.clusters)]
         return every[view.cluster_of(self._context.identity.silo_id)]
 
     def begin(self, task: pb.Task) -> TrainUpload:

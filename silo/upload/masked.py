@@ -96,6 +96,7 @@ class MaskedUpload(TrainUpload):
             raise SecAggAborted("the update cannot be masked before the keys are shared")
         layout, vector = self._protected(manifest, update)
         words = self._secagg.mask(self._delivery, vector).vector
+        self.sent_bytes = words.nbytes
         return self._client.upload_update(
             self._task,
             codec.ring_manifest(layout, words),
