@@ -59,6 +59,11 @@ class HiddenProtection(MaskedProtection):
             raise InvalidInput("hidden membership needs a FedBiscuit plan with membership hidden")
         self.grouping: HiddenGrouping = HiddenGrouping(store, trust)
 
+    def excluded(self) -> frozenset[str]:
+        """Joined silos without a usable certificate: no grouping could name them."""
+        joined = [record.silo_id for record in self._store.silos()]
+        return self.grouping.without_certificate(joined)
+
     def hidden_round(self, round_: int) -> bool:
         """Whether `round_` trains under a grouping (every round after warm-up)."""
         return self._plan.warmup_adapter(round_) is None

@@ -14,9 +14,11 @@ new attempt.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from cryptography import x509
 
 from aggregator.federation_trust import FederationTrust
 from aggregator.protection.grouping import Grouping
@@ -30,6 +32,7 @@ from privacy.membership import (
     GroupingRelay,
     RelayPhase,
 )
+from privacy.secagg.keys import verify_silo_certificate
 from protos.errors import FailedPrecondition, FedbiscuitError, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -67,30 +70,86 @@ class HiddenGrouping(Grouping):
         self._trust = trust
         self._current: GroupingAttempt | None = None
         self._previous: GroupingAttempt | None = None
+        self._pems: dict[str, bytes] = {}  # the certificates on file, read once
+        self._serials: dict[bytes, int] = {}
 
     # -- certificates: what candidates are shown of each other ---------------------------------
 
     def remember_certificate(self, silo_id: str, cert_pem: bytes) -> None:
         """The certificate a silo joined with (relayed to the other candidates, who check it)."""
-        if self._store.artifact(_CERT_KEY + silo_id) != cert_pem:
+        if self._certificate(silo_id) != cert_pem:
             self._store.put_artifact(_CERT_KEY + silo_id, cert_pem)
+            self._pems[silo_id] = cert_pem
+
+    def _certificate(self, silo_id: str) -> bytes | None:
+        if silo_id not in self._pems:
+            pem = self._store.artifact(_CERT_KEY + silo_id)
+            if pem is None:
+                return None
+            self._pems[silo_id] = pem
+        return self._pems[silo_id]
+
+    def without_certificate(self, silo_ids: Collection[str]) -> frozenset[str]:
+        """Silos no grouping can name: no joined certificate on file, or a revoked one (so
+        the round machine neither samples them nor starts a grouping it cannot finish)."""
+        revoked = self._trust.revoked_serials()
+        out = set()
+        for silo_id in silo_ids:
+            pem = self._certificate(silo_id)
+            if pem is None or self._serial(pem) in revoked:
+                out.add(silo_id)
+        return frozenset(out)
+
+    def _serial(self, pem: bytes) -> int:
+        if pem not in self._serials:
+            self._serials[pem] = x509.load_pem_x509_certificate(pem).serial_number
+        return self._serials[pem]
+
+    def _candidates(self, state: RoundState, now: datetime) -> dict[str, bytes]:
+        """The sampled silos whose joined certificate passes the CA checks now; any other is
+        left out of the grouping (it could not check, nor be checked by, the others)."""
+        certs = {}
+        for silo_id in state.sampled:
+            pem = self._certificate(silo_id)
+            try:
+                if pem is None:
+                    raise InvalidInput("no certificate on file")
+                verify_silo_certificate(
+                    pem,
+                    self._trust.ca_certs[0],
+                    self._plan.federation_id,
+                    silo_id,
+                    now,
+                    self._trust.revoked_serials(),
+                )
+            except FedbiscuitError as error:
+                log.warning(
+                    "federation=%s round=%d silo=%s left out of the grouping: %s",
+                    self._plan.federation_id,
+                    state.round,
+                    silo_id,
+                    error,
+                )
+                continue
+            certs[silo_id] = pem
+        return certs
 
     # -- the round machine's hook --------------------------------------------------------------
 
     def open(self, state: RoundState) -> None:
         plan = self._plan
-        certs = {s: self._store.artifact(_CERT_KEY + s) for s in state.sampled}
+        now = datetime.fromtimestamp(state.started_at_s, UTC)
+        certs = self._candidates(state, now)
         context = GroupingContext(
             plan.federation_id, state.round, state.attempt, plan.sha256(), plan.adapters
         )
         attempt = GroupingAttempt(state.round, state.attempt, None)
         try:
-            roster = CandidateRoster(context, {s: pem for s, pem in certs.items() if pem})
             attempt.relay = GroupingRelay(
-                roster,
+                CandidateRoster(context, certs),
                 plan.fedbiscuit.min_cluster_silos,
                 self._trust.ca_certs[0],
-                datetime.fromtimestamp(state.started_at_s, UTC),
+                now,
                 revoked_serials=self._trust.revoked_serials(),
             )
         except FedbiscuitError as error:

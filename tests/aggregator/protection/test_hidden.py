@@ -10,20 +10,31 @@ from __future__ import annotations
 import logging
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
+from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
+from aggregator.federation_trust import FederationTrust
 from aggregator.ops.status import read_status
+from aggregator.protection.choose import protection_for
 from aggregator.rounds.fedavg import add_summed_deltas
 from aggregator.rounds.round_table import Phase, RoundState
 from aggregator.rpc.server import AggregatorServer
-from aggregator.store import SqliteStore
+from aggregator.store import MemoryMedium, MemoryStore, SqliteStore
 from privacy.membership import Confirmation
-from privacy.pki import FederationPaths, init_ca, issue_aggregator, issue_silo
+from privacy.pki import (
+    FederationPaths,
+    RevocationList,
+    RevokedCertificate,
+    init_ca,
+    issue_aggregator,
+    issue_silo,
+)
 from privacy.secagg import wire as secagg_wire
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc
@@ -335,3 +346,29 @@ def test_fuzzed_requests_mid_grouping_never_crash_the_aggregator(
     assert not codes & {"INTERNAL", "UNKNOWN"}, tally
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert {method for method, _ in tally} >= {"GroupingFetch", "GroupingConfirm", "ReportLosses"}
+
+
+def test_silos_without_a_usable_certificate_are_never_grouped(
+    tmp_path: Path, hidden_pki: FederationPaths
+) -> None:
+    plan = hidden_federation(tmp_path, hidden_pki, clusters=2, silos=6).plan
+    revoked = tmp_path / "revoked.json"
+    revoked.write_bytes(hidden_pki.revocation_list.read_bytes())
+    store = MemoryStore(MemoryMedium(), plan)
+    protection = protection_for(
+        store,
+        FederationTrust.from_files(hidden_pki.ca_cert, revoked),
+        lambda k: {"w": np.zeros(4, np.float32)},
+    )
+    for silo in SILO_IDS[:7]:
+        store.join_silo(silo, 0.0)
+    for silo in SILO_IDS[:6]:  # silo-07 never presented a certificate
+        protection.grouping.remember_certificate(silo, hidden_pki.silo_cert(silo).read_bytes())
+    assert protection.excluded() == {"silo-07"}
+
+    pem = hidden_pki.silo_cert("silo-06").read_bytes()
+    serial = x509.load_pem_x509_certificate(pem).serial_number
+    entry = RevokedCertificate(serial, "silo-06", datetime(2026, 1, 1, tzinfo=UTC))
+    RevocationList.load(revoked).with_revoked(entry).save(revoked)
+
+    assert protection.excluded() == {"silo-06", "silo-07"}
