@@ -177,11 +177,17 @@ class HiddenSilo:
         layout = KSlotLayout.for_encoding(delta.size, plan.adapters, for_plan(plan).encoding)
         vector = layout.encode(delta, self.view.cluster_of(self.silo_id), self.view.sizes)
         words = self.secagg.mask(delivery, vector).vector
+        return self.upload_words((codec.TensorSpec(K_SLOTS, (layout.length,)),), words)
+
+    def upload_words(self, layout: tuple[codec.TensorSpec, ...], words: np.ndarray) -> pb.Ack:
+        """Upload masked ring `words` laid out as `layout`, with a DP-SGD ledger entry bound
+        to all K globals (as a hidden round's release must be)."""
+        plan = self.federation.plan
         binding = hidden_release_binding(
             plan.federation_id, plan.sha256(), self.task.round, tuple(self.task.adapter_sha256)
         )
         self.silo.entries.append(self.silo.next_entry(self.task.round, release_binding=binding))
-        manifest = codec.ring_manifest((codec.TensorSpec(K_SLOTS, (layout.length,)),), words)
+        manifest = codec.ring_manifest(layout, words)
         header = pb.UpdateHeader(
             federation_id=plan.federation_id,
             task_id=self.task.task_id,

@@ -252,6 +252,22 @@ def test_a_restart_mid_round_reruns_it_under_the_same_grouping(seven) -> None:
     assert server.machine.state.phase == Phase.DONE
 
 
+def test_a_hidden_round_takes_only_k_slot_uploads(seven) -> None:
+    federation, server, silos = seven
+    ids = tuple(s.silo_id for s in silos)
+    run_grouping(silos, random_losses(ids, 2))
+    silo = silos[0]
+    silo.pull_train()
+    adapter_layout = server.machine.globals_layout(silo.task.round, 0)
+    words = np.zeros(sum(spec.size for spec in adapter_layout), dtype=np.uint32)
+
+    with pytest.raises(grpc.RpcError) as refused:  # one adapter's shape would name the cluster
+        silo.upload_words(adapter_layout, words)
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unexpected tensor" in refused.value.details()
+
+
 @pytest.mark.parametrize(("clusters", "count"), [(2, 7), (3, 10)])  # 4+3 and 4+3+3
 def test_a_hidden_round_gives_exactly_the_per_cluster_masking_globals(
     tmp_path: Path, hidden_pki: FederationPaths, clusters: int, count: int
