@@ -7,6 +7,7 @@ round K·w's globals stored, no grouping yet), so the grouping is the next thing
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import urllib.request
@@ -332,6 +333,8 @@ def test_the_aggregator_keeps_no_loss_and_no_membership(
         assert (status.membership, status.clusters, status.grouped_silos) == ("hidden", (), 7)
         assert status.cluster_sizes == view.sizes == status.cluster_participants
         assert {silo.cluster for silo in status.silos} == {None}
+        exported = json.loads((tmp_path / "selector" / "selectors.json").read_text())
+        assert exported["clusters"] == {} and len(exported["selectors"]) == 2
         sizes = {
             (sample.labels["cluster"], sample.labels["kind"]): sample.value
             for family in text_string_to_metric_families(metrics.decode())
