@@ -69,9 +69,9 @@ class HiddenProtection(MaskedProtection):
         return self._plan.warmup_adapter(round_) is None
 
     def layout(self, round_: int) -> KSlotLayout:
-        dim = self._store.globals_record(round_, 0).layout
-        size = sum(spec.size for spec in dim)
-        return KSlotLayout.for_encoding(size, self._plan.adapters, for_plan(self._plan).encoding)
+        """Round `round_`'s K-slot layout (every adapter has the same tensors)."""
+        dim = sum(spec.size for spec in self._store.globals_record(round_, 0).layout)
+        return KSlotLayout.for_encoding(dim, self._plan.adapters, for_plan(self._plan).encoding)
 
     def all_globals_sha256(self, round_: int) -> tuple[str, ...]:
         return tuple(self.globals_digest(round_, k) for k in range(self._plan.adapters))

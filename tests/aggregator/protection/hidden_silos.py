@@ -170,12 +170,15 @@ class HiddenSilo:
         assert not reply.aborted, reply.message
         return reply
 
-    def upload_k_slots(self, delivery: object, delta: np.ndarray) -> pb.Ack:
-        """Mask this silo's K-slot vector (its delta in its own cluster's slot) and upload it
-        with a DP-SGD ledger entry bound to all K globals."""
+    def upload_k_slots(
+        self, delivery: object, delta: np.ndarray, sizes: tuple[int, ...] | None = None
+    ) -> pb.Ack:
+        """Mask this silo's K-slot vector (its delta in its own cluster's slot, the agreed
+        sizes unless `sizes` says otherwise) and upload it."""
         plan = self.federation.plan
         layout = KSlotLayout.for_encoding(delta.size, plan.adapters, for_plan(plan).encoding)
-        vector = layout.encode(delta, self.view.cluster_of(self.silo_id), self.view.sizes)
+        cluster = self.view.cluster_of(self.silo_id)
+        vector = layout.encode(delta, cluster, sizes or self.view.sizes)
         words = self.secagg.mask(delivery, vector).vector
         return self.upload_words((codec.TensorSpec(K_SLOTS, (layout.length,)),), words)
 
@@ -215,8 +218,13 @@ def run_grouping(silos: Sequence[HiddenSilo], losses: Mapping[str, Sequence[floa
     assert len({silo.view.digest for silo in silos}) == 1
 
 
-def run_hidden_round(silos: Sequence[HiddenSilo], deltas: Mapping[str, np.ndarray]) -> None:
-    """A whole post-warm-up round: one SecAgg+ sum over every silo's K-slot upload."""
+def run_hidden_round(
+    silos: Sequence[HiddenSilo],
+    deltas: Mapping[str, np.ndarray],
+    sizes: Mapping[str, tuple[int, ...]] | None = None,
+) -> None:
+    """A whole post-warm-up round: one SecAgg+ sum over every silo's K-slot upload (`sizes`:
+    what some silos claim as the cluster sizes instead of the agreed ones)."""
     for silo in silos:
         silo.pull_train()
         silo.download_all()
@@ -234,7 +242,8 @@ def run_hidden_round(silos: Sequence[HiddenSilo], deltas: Mapping[str, np.ndarra
         delivery = secagg_wire.delivery_from_proto(
             silo.secagg_fetch(pb.SEC_AGG_STAGE_SHARES).delivery, context, silo.silo_id
         )
-        assert silo.upload_k_slots(delivery, deltas[silo.silo_id]).accepted
+        claimed = (sizes or {}).get(silo.silo_id)
+        assert silo.upload_k_slots(delivery, deltas[silo.silo_id], claimed).accepted
     for silo in silos:
         context = secagg_wire.context_from_proto(silo.task.secagg)
         consistency = secagg_wire.consistency_from_proto(

@@ -269,6 +269,22 @@ def test_a_hidden_round_takes_only_k_slot_uploads(seven) -> None:
     assert "unexpected tensor" in refused.value.details()
 
 
+def test_a_k_slot_sum_with_disagreeing_sizes_changes_no_cluster(seven) -> None:
+    federation, server, silos = seven
+    ids = tuple(s.silo_id for s in silos)
+    run_grouping(silos, random_losses(ids, 2))
+    round_ = server.machine.state.round
+    starts = [server.machine.globals_vector(round_, k)[1] for k in range(2)]
+    liar = silos[0]
+    lie = tuple(reversed(liar.view.sizes))  # (3, 4) for (4, 3): a silo outside the grouping
+
+    run_hidden_round(silos, on_grid_deltas(ids, starts[0].size), {liar.silo_id: lie})
+
+    assert server.machine.state.phase == Phase.DONE
+    for k in range(2):
+        np.testing.assert_array_equal(server.machine.globals_vector(round_ + 1, k)[1], starts[k])
+
+
 @pytest.mark.parametrize(("clusters", "count"), [(2, 7), (3, 10)])  # 4+3 and 4+3+3
 def test_a_hidden_round_gives_exactly_the_per_cluster_masking_globals(
     tmp_path: Path, hidden_pki: FederationPaths, clusters: int, count: int
