@@ -5,7 +5,11 @@ its own module of `silo/upload/`, registered once in `silo/upload/__init__.py`. 
 loop asks the uploader for the globals a task starts from and for a :class:`TrainUpload`
 per TRAIN task, and calls its three steps in the privacy contract's order (DESIGN.md §7):
 ``before_training`` (before any budget is spent: a round too small to hide this silo
-aborts here), then ``send`` (after the ledger entry is on disk), then ``after_send``.
+aborts here), then ``send`` (after the ledger entry is on disk), then ``after_send``. An
+uploader may also refuse a task before any spend (``refusal``), name what a DP-SGD release
+binds (``release_binding``), and decide how a FedBiscuit loss report leaves
+(``reusable_losses``, ``report_losses``, ``after_report``: in the clear by default; sealed
+silo to silo under hidden membership, `silo/upload/hidden.py`).
 """
 
 from __future__ import annotations

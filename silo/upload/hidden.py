@@ -35,7 +35,7 @@ from privacy.membership import (
 from privacy.re_release import hidden_release_binding
 from privacy.secagg import for_plan
 from protos import codec
-from protos.errors import FailedPrecondition, FedbiscuitError, PolicyViolation
+from protos.errors import FailedPrecondition, FedbiscuitError, InvalidInput, PolicyViolation
 from protos.plan import FedBiscuitSpec, Plan
 from protos.v1 import federation_pb2 as pb
 from silo.grouping_store import GroupingStore, PaidLosses
@@ -65,7 +65,11 @@ class HiddenUploader(MaskedUploader):
         self._spec = _spec(context.plan)
         self._store = GroupingStore(context.config.state_dir)
         self._member: tuple[str, GroupingMember] | None = None
-        self._view = self._own_view(self._store.load_view())
+        try:
+            self._view = self._own_view(self._store.load_view())
+        except InvalidInput as error:  # damaged: never trained under; wait for a new grouping
+            log.warning("silo=%s %s", context.identity.silo_id, error)
+            self._view = None
 
     @classmethod
     def admit(cls, policy: SiloPolicy, plan: Plan) -> None:

@@ -280,6 +280,9 @@ def test_a_grouped_round_under_another_grouping_is_refused_and_names_no_adapter(
     path.write_bytes(path.read_bytes().replace(b'"optimal"', b'"greedy"'))
     with pytest.raises(InvalidInput, match="does not reproduce its confirmed digest"):
         GroupingStore(config.state_dir).load_view()
+    restarted = HiddenUploader(uploader._context)
+    assert restarted.view is None
+    assert "holds no confirmed grouping" in (restarted.refusal(train_task(2, view.digest)) or "")
 
 
 def test_a_retried_grouping_re_sends_the_paid_loss_report_without_a_new_release(
