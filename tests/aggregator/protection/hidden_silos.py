@@ -182,11 +182,13 @@ class HiddenSilo:
         words = self.secagg.mask(delivery, vector).vector
         return self.upload_words((codec.TensorSpec(K_SLOTS, (layout.length,)),), words)
 
-    def upload_words(self, layout: tuple[codec.TensorSpec, ...], words: np.ndarray) -> pb.Ack:
+    def upload_words(
+        self, layout: tuple[codec.TensorSpec, ...], words: np.ndarray, binding: str = ""
+    ) -> pb.Ack:
         """Upload masked ring `words` laid out as `layout`, with a DP-SGD ledger entry bound
-        to all K globals (as a hidden round's release must be)."""
+        to all K globals (as a hidden round's release must be) unless `binding` says."""
         plan = self.federation.plan
-        binding = hidden_release_binding(
+        binding = binding or hidden_release_binding(
             plan.federation_id, plan.sha256(), self.task.round, tuple(self.task.adapter_sha256)
         )
         self.silo.entries.append(self.silo.next_entry(self.task.round, release_binding=binding))

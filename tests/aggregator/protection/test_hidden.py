@@ -27,7 +27,7 @@ from aggregator.rounds.fedavg import add_summed_deltas
 from aggregator.rounds.round_table import Phase, RoundState
 from aggregator.rpc.server import AggregatorServer
 from aggregator.store import MemoryMedium, MemoryStore, SqliteStore
-from privacy.membership import Confirmation
+from privacy.membership import Confirmation, KSlotLayout
 from privacy.pki import (
     FederationPaths,
     RevocationList,
@@ -36,7 +36,10 @@ from privacy.pki import (
     issue_aggregator,
     issue_silo,
 )
+from privacy.re_release import release_binding
+from privacy.secagg import for_plan
 from privacy.secagg import wire as secagg_wire
+from protos import codec
 from protos.v1 import federation_pb2 as pb
 from protos.v1 import federation_pb2_grpc as pb_grpc
 from tests.request_fuzzer import run, seeds_for
@@ -283,6 +286,29 @@ def test_a_k_slot_sum_with_disagreeing_sizes_changes_no_cluster(seven) -> None:
     assert server.machine.state.phase == Phase.DONE
     for k in range(2):
         np.testing.assert_array_equal(server.machine.globals_vector(round_ + 1, k)[1], starts[k])
+
+
+def test_a_hidden_release_must_be_bound_to_all_k_globals(seven) -> None:
+    federation, server, silos = seven
+    ids = tuple(s.silo_id for s in silos)
+    run_grouping(silos, random_losses(ids, 2))
+    silo = silos[0]
+    task = silo.pull_train()
+    plan = federation.plan
+    cluster = silo.view.cluster_of(silo.silo_id)
+    naming = release_binding(  # a binding that would tell the aggregator the silo's adapter
+        plan.federation_id, plan.sha256(), task.round, cluster, task.adapter_sha256[cluster]
+    )
+    length = KSlotLayout.for_encoding(
+        server.machine.globals_vector(task.round, 0)[1].size, 2, for_plan(plan).encoding
+    ).length
+    words = np.zeros(length, dtype=np.uint32)
+
+    with pytest.raises(grpc.RpcError) as refused:
+        silo.upload_words((codec.TensorSpec("k_slots", (length,)),), words, naming)
+
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "bound to another round, adapter or global" in refused.value.details()
 
 
 @pytest.mark.parametrize(("clusters", "count"), [(2, 7), (3, 10)])  # 4+3 and 4+3+3
