@@ -163,6 +163,12 @@ def _print_table(status: FederationStatus) -> None:
         console.print(f"  clusters (grouped before round {status.grouped_round}):")
         for adapter, members in status.clusters:
             console.print(f"    adapter {adapter}: {', '.join(members)}")
+    elif status.membership == "hidden" and status.grouped_silos:
+        sizes = ", ".join(map(str, status.cluster_sizes)) or "not summed yet"
+        console.print(
+            f"  clusters hidden (grouped before round {status.grouped_round}): "
+            f"{status.grouped_silos} silos, sizes {sizes}"
+        )
     if status.declines_by_reason:
         declines = ", ".join(f"{reason} {n}" for reason, n in status.declines_by_reason)
         console.print(f"  declines: {declines}")

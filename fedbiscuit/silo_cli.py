@@ -88,6 +88,9 @@ def _status(args: argparse.Namespace) -> int:
     print(f"  releases: {status.releases}")
     last = "none" if status.last_round is None else str(status.last_round)
     print(f"  last round trained: {last}")
+    if status.cluster is not None:
+        # Membership hiding: only the silos know this; it is read from this silo's state dir.
+        print(f"  own cluster: {status.cluster} (grouping of round {status.grouping_round})")
     return 0
 
 

@@ -8,6 +8,11 @@ ledger entry (mechanism ``re_release``) records no new ε. It is allowed only wh
 matches: same federation, plan, round, adapter and digest of the global the update was
 trained from (a changed global is a genuine new release), at most :data:`MAX_RE_RELEASES`
 times per release. Pure: the silo, the aggregator and the audit use these checks.
+
+In membership-hiding FedBiscuit (privacy.membership) a silo's adapter is its cluster, which
+the aggregator must not learn, so a hidden DP-SGD release binds every adapter's global
+instead of its own (:func:`hidden_release_binding`): still one release per round and
+grouping, and a changed global of any cluster is a new release.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from privacy.ledger import RE_RELEASE, LedgerEntry
 # At most this many re-releases of one DP-SGD release (so attempts of a round the silo takes
 # part in without paying again are bounded; SECURITY.md says what they can reveal).
 MAX_RE_RELEASES = 8
+# The adapter a hidden-membership release names: none (it would name the silo's cluster).
+HIDDEN_ADAPTER = -1
 
 
 def release_binding(
@@ -36,6 +43,22 @@ def release_binding(
     }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(b"fedbiscuit/release-binding/v1\0" + canonical).hexdigest()
+
+
+def all_globals_sha256(adapter_sha256s: Sequence[str]) -> str:
+    """SHA-256 (hex) of every adapter's globals hash in index order (hidden-mode releases)."""
+    joined = ",".join(adapter_sha256s).encode()
+    return hashlib.sha256(b"fedbiscuit/all-globals/v1\0" + joined).hexdigest()
+
+
+def hidden_release_binding(
+    federation_id: str, plan_sha256: str, round_: int, adapter_sha256s: Sequence[str]
+) -> str:
+    """The binding of a hidden-membership DP-SGD release: like :func:`release_binding`, but
+    naming no adapter and the globals of all K adapters, so it does not reveal the cluster."""
+    return release_binding(
+        federation_id, plan_sha256, round_, HIDDEN_ADAPTER, all_globals_sha256(adapter_sha256s)
+    )
 
 
 def re_release_problem(entry: LedgerEntry, earlier: Sequence[LedgerEntry]) -> str | None:

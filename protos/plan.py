@@ -319,6 +319,11 @@ class Plan(StrictModel):
             )
 
     def _fits_hidden_membership(self, fb: FedBiscuitSpec) -> None:
+        if self.protection == "he":
+            raise ValueError(
+                "fedbiscuit.membership 'hidden' with protection 'he' is not available in this "
+                "version (K encrypted slots per upload are not wired); use protection 'masking'"
+            )
         if self.protection != "masking":
             raise ValueError(
                 f"fedbiscuit.membership 'hidden' needs protection 'masking' (K-slot uploads under "
@@ -330,11 +335,6 @@ class Plan(StrictModel):
                 f"be at least clusters x min_cluster_silos ({fb.clusters * fb.min_cluster_silos}), "
                 "or every round's secure sum would leave some cluster below its minimum"
             )
-        raise ValueError(
-            "fedbiscuit.membership 'hidden' is not available in this version: the silo agent and "
-            "the aggregator do not run it yet (privacy/membership holds its mechanisms); use "
-            "'visible'"
-        )
 
     def _fits_he(self, he: HeSpec) -> None:
         if self.min_silos < he.min_contributors:

@@ -16,6 +16,7 @@ from privacy.ledger import Ledger
 from silo.client import SiloClient
 from silo.config import SiloConfig
 from silo.credential_check import check_credentials
+from silo.grouping_store import GroupingStore, own_cluster
 from silo.identity import SiloIdentity
 from silo.privacy_state import LEDGER_FILE, PrivacyState, check_spend_has_ledger
 from silo.task_loop import TaskLoop
@@ -60,20 +61,28 @@ class SiloStatus:
     budget_epsilon: float
     delta: float
     last_round: int | None
+    # Membership-hiding FedBiscuit: this silo's own cluster in the grouping it last confirmed
+    # (from its state dir; only the silos know it) and that grouping's round; else None.
+    cluster: int | None = None
+    grouping_round: int | None = None
 
 
 def silo_status(config: SiloConfig) -> SiloStatus:
-    """Verify the ledger and recompute the spend, without writing anything."""
+    """Verify the ledger and recompute the spend, and read the confirmed grouping (hidden
+    membership), without writing anything."""
     ledger_path = config.state_dir / LEDGER_FILE
     check_spend_has_ledger(config.state_dir, config.budget.delta)
     ledger = Ledger.open(ledger_path, federation_id=config.federation_id, silo_id=config.silo_id)
     accountant = PrivacyAccountant()
     epsilon = ledger.replay_into(accountant)
     entries = ledger.entries
+    view = GroupingStore(config.state_dir).load_view()
     return SiloStatus(
         releases=len(entries),
         epsilon_spent=epsilon,
         budget_epsilon=config.budget.epsilon,
         delta=entries[-1].params.delta if entries else config.budget.delta,
         last_round=entries[-1].round if entries else None,
+        cluster=own_cluster(config.state_dir, config.silo_id),
+        grouping_round=view.roster.context.round if view is not None else None,
     )

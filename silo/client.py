@@ -164,10 +164,16 @@ class SiloClient:
         )
 
     def report_losses(
-        self, task: pb.Task, losses: list[float], ledger_entries: list[bytes]
+        self,
+        task: pb.Task,
+        losses: list[float],
+        ledger_entries: list[bytes],
+        sealed: dict[str, bytes] | None = None,
     ) -> pb.Ack:
         """Send a grouping's DP-noised loss vector with the ledger entries the aggregator
-        lacks (the last one records this release). Retrying is safe (idempotent)."""
+        lacks (the last one records this release). Membership-hiding plans send `losses`
+        empty and the signed vector `sealed` to each other candidate (recipient -> blob).
+        Retrying is safe (idempotent)."""
         request = pb.LossReport(
             federation_id=task.federation_id,
             task_id=task.task_id,
@@ -175,6 +181,7 @@ class SiloClient:
             plan_sha256=task.plan_sha256,
             losses=losses,
             ledger_entries=ledger_entries,
+            sealed=sealed or {},
         )
         return self._call(
             "ReportLosses",
@@ -222,6 +229,36 @@ class SiloClient:
         )
         timeout = self._timeouts.control_s + wait_ms / 1000
         return self._call("SecAggFetch", lambda: self._stub.SecAggFetch(request, timeout=timeout))
+
+    def grouping_fetch(self, task: pb.Task, stage: int, wait_ms: int) -> pb.GroupingBroadcast:
+        """Long-poll for a membership-hiding grouping's broadcast of `stage` (a
+        pb.GroupingStage value) for the EVALUATE `task`'s attempt."""
+        request = pb.GroupingFetchRequest(
+            federation_id=task.federation_id,
+            task_id=task.task_id,
+            attempt=task.grouping.attempt,
+            stage=stage,
+            wait_ms=wait_ms,
+        )
+        timeout = self._timeouts.control_s + wait_ms / 1000
+        return self._call(
+            "GroupingFetch", lambda: self._stub.GroupingFetch(request, timeout=timeout)
+        )
+
+    def grouping_confirm(self, task: pb.Task, digest: bytes, signature: bytes) -> pb.Ack:
+        """Send this silo's signed confirmation of the grouping digest it computed for the
+        EVALUATE `task`'s attempt. Retrying is safe: an identical resend is accepted once."""
+        request = pb.GroupingConfirmation(
+            federation_id=task.federation_id,
+            task_id=task.task_id,
+            attempt=task.grouping.attempt,
+            digest=digest,
+            signature=signature,
+        )
+        return self._call(
+            "GroupingConfirm",
+            lambda: self._stub.GroupingConfirm(request, timeout=self._timeouts.control_s),
+        )
 
     def he_keys(self, key_epoch: int) -> pb.HeKeysReply:
         """The federation's public CKKS context and this silo's sealed secret context (the

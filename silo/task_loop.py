@@ -19,7 +19,8 @@ from privacy.accounting import DpEvent
 from privacy.budget_guard import BudgetGuard
 from privacy.ledger import LedgerEntry
 from privacy.loss_report import loss_report_event, noised_mean_losses
-from privacy.re_release import MAX_RE_RELEASES, release_binding
+from privacy.membership import GroupingAborted
+from privacy.re_release import MAX_RE_RELEASES
 from privacy.secagg import SecAggAborted
 from protos import codec
 from protos.errors import BudgetExceeded, FailedPrecondition, InvalidInput, PolicyViolation
@@ -27,6 +28,7 @@ from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
 from silo.client import SiloClient
 from silo.config import SiloConfig
+from silo.grouping_store import PaidLosses
 from silo.identity import SiloIdentity
 from silo.joining import accept_plan
 from silo.policy import check_local_steps, check_plan, check_round_epsilon
@@ -103,8 +105,9 @@ class TaskLoop:
                 work = self._train if task.kind == pb.TASK_KIND_TRAIN else self._evaluate
                 try:
                     tasks[work(plan, training, task)] += 1
-                except SecAggAborted as exc:
-                    # Nothing this silo sent can be unmasked alone; the round is re-run.
+                except (SecAggAborted, GroupingAborted) as exc:
+                    # Nothing this silo sent can be unmasked (or opened) by the aggregator;
+                    # the round (or grouping) is re-run.
                     self._log("aborted", task.round, message=repr(str(exc)))
                     tasks["aborted"] += 1
                 except SupersededByAggregator as exc:
@@ -138,11 +141,19 @@ class TaskLoop:
             check_round_epsilon(self._config.policy, before, after)
         except (BudgetExceeded, PolicyViolation) as exc:
             reason = "budget_exhausted" if isinstance(exc, BudgetExceeded) else "policy_violation"
-            ack = self._client.decline(task, reason, str(exc), before, privacy.undelivered())
-            privacy.delivered(ack.ledger_next_seq)
-            self._log("declined", task.round, reason=reason, epsilon_spent=round(before, 4))
+            self._decline(plan, task, reason, str(exc))
             return None
         return after
+
+    def _decline(self, plan: Plan, task: pb.Task, reason: str, message: str) -> str:
+        """Tell the aggregator this silo refuses `task` (nothing released), with any ledger
+        entries it lacks; "declined"."""
+        privacy = self._privacy
+        before = privacy.accountant.epsilon(plan.delta)
+        ack = self._client.decline(task, reason, message, before, privacy.undelivered())
+        privacy.delivered(ack.ledger_next_seq)
+        self._log("declined", task.round, reason=reason, epsilon_spent=round(before, 4))
+        return "declined"
 
     def _train(self, plan: Plan, training: TrainingSetup, task: pb.Task) -> str:
         """Handle one validated TRAIN task: "uploaded", or "declined" (nothing released).
@@ -150,14 +161,11 @@ class TaskLoop:
         A re-run attempt of a round this silo already released for (same binding, and the same
         roster of the upload, e.g. the SecAgg+ keys) re-sends that release, unpaid."""
         privacy, budget = self._privacy, self._config.budget
+        refusal = self._uploader.refusal(task)
+        if refusal is not None:
+            return self._decline(plan, task, "policy_violation", refusal)
         event = training.trainer.dp_event(task.local_steps)
-        binding = release_binding(
-            self._config.federation_id,
-            task.plan_sha256,  # checked against the accepted plan in _validate
-            task.round,
-            task.adapter_index,
-            task.globals_sha256,
-        )
+        binding = self._uploader.release_binding(task)
         stored = self._re_releasable(binding, task.round)
         after = None
         if stored is None:
@@ -191,7 +199,10 @@ class TaskLoop:
         ack = upload.send(update_manifest, update, privacy.undelivered())
         privacy.delivered(ack.ledger_next_seq)
         upload.after_send()
-        self._log("uploaded", task.round, accepted=ack.accepted, protection=plan.protection)
+        sizes = {"bytes": upload.sent_bytes} if upload.sent_bytes else {}
+        self._log(
+            "uploaded", task.round, accepted=ack.accepted, protection=plan.protection, **sizes
+        )
         return "uploaded"
 
     def _re_releasable(self, binding: str, round_: int) -> StoredRelease | None:
@@ -231,12 +242,37 @@ class TaskLoop:
         """
         if plan.fedbiscuit is None:
             raise FailedPrecondition(f"task {task.task_id!r}: a FedBis plan has no groupings")
-        spec = plan.fedbiscuit.loss_report
+        refusal = self._uploader.refusal(task)
+        if refusal is not None:
+            return self._decline(plan, task, "policy_violation", refusal)
         privacy = self._privacy
+        paid = self._uploader.reusable_losses(task, privacy.ledger.entries)
+        if paid is None:
+            paid = self._release_losses(plan, training, task)
+            if paid is None:
+                return "declined"
+            entries = privacy.undelivered()
+        else:  # a retried attempt of the same grouping: the same values again, unpaid
+            entries = privacy.undelivered() or [privacy.ledger.entries[-1].to_line()]
+            self._log("re_reported", task.round, seq=paid.seq)
+        ack = self._uploader.report_losses(task, paid, entries)
+        privacy.delivered(ack.ledger_next_seq)
+        epsilon = privacy.accountant.epsilon(plan.delta)
+        self._log("reported", task.round, seq=paid.seq, epsilon_after=round(epsilon, 4))
+        self._uploader.after_report(task)
+        return "reported"
+
+    def _release_losses(
+        self, plan: Plan, training: TrainingSetup, task: pb.Task
+    ) -> PaidLosses | None:
+        """The guard decides, the signed entry is on disk, then the noised loss vector is
+        computed (None: declined, nothing released)."""
+        assert plan.fedbiscuit is not None
+        spec = plan.fedbiscuit.loss_report
         event = loss_report_event(plan.adapters, spec.noise_multiplier)
         after = self._afford_or_decline(plan, task, event)
         if after is None:
-            return "declined"
+            return None
         losses = []
         for k in range(plan.adapters):
             manifest, vector = self._uploader.globals_for(task, k)
@@ -253,10 +289,13 @@ class TaskLoop:
         )
         stream = training.trainer.noise.stream(entry.seq, "loss_report")
         noised = noised_mean_losses(np.stack(losses), spec.clip, spec.noise_multiplier, stream)
-        ack = self._client.report_losses(task, [float(v) for v in noised], privacy.undelivered())
-        privacy.delivered(ack.ledger_next_seq)
-        self._log("reported", task.round, seq=entry.seq, epsilon_after=round(after, 4))
-        return "reported"
+        return PaidLosses(
+            task.plan_sha256,
+            task.round,
+            tuple(task.adapter_sha256),
+            entry.seq,
+            tuple(float(v) for v in noised),
+        )
 
     def _validate(self, plan: Plan, plan_sha256: str, task: pb.Task) -> None:
         """A task for another federation, plan or an impossible round stops the agent."""

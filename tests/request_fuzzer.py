@@ -229,7 +229,15 @@ def seeds_for(
                 plan_sha256=plan,
                 losses=[0.5, 0.25],
                 ledger_entries=[entry_line],
-            )  # fmt: skip
+            ),  # fmt: skip
+            pb.LossReport(
+                federation_id=fed,
+                task_id=task.task_id,
+                round=task.round,
+                plan_sha256=plan,
+                sealed={"silo-2": b"blob", "silo-3": b"blob"},
+                ledger_entries=[entry_line],
+            ),  # fmt: skip
         ],
         "Decline": [
             pb.DeclineRequest(
@@ -260,4 +268,22 @@ def seeds_for(
             pb.HeKeyUpload(federation_id=fed, public_context=b"ctx", sealed_contexts={"x": b"y"})
         ],
         "HeSpotCheck": [pb.HeSpotCheckRequest(federation_id=fed)],
+        "GroupingFetch": [
+            pb.GroupingFetchRequest(
+                federation_id=fed,
+                task_id=task.task_id,
+                attempt=task.grouping.attempt,
+                stage=pb.GROUPING_STAGE_INBOX,
+                wait_ms=0,
+            )  # fmt: skip
+        ],
+        "GroupingConfirm": [
+            pb.GroupingConfirmation(
+                federation_id=fed,
+                task_id=task.task_id,
+                attempt=task.grouping.attempt,
+                digest=b"d" * 32,
+                signature=b"sig",
+            )  # fmt: skip
+        ],
     }

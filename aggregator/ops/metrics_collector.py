@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from aggregator.protection.cluster_sizes import latest_cluster_sizes
 from aggregator.rounds.budget_schedule import records_afford_next_round
 from aggregator.rounds.round_table import Phase, RoundState
 from aggregator.store import FederationStore
@@ -68,7 +69,8 @@ class FederationCollector(Collector):
         }
         counts = GaugeMetricFamily(
             "fedbiscuit_silos", "Silos by state: joined, active (may still be scheduled), "
-            "exhausted (out of budget), sampled (in the attempt in progress).",
+            "exhausted (out of budget), sampled (in the attempt in progress), grouped (placed "
+            "in a cluster by the last FedBiscuit grouping).",
             labels=["federation", "state"],
         )  # fmt: skip
         counts.add_metric([*fed, "joined"], len(silos))
@@ -76,7 +78,9 @@ class FederationCollector(Collector):
         counts.add_metric([*fed, "exhausted"], len(exhausted))
         in_progress = state.phase in (Phase.TRAINING, Phase.GROUPING)
         counts.add_metric([*fed, "sampled"], len(state.sampled) if in_progress else 0)
+        counts.add_metric([*fed, "grouped"], len(state.grouped))
         yield counts
+        yield self._cluster_sizes(fed, state)
 
         declines = CounterMetricFamily(
             "fedbiscuit_silo_declines", "Tasks silos refused, by their reason code.",
@@ -105,6 +109,26 @@ class FederationCollector(Collector):
         yield epsilon
         yield budget
         yield ledger
+
+    def _cluster_sizes(self, fed: list[str], state: RoundState) -> GaugeMetricFamily:
+        """Silos per FedBiscuit cluster: from the assignment when visible, from the last
+        round's K-slot sum when hidden (sizes and participants, never members)."""
+        family = GaugeMetricFamily(
+            "fedbiscuit_cluster_silos", "Silos per FedBiscuit cluster: its size, and with "
+            "hidden membership how many took part in the last round's secure sum.",
+            labels=["federation", "cluster", "kind"],
+        )  # fmt: skip
+        hidden = latest_cluster_sizes(self._store)
+        if hidden is not None:
+            for k, (size, took_part) in enumerate(
+                zip(hidden.sizes, hidden.participants, strict=True)
+            ):
+                family.add_metric([*fed, str(k), "size"], size)
+                family.add_metric([*fed, str(k), "participants"], took_part)
+        else:
+            for k, size in sorted(Counter(state.clusters.values()).items()):
+                family.add_metric([*fed, str(k), "size"], size)
+        return family
 
 
 def _gauge(name: str, doc: str, fed: list[str], value: float) -> GaugeMetricFamily:

@@ -1,8 +1,9 @@
 """A read-only view of an aggregator's state dir, for `aggregator status` and the demo.
 
 Opens SQLite with `mode=ro`, so it is safe to run beside a live aggregator. Shows counts, the
-FedBiscuit clusters (the machine state's assignment) and the epsilon of each silo's latest
-verified, signed ledger entry, never updates.
+FedBiscuit clusters (the machine state's assignment; with hidden membership only their sizes,
+the aggregator knows no member) and the epsilon of each silo's latest verified, signed ledger
+entry, never updates.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from aggregator.protection.cluster_sizes import latest_cluster_sizes
 from aggregator.rounds.budget_schedule import records_afford_next_round
 from aggregator.rounds.round_table import Phase, RoundState
 from aggregator.store import SqliteStore
@@ -49,6 +51,10 @@ class FederationStatus:
     clusters: tuple[tuple[int, tuple[str, ...]], ...] = ()  # (adapter, its silos), FedBiscuit
     grouped_round: int | None = None  # the round whose grouping made `clusters`
     declines_by_reason: tuple[tuple[str, int], ...] = ()
+    membership: str = "visible"  # FedBiscuit: "hidden" when only the silos know the clusters
+    grouped_silos: int = 0  # silos the last grouping placed in some cluster
+    cluster_sizes: tuple[int, ...] = ()  # silos per cluster (hidden: the last round's sum's)
+    cluster_participants: tuple[int, ...] = ()  # hidden: of them, inside the last round's sum
 
     @property
     def finished(self) -> bool:
@@ -96,6 +102,8 @@ def read_status(state_dir: str | Path) -> FederationStatus:
         members: dict[int, list[str]] = {}
         for silo_id, adapter in state.assignment:
             members.setdefault(adapter, []).append(silo_id)
+        hidden = latest_cluster_sizes(store)
+        sizes = tuple(len(members.get(k, ())) for k in range(plan.adapters)) if members else ()
         return FederationStatus(
             federation_id=plan.federation_id,
             algorithm=plan.algorithm,
@@ -112,6 +120,10 @@ def read_status(state_dir: str | Path) -> FederationStatus:
             clusters=tuple((k, tuple(sorted(v))) for k, v in sorted(members.items())),
             grouped_round=state.grouped_round if state.grouped_round >= 0 else None,
             declines_by_reason=tuple(sorted(reasons.items())),
+            membership=plan.fedbiscuit.membership if plan.fedbiscuit else "visible",
+            grouped_silos=len(state.grouped),
+            cluster_sizes=hidden.sizes if hidden else sizes,
+            cluster_participants=hidden.participants if hidden else (),
         )
     finally:
         store.close()

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from cryptography import x509
 
+from aggregator.protection.grouping import Grouping
 from aggregator.rounds.round_table import RoundState
 from aggregator.store import FederationStore, Submission, TaskRecord
+from privacy.re_release import release_binding
 from protos import codec
 from protos.errors import FailedPrecondition, InvalidInput
 from protos.v1 import federation_pb2 as pb
@@ -76,6 +78,8 @@ class Protection:
     def __init__(self, store: FederationStore) -> None:
         self._store = store
         self._plan = store.plan
+        self.grouping: Grouping = Grouping(store)
+        """How FedBiscuit groupings form clusters (visible membership unless a mode says)."""
 
     def excluded(self) -> frozenset[str]:
         """Joined silos this mode cannot sample now (besides budget): none by default."""
@@ -99,6 +103,17 @@ class Protection:
     def globals_digest(self, round_: int, adapter: int) -> str:
         """What a task names as its starting globals (the SHA-256 of the plaintext vector)."""
         return self._store.globals_record(round_, adapter).sha256
+
+    def release_binding(self, task: TaskRecord) -> str:
+        """The binding a DP-SGD release of TRAIN `task` must carry (privacy.re_release): its
+        round, adapter and the digest of the globals it trains from."""
+        return release_binding(
+            self._plan.federation_id,
+            self._plan.sha256(),
+            task.round,
+            task.adapter_index,
+            self.globals_digest(task.round, task.adapter_index),
+        )
 
     def task_carries(self, state: RoundState, task: TaskRecord) -> object | None:
         """What a TRAIN task carries for this mode (the edge puts it on the wire)."""
@@ -131,7 +146,12 @@ class ProtectionEdge:
         """A silo joined with this verified certificate."""
 
     def task_fields(self, carries: object | None) -> dict[str, Any]:
-        """The fields of a TRAIN `pb.Task` that carry `Protection.task_carries`."""
+        """The fields of a TRAIN `pb.Task` that carry `Protection.task_carries` (they may
+        replace the common ones)."""
+        return {}
+
+    def evaluate_fields(self, carries: object | None) -> dict[str, Any]:
+        """The fields of an EVALUATE `pb.Task` that carry `Grouping.evaluate_carries`."""
         return {}
 
     def upload_digest(self, header: pb.UpdateHeader) -> str:
@@ -171,7 +191,10 @@ class ProtectionEdge:
                 f"task {task.task_id!r} trains adapter {task.adapter_index}, not "
                 f"{request.adapter_index}"
             )
-        manifest, vector = self._machine.globals_vector(task.round, request.adapter_index)
+        yield from self._chunks(task.round, request.adapter_index)
+
+    def _chunks(self, round_: int, adapter: int) -> Iterator[pb.TensorChunk]:
+        manifest, vector = self._machine.globals_vector(round_, adapter)
         yield pb.TensorChunk(manifest=codec.manifest_to_proto(manifest))
         for chunk in codec.vector_chunks(vector):
             yield pb.TensorChunk(data=chunk)
@@ -195,6 +218,15 @@ class ProtectionEdge:
 
     def he_spot_check(self, silo_id: str, request: pb.HeSpotCheckRequest) -> pb.HeSpotCheckReply:
         raise self._not_mine("homomorphic mode")
+
+    def grouping_fetch(
+        self, silo_id: str, request: pb.GroupingFetchRequest, wait_s: float
+    ) -> pb.GroupingBroadcast:
+        """Long-poll up to `wait_s` for a hidden grouping's stage (inbox or confirmations)."""
+        raise self._not_mine("membership-hiding groupings")
+
+    def grouping_confirm(self, silo_id: str, request: pb.GroupingConfirmation) -> pb.Ack:
+        raise self._not_mine("membership-hiding groupings")
 
     def _not_mine(self, what: str) -> FailedPrecondition:
         return FailedPrecondition(

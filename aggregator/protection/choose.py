@@ -1,4 +1,5 @@
-"""The one place that reads the plan's protection mode: it picks both sides of the strategy.
+"""The one place that reads the plan's protection mode (and, under masking, FedBiscuit's
+membership): it picks both sides of the strategy, and with them how groupings form clusters.
 
 `protection_for` builds the round side (before the round machine, which it goes into) and
 sets up the round-0 globals the mode keeps; `edge_for` builds the wire side over that machine
@@ -17,6 +18,7 @@ from aggregator.protection.base import Protection, ProtectionEdge
 from aggregator.protection.he import HeProtection
 from aggregator.protection.he_rpcs import HeEdge
 from aggregator.protection.he_vault import HeVault
+from aggregator.protection.hidden import HiddenEdge, HiddenProtection
 from aggregator.protection.masked import MaskedEdge, MaskedProtection
 from aggregator.protection.plain import PlainEdge, PlainProtection
 from aggregator.rounds.round_machine import RoundMachine
@@ -41,6 +43,9 @@ def protection_for(
         if store.globals_record(0, adapter) is None:
             store.put_globals(0, initial(adapter), adapter)
     if mode == "masking":
+        fb = store.plan.fedbiscuit
+        if fb is not None and fb.membership == "hidden":
+            return HiddenProtection(store, trust)
         return MaskedProtection(store, trust)
     return PlainProtection(store)
 
@@ -55,6 +60,8 @@ def edge_for(
     plan = machine.plan
     if isinstance(protection, HeProtection):
         return HeEdge(machine, plan, protection, trust, clock)
+    if isinstance(protection, HiddenProtection):
+        return HiddenEdge(machine, plan, protection)
     if isinstance(protection, MaskedProtection):
         return MaskedEdge(machine, plan, protection)
     return PlainEdge(machine, plan)

@@ -194,12 +194,14 @@ def open_sessions(
     now_s: float,
     phase_timeout_s: float,
     masked_deadline_s: float,
+    grouping_digest: bytes = b"",
 ) -> dict[int, MaskedSession]:
-    """One fresh session per adapter, each with a new random public seed (never reused)."""
+    """One fresh session per adapter, each with a new random public seed (never reused);
+    `grouping_digest` binds a hidden-membership round to the grouping its silos confirmed."""
     return {
         adapter: MaskedSession(
             params,
-            RoundContext(federation_id, round_, plan_sha256, os.urandom(32)),
+            RoundContext(federation_id, round_, plan_sha256, os.urandom(32), grouping_digest),
             members,
             vector_length[adapter],
             trust,

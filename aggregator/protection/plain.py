@@ -11,7 +11,7 @@ import numpy as np
 
 from aggregator.protection.base import Aggregation, IncomingUpload, Protection, ProtectionEdge
 from aggregator.rounds.fedavg import aggregate_on_model, fedavg
-from aggregator.store import FederationStore
+from aggregator.store import FederationStore, TaskRecord
 from protos import codec
 from protos.errors import InvalidInput
 from protos.v1 import federation_pb2 as pb
@@ -66,10 +66,13 @@ class PlainEdge(ProtectionEdge):
     def _read(self, upload: IncomingUpload) -> np.ndarray:
         max_bytes = int(self._plan.max_update_mib * _MIB)
         manifest = codec.manifest_from_proto(upload.header.manifest, max_bytes, self.update_dtype)
-        layout = self._machine.globals_layout(upload.task.round, upload.task.adapter_index)
-        assembler = codec.ChunkAssembler(manifest, layout)
+        assembler = codec.ChunkAssembler(manifest, self._layout(upload.task))
         for part in upload.parts:
             if part.WhichOneof("part") != "data":
                 raise InvalidInput("only data chunks may follow the upload header")
             assembler.add(part.data)
         return assembler.finish()
+
+    def _layout(self, task: TaskRecord) -> tuple[codec.TensorSpec, ...]:
+        """The tensors an update of `task` must hold: its adapter's."""
+        return self._machine.globals_layout(task.round, task.adapter_index)

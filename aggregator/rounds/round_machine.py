@@ -5,7 +5,8 @@ reads the facts from the store, fires rows, aggregates, persists every state it 
 returning, and answers the servicer's questions (what a pulling silo should do, whether an
 upload or decline may proceed). Handlers ask it; they keep no flags of their own. What
 differs by protection mode (who survived an attempt, how the next globals are computed, what
-a task carries) it asks its `Protection`; it never asks which mode it runs.
+a task carries) it asks its `Protection`, and how a FedBiscuit grouping forms clusters its
+`Protection.grouping`; it never asks which mode it runs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from aggregator.rounds.round_table import (
     Phase,
     RoundState,
     Transition,
-    adapter_for,
     next_transition,
     reports_needed,
     sample_silos,
@@ -42,7 +42,6 @@ from aggregator.store import (
     Submission,
     TaskRecord,
 )
-from privacy.balanced_assignment import assign_clusters
 from protos import codec
 from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import Plan
@@ -109,6 +108,7 @@ class RoundMachine(SiloRequests):
         self._clock = clock
         self._export = export
         self._protection = protection if protection is not None else PlainProtection(store)
+        self._grouping = self._protection.grouping
         self._listener = listener
         self._schedule = BudgetSchedule(self._plan)
         self._cond = threading.Condition(threading.RLock())
@@ -235,7 +235,7 @@ class RoundMachine(SiloRequests):
             if self._store.submission(task_id) is None and self._store.decline(task_id) is None:
                 task = self._store.task(task_id)
                 if task is None:
-                    adapter = adapter_for(s, self._plan, silo_id)
+                    adapter = self._grouping.adapter_of(s, silo_id)
                     task = TaskRecord(
                         task_id, silo_id, s.round, s.attempt, self._clock(), "train", adapter
                     )
@@ -264,6 +264,7 @@ class RoundMachine(SiloRequests):
                     task,
                     deadline_s=s.started_at_s + self._plan.round_deadline_s,
                     adapter_sha256=hashes,
+                    carries=self._grouping.evaluate_carries(s, task),
                 )
         silo = next(r for r in self._store.silos() if r.silo_id == silo_id)
         if silo.exhausted or silo_id in self._schedule.unaffordable(self._store):
@@ -280,6 +281,9 @@ class RoundMachine(SiloRequests):
         uploaded, protocol_running = self._protection.survivors(
             s, frozenset(u.silo_id for u in uploads)
         )
+        reported, grouping_running = self._grouping.outcome(
+            s, frozenset(r.silo_id for r in reports)
+        )
         return Facts(
             self._clock(),
             tuple(
@@ -287,8 +291,9 @@ class RoundMachine(SiloRequests):
             ),
             uploaded,
             frozenset(d.silo_id for d in declines),
-            frozenset(r.silo_id for r in reports),
+            reported,
             protocol_running,
+            grouping_running,
         )
 
     def _advance(self) -> None:
@@ -304,14 +309,13 @@ class RoundMachine(SiloRequests):
         started = time.perf_counter()
         fields = f"federation={plan.federation_id} round={s.round} attempt={s.attempt}"
         closing = ClosedAttempt(s.round, s.attempt, aggregated=row.action != Action.RETRY)
-        # What every later state of this federation carries over: the grouping it is under.
-        grouping = {"grouped_round": s.grouped_round, "assignment": s.assignment}
+        grouping = s.grouping_fields()  # what every later state carries over
         if row.action == Action.START_ATTEMPT:
             sample = sample_silos(plan, s.round, s.attempt, trainable(s, self._facts(), plan))
             new, closing = replace(s, phase=row.target, started_at_s=now, sampled=sample), None
             members: dict[int, list[str]] = {}
             for silo in new.sampled:
-                members.setdefault(adapter_for(new, plan, silo), []).append(silo)
+                members.setdefault(self._grouping.adapter_of(new, silo), []).append(silo)
             self._protection.open_attempt(
                 NewAttempt(
                     new,
@@ -324,21 +328,16 @@ class RoundMachine(SiloRequests):
             everyone = self._facts().eligible
             new = replace(s, phase=row.target, started_at_s=now, sampled=everyone)
             closing = None
+            self._grouping.open(new)
             log.info("%s grouping started silos=%s", fields, ",".join(everyone))
         elif row.action == Action.ASSIGN:
-            assignment = self._assign()
-            new = RoundState(
-                row.target, s.round, s.attempt + 1, now, grouped_round=s.round,
-                assignment=assignment,
-            )  # fmt: skip
-            log.info(
-                "%s grouped clusters=%s",
-                fields,
-                ";".join(f"{silo}:{k}" for silo, k in assignment),
-            )
+            grouped, described = self._grouping.assign(s)
+            grouped["grouped_round"] = s.round
+            new = RoundState(row.target, s.round, s.attempt + 1, now, **{**grouping, **grouped})
+            log.info("%s grouped %s", fields, described)
         elif row.action == Action.RETRY_GROUPING:
             new = RoundState(row.target, s.round, s.attempt + 1, now, **grouping)
-            log.warning("%s too few loss reports: grouping again", fields)
+            log.warning("%s grouping did not complete: grouping again", fields)
         elif row.action == Action.FAIL:
             eligible = self._facts().eligible
             reason = (
@@ -376,19 +375,6 @@ class RoundMachine(SiloRequests):
         if self._listener is not None:
             self._listener.committed(StateChange(s, new, closing, time.perf_counter() - started))
 
-    def _assign(self) -> tuple[tuple[str, int], ...]:
-        """Balanced clusters from this grouping's loss reports; silos that did not report keep
-        the cluster they had (or stay unassigned until the next grouping)."""
-        s, fb = self._state, self._plan.fedbiscuit
-        reports = sorted(
-            self._store.loss_reports(round_=s.round, attempt=s.attempt), key=lambda r: r.silo_id
-        )
-        losses = np.array([r.losses for r in reports], dtype=np.float64)
-        chosen = assign_clusters(losses, fb.assignment)
-        clusters = s.clusters
-        clusters.update({r.silo_id: k for r, k in zip(reports, chosen, strict=True)})
-        return tuple(sorted(clusters.items()))
-
     def _aggregate(self, next_round: int) -> list[dict[str, np.ndarray]]:
         """This attempt's uploads into the globals of every adapter that `next_round` starts
         from: FedAvg in FedBis and warm-up, aggregate-on-model per cluster afterwards; an
@@ -404,7 +390,7 @@ class RoundMachine(SiloRequests):
                 state=s,
                 by_adapter=by_adapter,
                 warmup=plan.warmup_adapter(s.round) is not None,
-                cluster_sizes={k: list(s.clusters.values()).count(k) for k in range(plan.adapters)},
+                cluster_sizes=self._grouping.cluster_sizes(s),
                 min_members=plan.fedbiscuit.min_cluster_silos if plan.fedbiscuit else 1,
                 current=lambda k: self.globals_vector(s.round, k),
                 next_round=next_round,

@@ -40,7 +40,10 @@ class RoundState:
     `started_at_s` is when this phase began (waiting, training or grouping): deadlines count
     from it. In GROUPING `sampled` holds the silos asked to report losses. FedBiscuit only:
     `grouped_round` is the round whose grouping last completed (-1: none yet) and
-    `assignment` the (silo, cluster) pairs it left, sorted by silo.
+    `assignment` the (silo, cluster) pairs it left, sorted by silo. With hidden membership the
+    aggregator never learns an assignment: `grouping_digest` (hex) is the digest every silo of
+    the grouping confirmed and `grouped_silos` its final roster (sorted), the silos that may
+    be sampled until the next grouping.
     """
 
     phase: Phase
@@ -51,10 +54,26 @@ class RoundState:
     reason: str = ""
     grouped_round: int = -1
     assignment: tuple[tuple[str, int], ...] = ()
+    grouping_digest: str = ""
+    grouped_silos: tuple[str, ...] = ()
 
     @property
     def clusters(self) -> dict[str, int]:
         return dict(self.assignment)
+
+    @property
+    def grouped(self) -> frozenset[str]:
+        """Silos the last grouping placed in some cluster (known to the aggregator or not)."""
+        return frozenset(self.clusters) | frozenset(self.grouped_silos)
+
+    def grouping_fields(self) -> dict:
+        """What every later state of this federation carries over: the grouping it is under."""
+        return {
+            "grouped_round": self.grouped_round,
+            "assignment": self.assignment,
+            "grouping_digest": self.grouping_digest,
+            "grouped_silos": self.grouped_silos,
+        }
 
     def to_dict(self) -> dict:
         return {
@@ -62,6 +81,7 @@ class RoundState:
             "phase": self.phase.value,
             "sampled": list(self.sampled),
             "assignment": [list(pair) for pair in self.assignment],
+            "grouped_silos": list(self.grouped_silos),
         }
 
     @classmethod
@@ -72,6 +92,7 @@ class RoundState:
                 "phase": Phase(data["phase"]),
                 "sampled": tuple(data["sampled"]),
                 "assignment": tuple((silo, int(k)) for silo, k in data.get("assignment", ())),
+                "grouped_silos": tuple(data.get("grouped_silos", ())),
             }
         )
 
@@ -87,6 +108,10 @@ class Facts:
     reported: frozenset[str] = frozenset()  # sampled silos with a stored loss report (GROUPING)
     # Modes with a protocol of their own clock (SecAgg+): whether it still runs; None: none.
     protocol_running: bool | None = None
+    # Groupings with a protocol of their own (hidden membership: the silos agree among
+    # themselves): whether it still runs, None: none; `reported` then holds the silos of an
+    # agreed grouping only.
+    grouping_running: bool | None = None
 
 
 class Action(enum.StrEnum):
@@ -159,11 +184,13 @@ def trainable(s: RoundState, f: Facts, p: Plan) -> tuple[str, ...]:
     those with a cluster (a silo that missed grouping waits for the next one)."""
     if p.warmup_adapter(s.round) is not None:
         return f.eligible
-    clusters = s.clusters
-    return tuple(silo for silo in f.eligible if silo in clusters)
+    grouped = s.grouped
+    return tuple(silo for silo in f.eligible if silo in grouped)
 
 
 def _grouping_closed(s: RoundState, f: Facts, p: Plan) -> bool:
+    if f.grouping_running is not None:
+        return not f.grouping_running
     pending = set(s.sampled) - f.reported - f.declined
     hopeless = len(f.reported) + len(pending) < reports_needed(p)
     return not pending or hopeless or _deadline_passed(s, f, p)

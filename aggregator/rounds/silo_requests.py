@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aggregator.protection.base import Protection
@@ -48,11 +48,19 @@ class SiloRequests:
             return task
 
     def accept_loss_report(
-        self, silo_id: str, task_id: str, losses: tuple[float, ...], ledger_seq: int
+        self,
+        silo_id: str,
+        task_id: str,
+        losses: tuple[float, ...],
+        ledger_seq: int,
+        sealed: Mapping[str, bytes] | None = None,
     ) -> bool:
-        """Store a grouping's loss vector durably; False if it was an identical resend.
+        """Store a grouping's loss report durably; False if it was an identical resend.
 
-        `ledger_seq` is the silo's (already stored) ledger entry for this release."""
+        `ledger_seq` is the silo's (already stored) ledger entry for this release. With hidden
+        membership `losses` is empty and `sealed` holds the report sealed to each other
+        candidate: the grouping relays the blobs and the store keeps only that (and when) the
+        silo reported."""
         with self._cond:
             task = self.owned_task(silo_id, task_id)
             previous = self._store.loss_report(task_id)
@@ -67,11 +75,7 @@ class SiloRequests:
             self._require_open(task)
             if task.kind != "evaluate":
                 raise FailedPrecondition(f"task {task_id!r} is a {task.kind} task, not evaluate")
-            if len(losses) != self._plan.adapters:
-                raise InvalidInput(
-                    f"loss report has {len(losses)} values; the plan has "
-                    f"{self._plan.adapters} adapters"
-                )
+            self._protection.grouping.take_report(task, losses, sealed or {})
             report = LossReport(
                 task_id, silo_id, task.round, task.attempt, losses, self._clock(), ledger_seq
             )

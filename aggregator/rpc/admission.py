@@ -39,10 +39,15 @@ from protos.retry_hint import BUSY
 
 log = logging.getLogger(__name__)
 
-# Calls that wait for something to happen: PullTask and SecAggFetch long-polls (their
-# request's `wait_ms` can be set to 0) and health watches (which cannot be shortened).
+# Calls that wait for something to happen: PullTask, SecAggFetch and GroupingFetch
+# long-polls (their request's `wait_ms` can be set to 0) and health watches (which cannot be
+# shortened).
 LONG_POLLS = frozenset(
-    {"/fedbiscuit.v1.Federation/PullTask", "/fedbiscuit.v1.Federation/SecAggFetch"}
+    {
+        "/fedbiscuit.v1.Federation/PullTask",
+        "/fedbiscuit.v1.Federation/SecAggFetch",
+        "/fedbiscuit.v1.Federation/GroupingFetch",
+    }
 )
 WATCHES = frozenset({"/grpc.health.v1.Health/Watch"})
 

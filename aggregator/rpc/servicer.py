@@ -26,7 +26,6 @@ from aggregator.rpc.auth import authenticated_cert, authenticated_silo
 from aggregator.rpc.error_status import abort_with
 from aggregator.store import TaskRecord
 from privacy.ledger import RE_RELEASE, LedgerEntry
-from privacy.re_release import release_binding
 from protos.errors import BudgetExceeded, FailedPrecondition, InvalidInput
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
@@ -83,8 +82,9 @@ class FederationServicer(pb_grpc.FederationServicer):
     @_unary
     def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
         silo_id = self._caller(context, request.federation_id)
-        self._machine.join(silo_id)
+        # The certificate first: a grouping the join starts names it to every candidate.
         self._edge.joined(silo_id, authenticated_cert(context))
+        self._machine.join(silo_id)
         next_seq, last_hash = self._ledger.position(silo_id)
         return pb.JoinReply(
             federation_id=self._plan.federation_id,
@@ -120,20 +120,21 @@ class FederationServicer(pb_grpc.FederationServicer):
                 phase=Phase.GROUPING.value,
                 adapter_sha256=assignment.adapter_sha256,
                 deadline_unix_s=assignment.deadline_s,
+                **self._edge.evaluate_fields(assignment.carries),
                 **common,
             )
-        return pb.Task(
-            kind=pb.TASK_KIND_TRAIN,
-            task_id=task.task_id,
-            round=task.round,
-            phase=Phase.TRAINING.value,
-            adapter_index=task.adapter_index,
-            globals_sha256=assignment.globals_sha256,
-            local_steps=self._plan.training.local_steps,
-            deadline_unix_s=assignment.deadline_s,
-            **self._edge.task_fields(assignment.carries),
+        fields = {
+            "kind": pb.TASK_KIND_TRAIN,
+            "task_id": task.task_id,
+            "round": task.round,
+            "phase": Phase.TRAINING.value,
+            "adapter_index": task.adapter_index,
+            "globals_sha256": assignment.globals_sha256,
+            "local_steps": self._plan.training.local_steps,
+            "deadline_unix_s": assignment.deadline_s,
             **common,
-        )
+        }
+        return pb.Task(**{**fields, **self._edge.task_fields(assignment.carries)})
 
     @_streaming
     def DownloadGlobals(
@@ -197,6 +198,21 @@ class FederationServicer(pb_grpc.FederationServicer):
         wait_s = min(request.wait_ms / 1000, self._max_long_poll_s)
         return self._edge.secagg_fetch(silo_id, request, wait_s)
 
+    @_unary
+    def GroupingFetch(
+        self, request: pb.GroupingFetchRequest, context: grpc.ServicerContext
+    ) -> pb.GroupingBroadcast:
+        silo_id = self._caller(context, request.federation_id)
+        wait_s = min(request.wait_ms / 1000, self._max_long_poll_s)
+        return self._edge.grouping_fetch(silo_id, request, wait_s)
+
+    @_unary
+    def GroupingConfirm(
+        self, request: pb.GroupingConfirmation, context: grpc.ServicerContext
+    ) -> pb.Ack:
+        silo_id = self._caller(context, request.federation_id)
+        return self._edge.grouping_confirm(silo_id, request)
+
     def _accepted(self, silo_id: str, message: str) -> pb.Ack:
         """An acceptance that also tells the silo how much of its ledger we now hold."""
         return pb.Ack(
@@ -221,7 +237,9 @@ class FederationServicer(pb_grpc.FederationServicer):
                 f"round {task.round}"
             )
         release = self._check_loss_release(task, entries)
-        new = self._machine.accept_loss_report(silo_id, task.task_id, losses, release.seq)
+        new = self._machine.accept_loss_report(
+            silo_id, task.task_id, losses, release.seq, dict(request.sealed)
+        )
         return self._accepted(silo_id, "loss report accepted" if new else "already accepted")
 
     @_unary
@@ -308,13 +326,7 @@ class FederationServicer(pb_grpc.FederationServicer):
                 f"{at} is a {entry.mechanism} release of round {entry.round}, not the DP-SGD "
                 f"release (or re-release) of task {task.task_id!r} (round {task.round})"
             )
-        binding = release_binding(
-            self._plan.federation_id,
-            self._plan_sha256,
-            task.round,
-            task.adapter_index,
-            self._machine.protection.globals_digest(task.round, task.adapter_index),
-        )
+        binding = self._machine.protection.release_binding(task)
         check_release_binding(entry, binding, self._ledger.entries_before(task.silo_id, entry.seq))
         p = entry.params
         if dp.noise_multiplier is not None and p.noise_multiplier != dp.noise_multiplier:

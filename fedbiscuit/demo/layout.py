@@ -180,6 +180,8 @@ def demo_plan(options: DemoOptions, key_custodian: str = "silo-1") -> Plan:
             ),
             # Each cluster's adapter is a secure sum over its own silos: at least 3 of them.
             min_cluster_silos=least,
+            # Under masking only the silos know who is in which cluster (issue 16).
+            membership="hidden" if options.protection == "masking" else "visible",
         )
     return Plan(
         federation_id=FEDERATION_ID,

@@ -33,6 +33,8 @@ from selector.data import read_jsonl
 from selector.evaluation import agreement
 from selector.model import adapter_state, build_encoder, build_selector
 from selector.vote import vote_agreement
+from silo.config import load_silo_config
+from silo.grouping_store import own_cluster
 
 POLL_S = 0.5
 LOG_TAIL_LINES = 25
@@ -262,10 +264,22 @@ def _tail(path: Path) -> str:
     return "\n".join(lines[-LOG_TAIL_LINES:])
 
 
+def _own_clusters(layout: DemoLayout) -> dict[str, int]:
+    """Each silo's own cluster, as `silo status` reads it from the silo's state dir."""
+    clusters = {}
+    for silo_id, path in layout.silo_configs.items():
+        cluster = own_cluster(load_silo_config(path).state_dir, silo_id)
+        if cluster is not None:
+            clusters[silo_id] = cluster
+    return clusters
+
+
 def _evaluate(layout: DemoLayout, status: FederationStatus, budget_epsilon: float) -> DemoReport:
     """Held-out agreement of the exported selector(s) per silo and pooled, and the initial
     one's. FedBiscuit: per silo with its own cluster's selector, pooled by majority vote."""
     selectors, spec, clusters, _ = load_selector_set(layout.selectors_dir)
+    if layout.plan.fedbiscuit is not None and layout.plan.fedbiscuit.membership == "hidden":
+        clusters = _own_clusters(layout)  # only the silos know them (issue 16)
     initial = build_selector(layout.plan.selector, seed=layout.plan.seed)
     encoder = build_encoder(spec)
     per_silo, pooled, pooled_initial, total = {}, 0.0, 0.0, 0

@@ -5,24 +5,32 @@ its own module of `silo/upload/`, registered once in `silo/upload/__init__.py`. 
 loop asks the uploader for the globals a task starts from and for a :class:`TrainUpload`
 per TRAIN task, and calls its three steps in the privacy contract's order (DESIGN.md §7):
 ``before_training`` (before any budget is spent: a round too small to hide this silo
-aborts here), then ``send`` (after the ledger entry is on disk), then ``after_send``.
+aborts here), then ``send`` (after the ledger entry is on disk), then ``after_send``. An
+uploader may also refuse a task before any spend (``refusal``), name what a DP-SGD release
+binds (``release_binding``), and decide how a FedBiscuit loss report leaves
+(``reusable_losses``, ``report_losses``, ``after_report``: in the clear by default; sealed
+silo to silo under hidden membership, `silo/upload/hidden.py`).
 """
 
 from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
+from privacy.ledger import LedgerEntry
+from privacy.re_release import release_binding
 from protos import codec
 from protos.errors import PolicyViolation
 from protos.plan import Plan
 from protos.v1 import federation_pb2 as pb
 from silo.client import SiloClient
 from silo.config import SiloConfig
+from silo.grouping_store import PaidLosses
 from silo.identity import SiloIdentity
 from silo.policy import SiloPolicy
 
@@ -53,6 +61,8 @@ class TrainUpload(ABC):
     roster: tuple[str, ...] = ()
     """Who this upload is summed with, once known after `before_training` (masking: the
     silos that advertised keys); a paid-for release is re-sent only to the same roster."""
+    sent_bytes: int = 0
+    """Payload bytes of the upload once sent, for the silo's log (0: not counted)."""
 
     def before_training(self) -> None:  # noqa: B027 (optional step)
         """Work that must succeed before this silo spends budget on the task."""
@@ -72,6 +82,7 @@ class Uploader(ABC):
     """A protection mode on the silo: how globals arrive and how updates leave."""
 
     protection: ClassVar[str]
+    membership: ClassVar[str] = "visible"  # FedBiscuit's `membership`: who may know clusters
 
     def __init__(self, context: UploadContext) -> None:
         self._context = context
@@ -98,6 +109,34 @@ class Uploader(ABC):
         max_bytes = int(self._context.plan.max_update_mib * _MIB)
         return self._context.client.download_globals(task, max_bytes, adapter_index)
 
+    def refusal(self, task: pb.Task) -> str | None:
+        """Why this silo refuses the validated TRAIN `task` before spending anything (the
+        task loop declines it with reason "policy_violation"), or None."""
+        return None
+
+    def release_binding(self, task: pb.Task) -> str:
+        """The binding of the DP-SGD release a TRAIN task asks for (privacy.re_release)."""
+        return release_binding(
+            self._context.config.federation_id,
+            task.plan_sha256,  # checked against the accepted plan by the task loop
+            task.round,
+            task.adapter_index,
+            task.globals_sha256,
+        )
+
     @abstractmethod
     def begin(self, task: pb.Task) -> TrainUpload:
         """The upload of one validated TRAIN task this silo can afford."""
+
+    def reusable_losses(self, task: pb.Task, ledger: Sequence[LedgerEntry]) -> PaidLosses | None:
+        """A loss report this silo already paid for that an EVALUATE `task` may re-send
+        unpaid (`ledger`: the silo's entries), or None: by default every report is paid."""
+        return None
+
+    def report_losses(self, task: pb.Task, paid: PaidLosses, ledger_entries: list[bytes]) -> pb.Ack:
+        """Send the noised loss vector of an EVALUATE task with the ledger entries the
+        aggregator lacks (the last one records its release). By default in the clear."""
+        return self._context.client.report_losses(task, list(paid.losses), ledger_entries)
+
+    def after_report(self, task: pb.Task) -> None:  # noqa: B027 (optional step)
+        """Work after the aggregator acknowledged a loss report (none by default)."""

@@ -94,23 +94,31 @@ class MaskedUpload(TrainUpload):
         """Mask `update` (laid out as `manifest`) and stream it with the ledger entries."""
         if self._delivery is None:
             raise SecAggAborted("the update cannot be masked before the keys are shared")
-        masked = self._secagg.mask(self._delivery, update)
-        words = masked.vector
+        layout, vector = self._protected(manifest, update)
+        words = self._secagg.mask(self._delivery, vector).vector
+        self.sent_bytes = words.nbytes
         return self._client.upload_update(
             self._task,
-            codec.ring_manifest(manifest.layout(), words),
+            codec.ring_manifest(layout, words),
             words,
             protection=MaskedUploader.protection,
             ledger_entries=ledger_entries,
             num_examples=None,
         )
 
+    def _protected(
+        self, manifest: codec.Manifest, update: np.ndarray
+    ) -> tuple[tuple[codec.TensorSpec, ...], np.ndarray]:
+        """What is masked and its layout: here the update as is, laid out as `manifest`."""
+        return manifest.layout(), update
+
     def after_send(self) -> None:
         """Sign the survivors this silo was shown, then reveal the shares unmasking needs."""
-        consistency = self._fetch(pb.SEC_AGG_STAGE_SURVIVORS).consistency
-        signature = self._secagg.sign_survivors(
-            secagg_wire.consistency_from_proto(consistency, self._context)
+        consistency = secagg_wire.consistency_from_proto(
+            self._fetch(pb.SEC_AGG_STAGE_SURVIVORS).consistency, self._context
         )
+        self._check_survivors(consistency.survivors)
+        signature = self._secagg.sign_survivors(consistency)
         self._client.secagg_submit(
             self._task,
             "survivor_signature",
@@ -123,6 +131,9 @@ class MaskedUpload(TrainUpload):
         self._client.secagg_submit(
             self._task, "unmask_response", secagg_wire.unmask_response_to_proto(response)
         )
+
+    def _check_survivors(self, survivors: tuple[str, ...]) -> None:
+        """A mode's own check of the survivors before this silo signs them (none here)."""
 
     def _fetch(self, stage: int) -> pb.SecAggBroadcast:
         """Poll until the aggregator broadcasts `stage`; its abort ends this silo's part."""

@@ -48,6 +48,7 @@ class _PlainUpload(TrainUpload):
     ) -> pb.Ack:
         plan = self._context.plan
         by_examples = plan.weighting == "num_examples"
+        self.sent_bytes = codec.wire_view(update).nbytes
         return self._context.client.upload_update(
             self._task,
             manifest,

@@ -264,9 +264,24 @@ def test_visible_fedbiscuit_plans_hash_as_before_membership_hiding_existed():
             ),
             "must be at least clusters x min_cluster_silos (9)",
         ),
-        (lambda: _masked_fedbiscuit(membership="hidden"), "not available in this version"),
+        (
+            lambda: _he(
+                algorithm="fedbiscuit",
+                rounds=5,
+                silos_per_round=6,
+                fedbiscuit=FedBiscuitSpec(clusters=2, min_cluster_silos=3, membership="hidden"),
+            ),
+            "with protection 'he' is not available in this version",
+        ),
     ],
 )
-def test_hidden_membership_is_refused_until_both_programs_run_it(plan, message):
+def test_hidden_membership_needs_masking_and_room_for_every_cluster(plan, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         plan()
+
+
+def test_a_masked_fedbiscuit_plan_may_hide_membership_and_hashes_differently():
+    hidden = _masked_fedbiscuit(membership="hidden")
+    assert hidden.fedbiscuit.membership == "hidden"
+    assert b'"membership":"hidden"' in hidden.canonical_json()
+    assert hidden.sha256() != _masked_fedbiscuit().sha256()

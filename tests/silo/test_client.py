@@ -184,3 +184,22 @@ def test_a_busy_refusal_is_retried_until_the_aggregator_has_room(
 
     assert reply.silo_id == "silo-1"
     assert len(delays) == 1
+
+
+def test_grouping_calls_to_an_aggregator_without_hidden_membership_are_refused_at_once(
+    tiny_plan: Plan, aggregator: AggregatorFactory, silo_config: SiloConfigFactory
+) -> None:
+    delays: list[float] = []
+    plan = tiny_plan.model_copy(update=SOLO)
+    with (
+        aggregator(plan) as server,
+        connect(silo_config("silo-1", server.port), sleep=delays.append) as client,
+    ):
+        client.join()
+        task = client.pull_task(plan.sha256(), wait_ms=2_000)
+        with pytest.raises(FailedPrecondition, match="does not use"):
+            client.grouping_fetch(task, pb.GROUPING_STAGE_INBOX, wait_ms=0)
+        with pytest.raises(FailedPrecondition, match="does not use"):
+            client.grouping_confirm(task, bytes(32), b"signature")
+
+    assert delays == []

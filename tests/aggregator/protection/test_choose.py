@@ -11,7 +11,10 @@ import pytest
 
 from aggregator.federation_trust import FederationTrust
 from aggregator.protection.choose import edge_for, protection_for
+from aggregator.protection.grouping import Grouping
 from aggregator.protection.he import HeProtection
+from aggregator.protection.hidden import HiddenEdge, HiddenProtection
+from aggregator.protection.hidden_grouping import HiddenGrouping
 from aggregator.protection.masked import MaskedProtection
 from aggregator.protection.plain import PlainProtection
 from aggregator.rounds.round_machine import RoundMachine
@@ -49,6 +52,32 @@ def test_the_plan_picks_the_strategy(pki: FederationPaths, protection: str, stra
     assert chosen.holds_plaintext == (protection != "he")
 
 
+def test_a_hidden_membership_plan_picks_the_hidden_strategy_and_its_grouping(
+    pki: FederationPaths,
+) -> None:
+    plan = tiny_plan(
+        algorithm="fedbiscuit",
+        protection="masking",
+        rounds=3,
+        silos_per_round=6,
+        min_silos=3,
+        fedbiscuit={"clusters": 2, "min_cluster_silos": 3, "membership": "hidden"},
+    )
+    store = MemoryStore(MemoryMedium(), plan)
+    trust = FederationTrust.from_files(pki.ca_cert, pki.revocation_list)
+
+    chosen = protection_for(store, trust, _initial)
+    edge = edge_for(chosen, RoundMachine(store, FakeClock(), protection=chosen), trust)
+
+    assert (type(chosen), type(chosen.grouping), type(edge)) == (
+        HiddenProtection,
+        HiddenGrouping,
+        HiddenEdge,
+    )
+    visible = MemoryStore(MemoryMedium(), tiny_plan(protection="masking", **MODES["masking"]))
+    assert type(protection_for(visible, trust, _initial).grouping) is Grouping
+
+
 def test_a_masking_plan_never_runs_unprotected() -> None:
     store = MemoryStore(MemoryMedium(), tiny_plan(protection="masking", **MODES["masking"]))
 
@@ -68,6 +97,10 @@ def test_a_plaintext_federation_refuses_secure_aggregation_and_he_calls(
         edge.he_keys("silo-1", pb.HeKeysRequest())
     with pytest.raises(FailedPrecondition, match="does not use secure aggregation"):
         edge.secagg_fetch("silo-1", pb.SecAggFetchRequest(), 0.0)
+    with pytest.raises(FailedPrecondition, match="does not use membership-hiding groupings"):
+        edge.grouping_fetch("silo-1", pb.GroupingFetchRequest(), 0.0)
+    with pytest.raises(FailedPrecondition, match="does not use membership-hiding groupings"):
+        edge.grouping_confirm("silo-1", pb.GroupingConfirmation())
 
 
 def test_a_revocation_reaches_every_check_through_the_one_trust_view(

@@ -13,7 +13,7 @@ from aggregator.rounds.round_table import (
     sample_silos,
 )
 from aggregator.store import SqliteStore
-from protos.errors import FailedPrecondition
+from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import FedBiscuitSpec, Plan
 
 from ..conftest import FakeClock
@@ -189,3 +189,28 @@ def test_fedbiscuit_table_trains_warmup_then_groups_before_training():
     assert next_transition(grouped, facts, plan).guard == "silos_ready"
     assert adapter_for(grouped, plan, "a") == 1
     assert plan.grouping_rounds() == (4,)
+
+
+def test_a_visible_grouping_assigns_clusters_from_the_loss_reports(tmp_path, clock):
+    plan = _fedbiscuit_plan()
+    store = SqliteStore.create(tmp_path / "state", plan)
+    for k in range(plan.adapters):
+        store.put_globals(4, {"w": np.full(4, float(k), np.float32)}, k)
+    for silo in SILOS:
+        store.join_silo(silo, clock())
+    store.save_state(RoundState(Phase.WAITING_FOR_SILOS, 4, 0, clock()).to_dict())
+    machine = RoundMachine(store, clock)
+    losses = {"silo-1": (0.2, 0.9), "silo-2": (0.8, 0.1), "silo-3": (0.3, 0.7)}
+    tasks = {silo: machine.pull(silo, 0).task for silo in SILOS}
+
+    with pytest.raises(InvalidInput, match="`sealed` must be empty"):
+        machine.accept_loss_report("silo-1", tasks["silo-1"].task_id, (), 0, {"silo-2": b"x"})
+    with pytest.raises(InvalidInput, match="has 1 values; the plan has 2 adapters"):
+        machine.accept_loss_report("silo-1", tasks["silo-1"].task_id, (0.5,), 0)
+    for seq, silo in enumerate(SILOS):
+        assert machine.accept_loss_report(silo, tasks[silo].task_id, losses[silo], seq)
+
+    state = machine.state
+    assert (state.phase, state.grouped_round, state.grouping_digest) == (Phase.TRAINING, 4, "")
+    assert state.assignment == (("silo-1", 0), ("silo-2", 1), ("silo-3", 0))
+    assert {machine.pull(s, 0).task.adapter_index for s in state.sampled} <= {0, 1}
