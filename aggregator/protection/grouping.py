@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from aggregator.rounds.round_table import RoundState, adapter_for
+from aggregator.rounds.round_table import RoundState, adapter_for, sample_silos
 from aggregator.store import FederationStore, TaskRecord
 from privacy.balanced_assignment import assign_clusters
 from protos.errors import InvalidInput
@@ -72,6 +72,10 @@ class Grouping:
         assignment = tuple(sorted(clusters.items()))
         described = "clusters=" + ";".join(f"{silo}:{k}" for silo, k in assignment)
         return {"assignment": assignment}, described
+
+    def sample(self, state: RoundState, trainable: tuple[str, ...]) -> tuple[str, ...]:
+        """The silos asked to train in this attempt: a seeded draw of `plan.silos_per_round`."""
+        return sample_silos(self._plan, state.round, state.attempt, trainable)
 
     def adapter_of(self, state: RoundState, silo_id: str) -> int:
         """The adapter a TRAIN task of `silo_id` names in `state`."""

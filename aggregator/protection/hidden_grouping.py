@@ -236,6 +236,15 @@ class HiddenGrouping(Grouping):
         fields["grouped_silos"] = attempt.final_roster
         return fields, f"silos={len(attempt.final_roster)} digest={digest[:16]}"
 
+    def sample(self, state: RoundState, trainable: tuple[str, ...]) -> tuple[str, ...]:
+        """Warm-up rounds draw as visible; a grouped round asks every grouped silo. A draw made
+        without knowing the clusters could leave one below `min_cluster_silos`; the silos would
+        refuse that round, and each refusal would tell the aggregator something about who is in
+        which cluster."""
+        if self._plan.warmup_adapter(state.round) is not None:
+            return super().sample(state, trainable)
+        return tuple(sorted(trainable))
+
     def adapter_of(self, state: RoundState, silo_id: str) -> int:
         """The warm-up's adapter; afterwards 0, meaningless: every sampled silo uploads K slots
         into one secure sum, and no task names a silo's cluster."""

@@ -31,7 +31,6 @@ from aggregator.rounds.round_table import (
     Transition,
     next_transition,
     reports_needed,
-    sample_silos,
     task_id_for,
     trainable,
 )
@@ -311,7 +310,7 @@ class RoundMachine(SiloRequests):
         closing = ClosedAttempt(s.round, s.attempt, aggregated=row.action != Action.RETRY)
         grouping = s.grouping_fields()  # what every later state carries over
         if row.action == Action.START_ATTEMPT:
-            sample = sample_silos(plan, s.round, s.attempt, trainable(s, self._facts(), plan))
+            sample = self._grouping.sample(s, trainable(s, self._facts(), plan))
             new, closing = replace(s, phase=row.target, started_at_s=now, sampled=sample), None
             members: dict[int, list[str]] = {}
             for silo in new.sampled:

@@ -18,6 +18,7 @@ from aggregator.protection.hidden_grouping import HiddenGrouping
 from aggregator.protection.masked import MaskedProtection
 from aggregator.protection.plain import PlainProtection
 from aggregator.rounds.round_machine import RoundMachine
+from aggregator.rounds.round_table import Phase, RoundState
 from aggregator.store import MemoryMedium, MemoryStore
 from privacy.pki import FederationPaths, RevocationList, RevokedCertificate
 from protos.errors import FailedPrecondition, InvalidInput
@@ -76,6 +77,34 @@ def test_a_hidden_membership_plan_picks_the_hidden_strategy_and_its_grouping(
     )
     visible = MemoryStore(MemoryMedium(), tiny_plan(protection="masking", **MODES["masking"]))
     assert type(protection_for(visible, trust, _initial).grouping) is Grouping
+
+
+def test_a_hidden_grouped_round_asks_every_grouped_silo(pki: FederationPaths) -> None:
+    """A draw of silos_per_round could leave a cluster below its quorum; the silos' refusal
+    of that round would tell the aggregator who is where, so grouped rounds ask everyone."""
+    plan = tiny_plan(
+        algorithm="fedbiscuit",
+        protection="masking",
+        rounds=8,
+        silos_per_round=6,
+        min_silos=3,
+        fedbiscuit={"clusters": 2, "min_cluster_silos": 3, "membership": "hidden"},
+    )
+    store = MemoryStore(MemoryMedium(), plan)
+    trust = FederationTrust.from_files(pki.ca_cert, pki.revocation_list)
+    grouping = protection_for(store, trust, _initial).grouping
+    grouped = tuple(f"silo-{i}" for i in range(1, 10))
+    warmup = RoundState(Phase.TRAINING, round=0, attempt=0, started_at_s=0.0)
+    after = RoundState(
+        Phase.TRAINING,
+        round=plan.fedbiscuit.warmup_rounds,
+        attempt=0,
+        started_at_s=0.0,
+        grouped_silos=grouped,
+    )
+
+    assert len(grouping.sample(warmup, grouped)) == 6
+    assert grouping.sample(after, grouped) == grouped
 
 
 def test_a_masking_plan_never_runs_unprotected() -> None:
