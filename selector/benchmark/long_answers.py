@@ -65,10 +65,6 @@ _CAVEATS = (
 _SIGN_OFFS = ("Good luck with it.", "Hope that helps you out.", "Enjoy the process.")
 
 
-def _sentence(text: str) -> str:
-    return text[0].upper() + text[1:] + "."
-
-
 def compose_long_answer(rng: np.random.Generator, prompt: str, attributes: np.ndarray) -> str:
     """An answer to `prompt` with the given 0/1 `attributes` (ordered as LONG_ATTRIBUTES)."""
     if len(attributes) != len(LONG_ATTRIBUTES):
@@ -78,7 +74,7 @@ def compose_long_answer(rng: np.random.Generator, prompt: str, attributes: np.nd
     content = phrases.advice if specific else rng.choice(_VAGUE)
     sentences = [
         str(rng.choice(_WARM if warm else _PLAIN)),
-        _sentence(f"{rng.choice(_DIRECT)} {content}".lower()),
+        f"{rng.choice(_DIRECT)} {content}.",
     ]
     middle = [] if concise else [str(s) for s in rng.choice(_ELABORATIONS, 2, replace=False)]
     if example:
