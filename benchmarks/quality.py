@@ -102,7 +102,9 @@ def main() -> None:
     parser.add_argument("--test-pairs", type=int, help="per silo (default 128; quick: 64)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds of data and noise")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
-    parser.add_argument("--dp-only", action="store_true", help="skip the runs without DP")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--dp-only", action="store_true", help="skip the runs without DP")
+    only.add_argument("--no-dp-only", action="store_true", help="skip the runs with DP")
     args = parser.parse_args()
     options = QualityOptions(
         backbone=args.backbone,
@@ -113,7 +115,7 @@ def main() -> None:
         train_pairs=args.train_pairs or (96 if args.quick else defaults.train_pairs),
         test_pairs=args.test_pairs or (64 if args.quick else defaults.test_pairs),
         methods=tuple(args.methods.split(",")),
-        dp_modes=(True,) if args.dp_only else (False, True),
+        dp_modes=(True,) if args.dp_only else (False,) if args.no_dp_only else (False, True),
     )
     groups = LONG_GROUPS if args.variant == "long" else THREE_GROUPS
     shares = ":".join(f"{group.share:g}" for group in groups)
