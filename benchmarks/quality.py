@@ -71,7 +71,8 @@ def long_verdict(rows: list[Row], dataset: dict[str, SiloData]) -> str | None:
     clusters: dict[int, set[str | None]] = {}
     for silo, k in cuit.outcome.clusters.items():
         clusters.setdefault(k, set()).add(dataset[silo].group)
-    settled = all(len(groups) == 1 for groups in clusters.values())
+    # No grouping (rounds all spent in warm-up) is not settling.
+    settled = bool(clusters) and all(len(groups) == 1 for groups in clusters.values())
     per_silo = cuit.agreement.per_silo
     mean = sum(per_silo.values()) / len(per_silo)
     met = mean >= LONG_MEAN_SILO_TARGET
