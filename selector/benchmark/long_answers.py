@@ -13,7 +13,7 @@ from the start alone would lose them.
 advice but otherwise disagree: one rewards examples, one closing caveats, one brevity
 (concise, no example, no caveat). Bayes rates (`selector.benchmark.bayes`): each group's
 own best selector agrees with its labels 0.828–0.835 of the time, one selector for all
-0.594–0.695, so a single selector must fail some group by ~24 points. The topics,
+0.594–0.695, so a single selector must fail some group by ~23 points. The topics,
 questions, advice and examples are the short benchmark's.
 """
 
@@ -33,7 +33,14 @@ from selector.benchmark.generator import (
     make_federated_dataset,
 )
 
-__all__ = ["LONG_ANSWERS", "LONG_ATTRIBUTES", "LONG_GROUPS", "LONG_SILOS", "make_long_dataset"]
+__all__ = [
+    "LONG_ANSWERS",
+    "LONG_ATTRIBUTES",
+    "LONG_GROUPS",
+    "LONG_SILOS",
+    "compose_long_answer",
+    "make_long_dataset",
+]
 
 LONG_ATTRIBUTES = ("specific", "warm", "example", "caveat", "concise")
 
