@@ -8,7 +8,9 @@ By default every silo shares one `Preferences` (IID silos). With `groups`, silos
 latent preference groups of unequal sizes, each with its own utility: the groups agree
 that specific answers are better but disagree on tone, hedging and examples, so one
 selector for everyone must fail some silos, which is what FedBiscuit's clusters are for.
-`THREE_GROUPS` is the heterogeneous benchmark of issue 3.
+`THREE_GROUPS` is the heterogeneous benchmark of issue 3. An `AnswerStyle` writes answers
+another way over other attributes (selector/benchmark/long_answers.py: 3-6 sentences, issue
+18); the default, `SHORT_ANSWERS`, is the data above, unchanged for every seed.
 """
 
 from __future__ import annotations
