@@ -5,6 +5,11 @@ fedbiscuit/quality/comparison.py.
 Run from the repository root (one table per seed, then the targets for every seed):
 
     OMP_NUM_THREADS=1 python benchmarks/quality.py --backbone tiny [--seeds 0,1,2] [--quick]
+
+`--variant long`: answers of 3–6 sentences with what matters spread through them, 9 silos
+in three equal groups (selector/benchmark/long_answers.py), a token window from the
+training pairs' length statistics (`--window` to set it), and its own targets with DP:
+FedBiscuit's final clusters are the groups, its mean per-silo agreement ≥ 0.75.
 """
 
 from __future__ import annotations
@@ -13,8 +18,69 @@ import argparse
 import dataclasses
 import time
 
-from fedbiscuit.quality.comparison import QualityOptions, format_table, run_quality, target_verdict
+from fedbiscuit.quality.comparison import (
+    QualityOptions,
+    Row,
+    format_table,
+    plans,
+    run_methods,
+    target_verdict,
+)
 from fedbiscuit.quality.methods import METHODS
+from fedbiscuit.recipe import WINDOW_LIMIT
+from protos.plan import Plan
+from selector.backbone import backbone_tokenizer
+from selector.benchmark.bayes import bayes_rates
+from selector.benchmark.generator import THREE_GROUPS, SiloData, make_federated_dataset
+from selector.benchmark.long_answers import LONG_GROUPS, LONG_SILOS, make_long_dataset
+from selector.token_budget import length_statistics, suggested_window
+from selector.truncation import PairTemplate
+
+LONG_MEAN_SILO_TARGET = 0.75
+
+
+def variant_dataset(variant: str, options: QualityOptions) -> dict[str, SiloData]:
+    """The federation of `variant` ('short': issue 3's 3:2:1 groups; 'long': issue 18's)."""
+    if variant == "long":
+        return make_long_dataset(
+            options.silos, options.train_pairs, options.test_pairs, options.seed
+        )
+    return make_federated_dataset(
+        options.silos, options.train_pairs, options.test_pairs, options.seed, THREE_GROUPS
+    )
+
+
+def data_window(plan: Plan, dataset: dict[str, SiloData]) -> int:
+    """The demo's rule for a partner's data: a window from the training pairs' lengths."""
+    tokenizer = backbone_tokenizer(plan.selector.backbone)
+    stats = length_statistics([p for d in dataset.values() for p in d.train], tokenizer)
+    return suggested_window(stats, WINDOW_LIMIT, PairTemplate.of(tokenizer).added)
+
+
+def with_window(plan: Plan, window: int) -> Plan:
+    selector = {**plan.selector.model_dump(), "max_tokens_per_answer": window}
+    return Plan.model_validate({**plan.model_dump(), "selector": selector})
+
+
+def long_verdict(rows: list[Row], dataset: dict[str, SiloData]) -> str | None:
+    """The long variant's targets beside `target_verdict`'s: FedBiscuit (DP) ends with one
+    group per cluster, and each silo's own selector agrees ≥ 0.75 on average."""
+    cuit = next((r for r in rows if r.method == "FedBiscuit" and r.dp), None)
+    if cuit is None:
+        return None
+    clusters: dict[int, set[str | None]] = {}
+    for silo, k in cuit.outcome.clusters.items():
+        clusters.setdefault(k, set()).add(dataset[silo].group)
+    # No grouping (rounds all spent in warm-up) is not settling.
+    settled = bool(clusters) and all(len(groups) == 1 for groups in clusters.values())
+    per_silo = cuit.agreement.per_silo
+    mean = sum(per_silo.values()) / len(per_silo)
+    met = mean >= LONG_MEAN_SILO_TARGET
+    return (
+        f"target (DP, long): clusters are the groups -> {'met' if settled else 'NOT met'}; "
+        f"FedBiscuit mean silo ≥ {LONG_MEAN_SILO_TARGET}: {mean:.3f} -> "
+        f"{'met' if met else 'NOT met'}"
+    )
 
 
 def main() -> None:
@@ -23,41 +89,63 @@ def main() -> None:
     parser.add_argument("--backbone", choices=("tiny", "minilm"), default=defaults.backbone)
     parser.add_argument("--rounds", type=int, help=f"default {defaults.rounds}; quick: 12")
     parser.add_argument("--quick", action="store_true", help="fewer pairs and rounds")
-    parser.add_argument("--silos", type=int, default=defaults.silos)
+    parser.add_argument("--variant", choices=("short", "long"), default="short")
+    parser.add_argument("--silos", type=int, help=f"default {defaults.silos}; long: {LONG_SILOS}")
+    parser.add_argument(
+        "--window",
+        type=int,
+        help="tokens per side (default: short 32; long: "
+        "from the data's lengths, as the demo chooses for a partner's data)",
+    )
     parser.add_argument("--clusters", type=int, default=defaults.clusters)
     parser.add_argument("--local-steps", type=int, default=defaults.local_steps)
     parser.add_argument("--train-pairs", type=int, help="per silo (default 256; quick: 96)")
     parser.add_argument("--test-pairs", type=int, help="per silo (default 128; quick: 64)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds of data and noise")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
-    parser.add_argument("--dp-only", action="store_true", help="skip the runs without DP")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--dp-only", action="store_true", help="skip the runs without DP")
+    only.add_argument("--no-dp-only", action="store_true", help="skip the runs with DP")
     args = parser.parse_args()
     options = QualityOptions(
         backbone=args.backbone,
-        silos=args.silos,
+        silos=args.silos or (LONG_SILOS if args.variant == "long" else defaults.silos),
         clusters=args.clusters,
         rounds=args.rounds or (12 if args.quick else defaults.rounds),
         local_steps=args.local_steps,
         train_pairs=args.train_pairs or (96 if args.quick else defaults.train_pairs),
         test_pairs=args.test_pairs or (64 if args.quick else defaults.test_pairs),
         methods=tuple(args.methods.split(",")),
-        dp_modes=(True,) if args.dp_only else (False, True),
+        dp_modes=(True,) if args.dp_only else (False,) if args.no_dp_only else (False, True),
     )
+    groups = LONG_GROUPS if args.variant == "long" else THREE_GROUPS
+    shares = ":".join(f"{group.share:g}" for group in groups)
     print(
-        f"benchmark: {options.silos} silos (groups 3:2:1), {options.train_pairs} train / "
+        f"benchmark ({args.variant} answers): {options.silos} silos (groups {shares}), "
+        f"{options.train_pairs} train / "
         f"{options.test_pairs} test pairs per silo; {options.rounds} rounds of "
         f"{options.local_steps} DP-SGD steps; backbone {options.backbone}; DP: "
         f"epsilon={options.epsilon:g} per silo",
         flush=True,
     )
+    print(f"Bayes rates: {bayes_rates(groups).describe()}", flush=True)
     verdicts = {}
     for seed in (int(text) for text in args.seeds.split(",")):
         started = time.monotonic()
         print(f"\nseed {seed}", flush=True)
-        rows = run_quality(
-            dataclasses.replace(options, seed=seed), log=lambda line: print(line, flush=True)
+        seeded = dataclasses.replace(options, seed=seed)
+        dataset = variant_dataset(args.variant, seeded)
+        by_algorithm = plans(seeded)
+        window = args.window or (
+            data_window(by_algorithm["fedbis"], dataset) if args.variant == "long" else None
         )
+        if window is not None:
+            by_algorithm = {name: with_window(p, window) for name, p in by_algorithm.items()}
+        print(f"window: {by_algorithm['fedbis'].selector.max_tokens_per_answer} tokens per side")
+        rows = run_methods(by_algorithm, dataset, seeded, log=lambda line: print(line, flush=True))
         print("\n" + format_table(rows) + f"\n(seed {seed}: {time.monotonic() - started:.0f} s)")
+        if args.variant == "long" and (verdict := long_verdict(rows, dataset)) is not None:
+            print(verdict)
         verdicts[seed] = target_verdict(rows)
     if len(verdicts) > 1:
         print()

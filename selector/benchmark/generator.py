@@ -8,13 +8,15 @@ By default every silo shares one `Preferences` (IID silos). With `groups`, silos
 latent preference groups of unequal sizes, each with its own utility: the groups agree
 that specific answers are better but disagree on tone, hedging and examples, so one
 selector for everyone must fail some silos, which is what FedBiscuit's clusters are for.
-`THREE_GROUPS` is the heterogeneous benchmark of issue 3.
+`THREE_GROUPS` is the heterogeneous benchmark of issue 3. An `AnswerStyle` writes answers
+another way over other attributes (selector/benchmark/long_answers.py: 3-6 sentences, issue
+18); the default, `SHORT_ANSWERS`, is the data above, unchanged for every seed.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,14 +75,20 @@ ATTRIBUTES = ("specific", "polite", "direct", "example")
 
 @dataclass(frozen=True)
 class Preferences:
-    """How much people gain from each attribute, and how noisy their choices are."""
+    """How much people gain from each attribute, and how noisy their choices are.
 
-    weights: tuple[float, float, float, float] = (2.0, 1.0, 0.5, 1.0)
+    `attributes` names what the weights are for: the short answers' four by default, or
+    another `AnswerStyle`'s (selector/benchmark/long_answers.py)."""
+
+    weights: tuple[float, ...] = (2.0, 1.0, 0.5, 1.0)
     temperature: float = 0.3
+    attributes: tuple[str, ...] = ATTRIBUTES
 
     def __post_init__(self) -> None:
-        if len(self.weights) != len(ATTRIBUTES) or not all(map(math.isfinite, self.weights)):
-            raise InvalidInput(f"preferences need {len(ATTRIBUTES)} finite weights {ATTRIBUTES}")
+        if len(self.weights) != len(self.attributes) or not all(map(math.isfinite, self.weights)):
+            raise InvalidInput(
+                f"preferences need {len(self.attributes)} finite weights {self.attributes}"
+            )
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise InvalidInput("preference temperature must be a positive number")
 
@@ -176,18 +184,35 @@ def compose_answer(rng: np.random.Generator, prompt: str, attributes: np.ndarray
     raise InvalidInput(f"{prompt!r} is not one of the benchmark's questions")
 
 
-def _sample_pair(rng: np.random.Generator, prefs: Preferences, silo: str) -> PreferencePair:
+@dataclass(frozen=True)
+class AnswerStyle:
+    """How the benchmark writes an answer: which binary attributes it has and how an answer
+    to a prompt with given 0/1 attributes (in that order) is composed from the rng."""
+
+    name: str
+    attributes: tuple[str, ...]
+    compose: Callable[[np.random.Generator, str, np.ndarray], str]
+
+
+SHORT_ANSWERS = AnswerStyle("short", ATTRIBUTES, compose_answer)
+"""One or two sentences (the benchmark of issues 3-17): fits the demo's 32-token window."""
+
+
+def _sample_pair(
+    rng: np.random.Generator, prefs: Preferences, silo: str, style: AnswerStyle
+) -> PreferencePair:
     topic = rng.choice(list(_TOPICS))
     question = int(rng.integers(len(_TOPICS[topic][0])))
-    first = rng.integers(0, 2, size=len(ATTRIBUTES))
+    prompt = _TOPICS[topic][0][question]
+    first = rng.integers(0, 2, size=len(style.attributes))
     second = first.copy()
     while (second == first).all():
-        second = rng.integers(0, 2, size=len(ATTRIBUTES))
+        second = rng.integers(0, 2, size=len(style.attributes))
     margin = (prefs.utility(first) - prefs.utility(second)) / prefs.temperature
     first_wins = rng.random() < 1.0 / (1.0 + np.exp(-margin))
-    answers = (_answer(rng, topic, question, first), _answer(rng, topic, question, second))
+    answers = (style.compose(rng, prompt, first), style.compose(rng, prompt, second))
     chosen, rejected = answers if first_wins else answers[::-1]
-    return PreferencePair(_TOPICS[topic][0][question], chosen, rejected, silo)
+    return PreferencePair(prompt, chosen, rejected, silo)
 
 
 def group_sizes(num_silos: int, groups: Sequence[PreferenceGroup]) -> list[int]:
@@ -216,12 +241,22 @@ def _check_groups(groups: Sequence[PreferenceGroup]) -> None:
             raise InvalidInput(f"preference group {group.name!r}: share must be positive")
 
 
+def _check_style(groups: Sequence[PreferenceGroup], style: AnswerStyle) -> None:
+    for group in groups:
+        if group.preferences.attributes != style.attributes:
+            raise InvalidInput(
+                f"preference group {group.name!r} weighs {group.preferences.attributes}, but "
+                f"{style.name} answers have {style.attributes}"
+            )
+
+
 def make_federated_dataset(
     num_silos: int,
     train_pairs: int,
     test_pairs: int,
     seed: int,
     groups: Sequence[PreferenceGroup] | None = None,
+    style: AnswerStyle = SHORT_ANSWERS,
 ) -> dict[str, SiloData]:
     """`train_pairs` and `test_pairs` PER SILO for silos `silo-1..N`; same seed, same data.
 
@@ -230,13 +265,17 @@ def make_federated_dataset(
     which (so group membership is not readable from silo numbers); each silo's pairs are
     labelled with its group's preferences. Silo i draws its pairs from the same random
     stream either way, so one group with the default preferences reproduces the IID data.
+    `style` writes the answers (default: the short ones); its attributes are the groups'.
     """
     if num_silos < 1 or train_pairs < 1 or test_pairs < 0:
         raise InvalidInput("benchmark needs num_silos >= 1, train_pairs >= 1 and test_pairs >= 0")
+    if groups is None and style != SHORT_ANSWERS:
+        raise InvalidInput(f"{style.name} answers need preference groups weighing their attributes")
     if groups is None:
         streams = np.random.SeedSequence(seed).spawn(num_silos)
         membership: list[PreferenceGroup | None] = [None] * num_silos
     else:
+        _check_style(groups, style)
         sizes = group_sizes(num_silos, groups)
         # Child i of a SeedSequence does not depend on how many are spawned: silo streams
         # are those of the IID call, the extra last one shuffles the membership.
@@ -249,7 +288,7 @@ def make_federated_dataset(
         silo = f"silo-{index}"
         rng = np.random.default_rng(stream)
         prefs = DEFAULT_PREFERENCES if group is None else group.preferences
-        pairs = [_sample_pair(rng, prefs, silo) for _ in range(train_pairs + test_pairs)]
+        pairs = [_sample_pair(rng, prefs, silo, style) for _ in range(train_pairs + test_pairs)]
         silos[silo] = SiloData(
             train=pairs[:train_pairs],
             test=pairs[train_pairs:],

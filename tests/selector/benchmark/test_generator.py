@@ -1,11 +1,16 @@
+import hashlib
+import json
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from protos.errors import InvalidInput
 from selector.benchmark.generator import (
     DEFAULT_PREFERENCES,
+    SHORT_ANSWERS,
     THREE_GROUPS,
+    AnswerStyle,
     PreferenceGroup,
     Preferences,
     group_sizes,
@@ -135,3 +140,65 @@ def test_preferences_are_validated():
         Preferences((1.0, 2.0))  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="temperature must be a positive number"):
         Preferences(temperature=0.0)
+
+
+# --- answer styles -----------------------------------------------------------------------
+
+
+def _digest(data) -> str:
+    rows = [
+        [
+            silo,
+            part.group,
+            [[p.prompt, p.chosen, p.rejected, p.silo] for p in part.train + part.test],
+        ]
+        for silo, part in data.items()
+    ]
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("silos", "train", "test", "seed", "groups", "digest"),
+    [
+        (
+            12,
+            256,
+            128,
+            0,
+            THREE_GROUPS,
+            "52108f9860c7dabf74fa35b1c3e6cfbe1dcfa60abcae3b7b08f55fae07533e8f",
+        ),
+        (4, 50, 10, 3, None, "a4d45d15eab2127dfcb87486a38475111d0d33cc0358a81a5de0cf886627faac"),
+        (
+            10,
+            96,
+            64,
+            1,
+            THREE_GROUPS,
+            "83721fa28d47ec30b2c2e47da06ed1041ff9bae6fd6692f12169008f951512c9",
+        ),
+    ],
+)
+def test_short_answers_are_the_data_they_were_before_answer_styles(
+    silos, train, test, seed, groups, digest
+):
+    # Digests of the generator before answer styles existed (commit f9b58dc): the quality
+    # benchmark's and the demo's default data must not move, or their figures would.
+    assert _digest(make_federated_dataset(silos, train, test, seed, groups)) == digest
+    assert (
+        _digest(make_federated_dataset(silos, train, test, seed, groups, SHORT_ANSWERS)) == digest
+    )
+
+
+def test_groups_must_weigh_the_attributes_of_the_answer_style():
+    other = AnswerStyle("other", ("a", "b"), lambda rng, prompt, attributes: prompt)
+    with pytest.raises(InvalidInput, match="'thorough' weighs .* but other answers have"):
+        make_federated_dataset(3, 4, 0, seed=0, groups=THREE_GROUPS, style=other)
+    with pytest.raises(InvalidInput, match="other answers need preference groups"):
+        make_federated_dataset(3, 4, 0, seed=0, style=other)
+
+
+def test_preferences_over_other_attributes_need_one_weight_each():
+    assert Preferences((1.0, -1.0), attributes=("a", "b")).utility(np.array([1, 1])) == 0.0
+    with pytest.raises(InvalidInput, match=r"2 finite weights \('a', 'b'\)"):
+        Preferences((1.0, 2.0, 3.0), attributes=("a", "b"))
