@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fedbiscuit.backbone_option import checked_backbone_option
 from fedbiscuit.demo.modes import DEMO_MODES
+from fedbiscuit.demo.workdir import check_new_workdir
 from protos.errors import InvalidInput
 
 MAX_DEMO_SILOS = 16  # each silo is a training process on this one machine
@@ -118,6 +119,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+
+    if args.workdir is not None:
+        check_new_workdir(args.workdir)  # before the imports below load torch (seconds)
 
     from fedbiscuit.demo.layout import DemoOptions, check_silo_count
     from fedbiscuit.demo.run import run_demo

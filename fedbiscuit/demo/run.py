@@ -27,6 +27,7 @@ from fedbiscuit.demo.align import align_demo
 from fedbiscuit.demo.layout import DemoLayout, DemoOptions, lay_out
 from fedbiscuit.demo.modes import DEMO_MODES
 from fedbiscuit.demo.report import Agreement, ClusterReport, DemoReport, SiloReport
+from fedbiscuit.demo.workdir import check_new_workdir
 from protos.errors import FailedPrecondition, FedbiscuitError
 from selector.checkpoint import load_selector_set
 from selector.data import read_jsonl
@@ -59,10 +60,7 @@ def run_demo(
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fedbiscuit-")))
         else:
             root = workdir
-            if root.exists() and any(root.iterdir()):
-                raise FailedPrecondition(
-                    f"--workdir {root} is not empty; choose a new folder so nothing is overwritten"
-                )
+            check_new_workdir(root)
             root.mkdir(parents=True, exist_ok=True)
         layout = lay_out(root, options)
         console.print(
