@@ -239,7 +239,7 @@ class _CrossingProbe:
         """Probe inside (known-above, `upper`] until the two bounds are close."""
         if self._below_at > upper:
             self.above(upper)
-        retained = 0  # Illinois: the side kept by the last step, with its log-ε halved
+        retained = 0  # which bound the last probe moved: 1 the one above, -1 the one below
         scale_above = scale_below = 1.0
         for _ in range(self._NARROW_PROBES):
             low, high = self._above_at, self._below_at
