@@ -1,4 +1,4 @@
-"""Start-up of a long-running party process (`silo run`, `aggregator run`): its heavy imports."""
+"""Start-up of the commands that load torch & co. (`silo run`, `aggregator run`, `demo`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ def heavy_imports() -> Iterator[None]:
 
     Why: those imports build ~0.5M objects that live until exit, and the growth triggers ~7
     full collections that each walk all of them: ~1 CPU-s per process, paid by all ten
-    parties of a demo at once. Frozen, later collections skip them too. Garbage cycles made
-    during the imports (few) are never freed; the process holds those modules to the end anyway.
+    parties of a demo at once, and by the demo itself. Frozen, later collections skip them
+    too. Garbage cycles made during the imports (few) are never freed; the process holds
+    those modules to the end anyway.
     """
     was_enabled = gc.isenabled()
     gc.disable()
