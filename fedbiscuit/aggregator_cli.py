@@ -74,7 +74,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from aggregator.rpc.server import serve_forever  # imports torch: only when serving
+    from fedbiscuit.startup import heavy_imports
+
+    with heavy_imports():
+        from aggregator.rpc.server import serve_forever  # imports torch: only when serving
 
     config = load_config(args.config)
     if args.log_format is not None:

@@ -63,9 +63,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from fedbiscuit.startup import heavy_imports
     from protos.operator_formats.log_format import configure_logging
-    from silo.agent import run_silo
     from silo.config import load_silo_config
+
+    with heavy_imports():
+        from silo.agent import run_silo
 
     config = load_silo_config(args.config)
     configure_logging("INFO", args.log_format)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from fedbiscuit.backbone_option import checked_backbone_option
 from fedbiscuit.demo.modes import DEMO_MODES
+from fedbiscuit.demo.workdir import check_new_workdir
+from fedbiscuit.startup import heavy_imports
 from protos.errors import InvalidInput
 
 MAX_DEMO_SILOS = 16  # each silo is a training process on this one machine
@@ -119,9 +121,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from fedbiscuit.demo.layout import DemoOptions, check_silo_count
-    from fedbiscuit.demo.run import run_demo
-
+    if args.workdir is not None:
+        check_new_workdir(args.workdir)  # refused before torch loads, as are the flags below
     if args.report is not None and not args.report.parent.exists():
         raise InvalidInput(f"--report {args.report}: folder {args.report.parent} does not exist")
     if args.seed < 0:
@@ -150,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
         rounds = (
             args.clusters + FEDBISCUIT_ROUNDS_AFTER_WARMUP if args.algorithm == "fedbiscuit" else 3
         )
+    with heavy_imports():
+        from fedbiscuit.demo.layout import DemoOptions, check_silo_count
+        from fedbiscuit.demo.run import run_demo
     console = Console()
     options = DemoOptions(
         silos=silos,

@@ -27,12 +27,13 @@ from fedbiscuit.demo.align import align_demo
 from fedbiscuit.demo.layout import DemoLayout, DemoOptions, lay_out
 from fedbiscuit.demo.modes import DEMO_MODES
 from fedbiscuit.demo.report import Agreement, ClusterReport, DemoReport, SiloReport
+from fedbiscuit.demo.workdir import check_new_workdir
 from protos.errors import FailedPrecondition, FedbiscuitError
 from selector.checkpoint import load_selector_set
 from selector.data import read_jsonl
 from selector.evaluation import agreement
 from selector.model import adapter_state, build_encoder, build_selector
-from selector.vote import vote_agreement
+from selector.vote import majority_vote, selector_logits
 from silo.config import load_silo_config
 from silo.grouping_store import own_cluster
 
@@ -61,10 +62,7 @@ def run_demo(
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fedbiscuit-")))
         else:
             root = workdir
-            if root.exists() and any(root.iterdir()):
-                raise FailedPrecondition(
-                    f"--workdir {root} is not empty; choose a new folder so nothing is overwritten"
-                )
+            check_new_workdir(root)
             root.mkdir(parents=True, exist_ok=True)
         layout = lay_out(root, options)
         console.print(
@@ -82,11 +80,14 @@ def run_demo(
                 silos = [party for party in parties if party.name != "aggregator"]
                 _wait_for_exit(silos, deadline=time.monotonic() + 60)
                 _export_through_silo(layout, console)
+                report = _evaluate(layout, status, options.epsilon)
             else:
+                # The aggregator wrote the selectors before it committed DONE: score them while
+                # the parties shut down (seconds each), then check how every party exited.
+                report = _evaluate(layout, status, options.epsilon)
                 _wait_for_exit(parties, deadline=time.monotonic() + 60)
         finally:
             _stop(parties)
-        report = _evaluate(layout, status, options.epsilon)
         if options.align:
             alignment = align_demo(layout, options, console.print)
             report = report.model_copy(update={"alignment": alignment})
@@ -286,13 +287,16 @@ def _evaluate(layout: DemoLayout, status: FederationStatus, budget_epsilon: floa
     by_cluster: dict[int, list[tuple[str, float, int]]] = {}
     for silo_id, path in sorted(layout.test_sets.items()):
         pairs = read_jsonl(path)
+        # Each selector scores the pairs once; the vote and the own-cluster figure share them.
+        logits = selector_logits(selectors, encoder, pairs)
+        vote = float(majority_vote(logits).mean())
         if silo_id in clusters:
             own = clusters[silo_id]
-            per_silo[silo_id] = agreement(selectors[own], encoder, pairs)
+            per_silo[silo_id] = float(majority_vote(logits[own : own + 1]).mean())
             by_cluster.setdefault(own, []).append((silo_id, per_silo[silo_id], len(pairs)))
         else:
-            per_silo[silo_id] = vote_agreement(selectors, encoder, pairs)
-        pooled += vote_agreement(selectors, encoder, pairs) * len(pairs)
+            per_silo[silo_id] = vote
+        pooled += vote * len(pairs)
         pooled_initial += agreement(initial, encoder, pairs) * len(pairs)
         total += len(pairs)
     cluster_reports = None

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from opacus.accountants.analysis.rdp import compute_rdp
 
+from privacy import accounting
 from privacy.accounting import (
     ORDERS,
     DpEvent,
@@ -123,6 +124,52 @@ def test_derived_noise_is_the_smallest_that_fits(epsilon, sample_rate, steps):
 
     assert spent(sigma) <= epsilon
     assert spent(sigma * (1 - 1e-4)) > epsilon
+
+
+def _plain_bisection(epsilon, sample_rate, steps, reserved):
+    """The derivation as it was before it skipped evaluations: the oracle for the float;
+    also returns how many curves it evaluated."""
+    base = sum((event.rdp() for event in reserved), np.zeros(len(ORDERS)))
+    evaluated = []
+
+    def spent(sigma):
+        evaluated.append(sigma)
+        return epsilon_from_rdp(base + DpEvent("dp_sgd", sigma, sample_rate, steps).rdp(), DELTA)
+
+    low, high = 0.0, 1.0
+    while spent(high) > epsilon:
+        low, high = high, 2 * high
+    while high - low > 1e-6 * high:
+        middle = (low + high) / 2
+        low, high = (middle, high) if spent(middle) > epsilon else (low, middle)
+    return high, len(evaluated)
+
+
+@pytest.mark.parametrize(
+    ("epsilon", "sample_rate", "steps", "reserved"),
+    [
+        (8 * (1 - 1e-9), 0.0625, 78, (DpEvent("gaussian", 8.0, 1.0, 15),)),  # the tiny demo's
+        (1.0, 0.01, 1000, ()),
+        (2.0, 1.0, 30, ()),  # sigma above 1: the doubling phase
+    ],
+)
+def test_derivation_returns_the_plain_bisections_float_with_fewer_curves(
+    monkeypatch, epsilon, sample_rate, steps, reserved
+):
+    calls = []
+
+    def counted(**kwargs):
+        calls.append(kwargs["noise_multiplier"])
+        return compute_rdp(**kwargs)
+
+    accounting._rdp_curve.cache_clear()
+    derive_noise_multiplier.cache_clear()
+    monkeypatch.setattr(accounting, "compute_rdp", counted)
+    sigma = derive_noise_multiplier(epsilon, DELTA, sample_rate, steps, reserved)
+    derived_curves = len(calls) - len(reserved)
+    expected, bisection_curves = _plain_bisection(epsilon, sample_rate, steps, reserved)
+    assert sigma == expected  # the same float, not just close: same σ, same ε, same runs
+    assert derived_curves <= bisection_curves / 2
 
 
 def test_impossible_budget_is_refused():
