@@ -88,6 +88,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--clusters", type=_positive_int, default=3, help="fedbiscuit: clusters K (3)"
     )
     parser.add_argument(
+        "--membership",
+        choices=("hidden", "visible"),
+        help="fedbiscuit: hidden: only the silos know who is in which cluster (the default "
+        "under masking); visible: the aggregator computes the clusters (he, plaintext)",
+    )
+    parser.add_argument(
         "--epsilon", type=_positive_float, default=8.0, help="privacy budget per silo (8)"
     )
     parser.add_argument(
@@ -136,6 +142,12 @@ def run(args: argparse.Namespace) -> int:
     checked_backbone_option(args.backbone)
     if (args.data is None) != (args.test is None):
         raise InvalidInput("--data and --test go together: training pairs and held-out pairs")
+    if args.membership is not None and args.algorithm != "fedbiscuit":
+        raise InvalidInput("--membership is a fedbiscuit option: add --algorithm fedbiscuit")
+    if args.membership == "hidden" and args.protection != "masking":
+        raise InvalidInput(
+            f"--membership hidden needs --protection masking, not {args.protection!r}"
+        )
     silos = args.silos
     if silos is None:
         per_cluster = args.algorithm == "fedbiscuit" and DEMO_MODES[args.protection].min_per_sum > 1
@@ -161,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         rounds=rounds,
         algorithm=args.algorithm,
         clusters=args.clusters,
+        membership=args.membership,
         epsilon=args.epsilon,
         seed=args.seed,
         tiny=args.tiny,

@@ -70,6 +70,9 @@ class DemoOptions:
     algorithm: str = "fedbis"
     protection: str = "masking"
     clusters: int = 3
+    membership: str | None = None
+    """FedBiscuit: "hidden" (only the silos know the clusters; the default under masking) or
+    "visible" (the aggregator computes them; the only choice under he and plaintext)."""
     regroup_every: int = 2
     epsilon: float = 8.0
     delta: float = 1e-5
@@ -181,7 +184,8 @@ def demo_plan(options: DemoOptions, key_custodian: str = "silo-1") -> Plan:
             # Each cluster's adapter is a secure sum over its own silos: at least 3 of them.
             min_cluster_silos=least,
             # Under masking only the silos know who is in which cluster (issue 16).
-            membership="hidden" if options.protection == "masking" else "visible",
+            membership=options.membership
+            or ("hidden" if options.protection == "masking" else "visible"),
         )
     return Plan(
         federation_id=FEDERATION_ID,

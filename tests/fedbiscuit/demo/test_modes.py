@@ -6,6 +6,7 @@ from typing import get_args
 
 import pytest
 
+from fedbiscuit.cli import main
 from fedbiscuit.demo.layout import DemoOptions, demo_plan
 from fedbiscuit.demo.modes import DEMO_MODES, silo_policy
 from protos.errors import PolicyViolation
@@ -33,3 +34,30 @@ def test_a_demo_silo_under_masking_refuses_a_plaintext_plan() -> None:
 
     with pytest.raises(PolicyViolation, match="allow_insecure_plaintext is false"):
         admit(policy, plan)
+
+
+def test_a_masked_fedbiscuit_demo_hides_membership_unless_asked_to_show_it() -> None:
+    def membership(**options: object) -> str:
+        plan = demo_plan(
+            DemoOptions(algorithm="fedbiscuit", silos=9, rounds=6, tiny=True, **options)
+        )
+        assert plan.fedbiscuit is not None
+        return plan.fedbiscuit.membership
+
+    assert membership() == "hidden"
+    assert membership(membership="visible") == "visible"
+    assert membership(protection="he") == "visible"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--membership", "visible"], "a fedbiscuit option"),
+        (["--algorithm", "fedbiscuit", "--protection", "he", "--membership", "hidden"], "masking"),
+    ],
+)
+def test_the_demo_refuses_a_membership_it_cannot_run(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--tiny", *flags]) != 0
+    assert message in capsys.readouterr().err
