@@ -62,6 +62,11 @@ class DemoReport(BaseModel):
     )
     test_pairs: int
     update_bytes: int = Field(description="Bytes of one silo's adapter update payload per round.")
+    grouped_update_bytes: int | None = Field(
+        None,
+        description="Hidden membership: bytes of every silo's upload in a grouped round (K slots "
+        "of the adapter, a count and the sizes); null otherwise.",
+    )
     wall_time_s: float
     workdir: str | None = Field(description="Where everything was kept (null: removed).")
     alignment: AlignmentSummary | None = Field(
@@ -110,10 +115,15 @@ class DemoReport(BaseModel):
                 f"cluster {cluster.index}: {cluster.size} silo(s) {', '.join(cluster.members)} · "
                 f"agreement {cluster.agreement:.3f}"
             )
+        grouped = (
+            ""
+            if self.grouped_update_bytes is None
+            else f" ({self.grouped_update_bytes / 1024:.1f} KiB in grouped rounds, all alike)"
+        )
         console.print(
             f"worst silo {self.agreement.worst_silo:.3f} · untrained selector "
             f"{self.agreement.initial_overall:.3f} · {self.test_pairs} held-out pairs · "
-            f"update {self.update_bytes / 1024:.1f} KiB per silo per round · "
+            f"update {self.update_bytes / 1024:.1f} KiB per silo per round{grouped} · "
             f"{self.wall_time_s:.0f} s"
         )
         console.print(

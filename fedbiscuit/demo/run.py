@@ -28,6 +28,8 @@ from fedbiscuit.demo.layout import DemoLayout, DemoOptions, lay_out
 from fedbiscuit.demo.modes import DEMO_MODES
 from fedbiscuit.demo.report import Agreement, ClusterReport, DemoReport, SiloReport
 from fedbiscuit.demo.workdir import check_new_workdir
+from privacy.membership import KSlotLayout
+from privacy.secagg import for_plan
 from protos.errors import FailedPrecondition, FedbiscuitError
 from selector.checkpoint import load_selector_set
 from selector.data import read_jsonl
@@ -275,6 +277,17 @@ def _own_clusters(layout: DemoLayout) -> dict[str, int]:
     return clusters
 
 
+def _grouped_upload_bytes(layout: DemoLayout, selector: object) -> int | None:
+    """Hidden membership: a grouped round's upload, K slots of the adapter plus counts and
+    sizes (the same for every silo); None otherwise."""
+    fb = layout.plan.fedbiscuit
+    if fb is None or fb.membership != "hidden":
+        return None
+    dim = sum(v.size for v in adapter_state(selector).values())
+    words = KSlotLayout.for_encoding(dim, fb.clusters, for_plan(layout.plan).encoding).length
+    return words * 4  # uint32 ring elements
+
+
 def _evaluate(layout: DemoLayout, status: FederationStatus, budget_epsilon: float) -> DemoReport:
     """Held-out agreement of the exported selector(s) per silo and pooled, and the initial
     one's. FedBiscuit: per silo with its own cluster's selector, pooled by majority vote."""
@@ -341,6 +354,7 @@ def _evaluate(layout: DemoLayout, status: FederationStatus, budget_epsilon: floa
         clusters=cluster_reports,
         test_pairs=total,
         update_bytes=sum(v.nbytes for v in adapter_state(selectors[0]).values()),
+        grouped_update_bytes=_grouped_upload_bytes(layout, selectors[0]),
         wall_time_s=0.0,
         workdir=None,
     )

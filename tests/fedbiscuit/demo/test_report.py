@@ -61,3 +61,13 @@ def test_the_report_says_held_out_agreement_is_the_operators_exact_figure_not_a_
     text = console.export_text()
     assert "computed here, by the operator running the demo" in text
     assert "not DP releases of the silos" in text
+
+
+def test_a_hidden_membership_report_shows_the_grouped_rounds_upload_size():
+    report = _report([]).model_copy(update={"grouped_update_bytes": 3 * 1024 + 24})
+    console = Console(record=True, width=200)
+    report.print_table(console)
+
+    assert "update 1.0 KiB per silo per round (3.0 KiB in grouped rounds, all alike)" in (
+        console.export_text()
+    )
