@@ -16,7 +16,7 @@ from pathlib import Path
 from aggregator.config import AggregatorConfig
 from fedbiscuit.demo.data import partner_dataset
 from fedbiscuit.demo.modes import DEMO_MODES, silo_policy
-from fedbiscuit.recipe import WINDOW_LIMIT, derive_recipe, top_layer_targets
+from fedbiscuit.recipe import LORA_RANK, WINDOW_LIMIT, derive_recipe, top_layer_targets
 from privacy import pki
 from protos.errors import InvalidInput
 from protos.operator_formats.config_files import save_model_file
@@ -89,8 +89,9 @@ class DemoOptions:
     learning_rate_minilm: float = 0.5
     learning_rate_tiny: float = 1.0
     lora_targets: tuple[str, ...] | None = None
-    """The backbone modules that get LoRA adapters; None: the spec's default (every layer's
-    query and value). A partner's data gets the recipe's (`with_data_recipe`)."""
+    """The backbone modules that get LoRA adapters (at the recipe's rank); None: the spec's
+    default (every layer's query and value). A partner's data gets the recipe's
+    (`with_data_recipe`)."""
     round_deadline_s: float = 300.0
     train_data: Path | None = None
     """A partner's own training pairs (`demo --data`) instead of the benchmark."""
@@ -225,7 +226,7 @@ def _selector(options: DemoOptions) -> SelectorSpec:
         lora = (
             LoraSpec()
             if options.lora_targets is None
-            else LoraSpec(target_modules=options.lora_targets)
+            else LoraSpec(rank=LORA_RANK, target_modules=options.lora_targets)
         )
         return SelectorSpec(
             backbone=BackboneSpec(kind=kind, seed=options.seed),
