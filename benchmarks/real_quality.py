@@ -11,7 +11,7 @@ window from the data's length statistics). Columns as in `benchmarks/quality.py`
 Run from the repository root:
 
     OMP_NUM_THREADS=1 python benchmarks/real_quality.py [--backbone minilm] [--splits iid,length]
-        [--methods centralized,local-only,FedBis,FedBiscuit] [--dp-only] [--seed 0]
+        [--methods centralized,local-only,FedBis,FedBiscuit] [--dp both|on|off] [--seed 0]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from selector.formats import read_pairs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_harmless_dev.jsonl.gz"
 TEST_SHARE = 0.2
+DP_MODES = {"both": (False, True), "on": (True,), "off": (False,)}
 
 
 def _turns(pair: PreferencePair) -> tuple[int, int]:
@@ -85,7 +86,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="FedBis rounds (as the demo)")
     parser.add_argument("--splits", default="iid,length")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
-    parser.add_argument("--dp-only", action="store_true", help="skip the runs without DP")
+    parser.add_argument(
+        "--dp", choices=tuple(DP_MODES), default="both", help="runs with DP, without, or both"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DATA, help="an HH-RLHF export")
     args = parser.parse_args()
@@ -123,7 +126,7 @@ def main() -> None:
             backbone=args.backbone,
             seed=args.seed,
             methods=tuple(args.methods.split(",")),
-            dp_modes=(True,) if args.dp_only else (False, True),
+            dp_modes=DP_MODES[args.dp],
         )
         rows = run_methods(plans, data, quality, log=lambda line: print(line, flush=True))
         print("\n" + format_table(rows) + f"\n({split}: {time.monotonic() - started:.0f} s)")

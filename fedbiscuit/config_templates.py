@@ -56,6 +56,13 @@ secagg:
   phase_timeout_s: 60
 """
 
+MINILM_SELECTOR = """\
+  lora:
+    # fedbiscuit/recipe.py: adapters on the last layer only (less DP noise, cheaper steps).
+    rank: {rank}
+    target_modules: [{targets}]
+"""
+
 TINY_SELECTOR = """\
   lora:
     rank: 4

@@ -12,9 +12,10 @@ import argparse
 from pathlib import Path
 
 from fedbiscuit import config_templates
-from fedbiscuit.recipe import derive_recipe
+from fedbiscuit.recipe import LORA_RANK, derive_recipe, top_layer_targets
 from privacy.pki.layout import FederationPaths, validate_id
 from protos.errors import InvalidInput
+from selector.backbone import minilm_layers
 
 SMALLEST_MASKED_SUM = 3
 
@@ -106,7 +107,12 @@ def _init_aggregator(args: argparse.Namespace) -> int:
         protection="insecure_plaintext" if args.insecure_plaintext else "masking",
         secagg="" if args.insecure_plaintext else config_templates.SECAGG,
         backbone="tiny" if args.tiny else "minilm",
-        selector_extra=config_templates.TINY_SELECTOR if args.tiny else "",
+        selector_extra=config_templates.TINY_SELECTOR
+        if args.tiny
+        else config_templates.MINILM_SELECTOR.format(
+            rank=LORA_RANK,
+            targets=", ".join(top_layer_targets(minilm_layers())),
+        ),
         pairs=args.pairs_per_silo,
         clip_norm=recipe.clip_norm,
         batch=recipe.expected_batch_size,

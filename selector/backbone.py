@@ -32,6 +32,7 @@ from selector.local_backbone import load_local_model, load_local_tokenizer
 _TINY_MAX_POSITIONS = 512
 # A causal-LM segment holds the prompt, both answers and the template: under 3 × 256 tokens.
 _TINY_CAUSAL_MAX_POSITIONS = 1024
+_TINY_LAYERS = 2
 
 
 def minilm_folder() -> Path:
@@ -64,7 +65,7 @@ def _tiny(seed: int, vocab_size: int) -> BertModel:
     config = BertConfig(
         vocab_size=vocab_size,
         hidden_size=32,
-        num_hidden_layers=2,
+        num_hidden_layers=_TINY_LAYERS,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=_TINY_MAX_POSITIONS,
@@ -96,6 +97,21 @@ def _tiny_causal(seed: int, vocab_size: int) -> LlamaForCausalLM:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return LlamaForCausalLM(config)
+
+
+def minilm_layers() -> int:
+    """MiniLM's encoder layers, read from its config (no weights loaded)."""
+    return int(BertConfig.from_pretrained(str(minilm_folder())).num_hidden_layers)
+
+
+def encoder_layers(spec: BackboneSpec) -> int | None:
+    """How many layers a built-in encoder backbone has; None for the other kinds, whose
+    module names a recipe cannot assume."""
+    if spec.kind == "minilm":
+        return minilm_layers()
+    if spec.kind == "tiny":
+        return _TINY_LAYERS
+    return None
 
 
 def backbone_tokenizer(spec: BackboneSpec) -> PreTrainedTokenizerBase:

@@ -16,7 +16,7 @@ from pathlib import Path
 from aggregator.config import AggregatorConfig
 from fedbiscuit.demo.data import partner_dataset
 from fedbiscuit.demo.modes import DEMO_MODES, silo_policy
-from fedbiscuit.recipe import WINDOW_LIMIT, derive_recipe
+from fedbiscuit.recipe import LORA_RANK, WINDOW_LIMIT, derive_recipe, top_layer_targets
 from privacy import pki
 from protos.errors import InvalidInput
 from protos.operator_formats.config_files import save_model_file
@@ -25,12 +25,13 @@ from protos.plan import (
     DpSpec,
     FedBiscuitSpec,
     HeSpec,
+    LoraSpec,
     LossReportSpec,
     Plan,
     SelectorSpec,
     TrainingSpec,
 )
-from selector.backbone import backbone_tokenizer
+from selector.backbone import backbone_tokenizer, encoder_layers
 from selector.benchmark.generator import THREE_GROUPS, SiloData, make_federated_dataset
 from selector.data import PreferencePair, write_jsonl
 from selector.local_backbone import check_model_folder, folder_digest, local_model_kind
@@ -90,6 +91,10 @@ class DemoOptions:
     # Plain SGD after DP-SGD's clipping and averaging; tuned on the benchmark (see README).
     learning_rate_minilm: float = 0.5
     learning_rate_tiny: float = 1.0
+    lora_targets: tuple[str, ...] | None = None
+    """The backbone modules that get LoRA adapters (at the recipe's rank); None: the spec's
+    default (every layer's query and value). A partner's data gets the recipe's
+    (`with_data_recipe`)."""
     round_deadline_s: float = 300.0
     train_data: Path | None = None
     """A partner's own training pairs (`demo --data`) instead of the benchmark."""
@@ -134,6 +139,7 @@ def with_data_recipe(
         participations=DEMO_MODES[options.protection].planned_participations(options.rounds),
     )
     selector = _selector(options)
+    layers = encoder_layers(selector.backbone) if selector.kind == "pair_encoder" else None
     tokenizer = backbone_tokenizer(selector.backbone)
     special = PairTemplate.of(tokenizer).added if selector.kind == "pair_encoder" else 0
     stats = length_statistics(train, tokenizer)
@@ -144,6 +150,7 @@ def with_data_recipe(
         expected_batch_size=recipe.expected_batch_size,
         learning_rate_minilm=recipe.learning_rate,
         max_tokens_per_answer=window,
+        lora_targets=options.lora_targets if layers is None else top_layer_targets(layers),
     )
     note = (
         f"recipe for {options.train_pairs_per_silo} pairs per silo: {recipe.describe()}; "
@@ -222,8 +229,14 @@ def _selector(options: DemoOptions) -> SelectorSpec:
     causal LM gets the causal-LM selector, any other model the pair encoder."""
     if options.backbone_path is None:
         kind = "tiny" if options.tiny else "minilm"
+        lora = (
+            LoraSpec()
+            if options.lora_targets is None
+            else LoraSpec(rank=LORA_RANK, target_modules=options.lora_targets)
+        )
         return SelectorSpec(
             backbone=BackboneSpec(kind=kind, seed=options.seed),
+            lora=lora,
             max_tokens_per_answer=options.max_tokens_per_answer,
         )
     folder = check_model_folder(options.backbone_path)

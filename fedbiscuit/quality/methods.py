@@ -79,7 +79,12 @@ class _Party:
             else plan.dp.model_copy(update={"expected_batch_size": batch_size})
         )
         self.plan, self.pairs = plan, list(data.train)
-        sample_rate = min(1.0, spec.expected_batch_size / len(self.pairs))
+        # The rate the trainer samples at: the plan's public q when it fixes one.
+        sample_rate = (
+            spec.sample_rate
+            if spec.sample_rate is not None
+            else min(1.0, spec.expected_batch_size / len(self.pairs))
+        )
         steps = plan.participations_budgeted * plan.training.local_steps
         # As silo/training_setup.py: the smallest σ whose planned rounds, plus one loss report
         # per planned grouping, fit the budget (a hair under it, as there).

@@ -8,6 +8,7 @@ import pytest
 
 from aggregator.config import load_config
 from fedbiscuit.cli import main
+from fedbiscuit.recipe import LORA_RANK, top_layer_targets
 from privacy.pki import init_ca, issue_aggregator, issue_silo
 from protos.operator_formats.config_files import load_model_file
 from protos.plan import Plan
@@ -34,6 +35,19 @@ def test_init_aggregator_writes_a_commented_plan_and_config_that_load(tmp_path: 
     assert config.plan_path == directory.resolve() / "plan.yaml"
     assert config.pki.server_key == pki.aggregator_key.resolve()
     assert "# " in (directory / "plan.yaml").read_text()  # commented for the operator
+
+
+def test_a_minilm_plan_puts_the_adapters_where_the_recipe_says(tmp_path: Path) -> None:
+    directory = tmp_path / "aggregator"
+
+    code = main(["init", "aggregator", "--federation", "hospitals", "--dir", str(directory),
+                 "--pki", str(tmp_path / "pki")])  # fmt: skip
+
+    assert code == 0
+    plan = load_model_file(directory / "plan.yaml", Plan)
+    assert plan.selector.backbone.kind == "minilm"
+    assert plan.selector.lora.target_modules == top_layer_targets(6)
+    assert plan.selector.lora.rank == LORA_RANK
 
 
 def test_init_silo_writes_a_commented_config_that_loads_once_its_files_are_there(
