@@ -6,7 +6,9 @@ round per adapter, then a grouping every 2 rounds), and FedBis on as many silos 
 size for as many rounds. A round's time is read from the aggregator's state: from the first
 task of the round (a grouping's EVALUATE tasks included) to the first task of the next one,
 the last round ending at its last upload. Prints the mean round time of each, their ratio
-(issue 17's target: ≤ 1.3), the groupings' share, and both demos' wall times.
+(issue 17's target: ≤ 1.3), the groupings' share, and the demos' wall times. Under masking,
+FedBiscuit hides membership by default (issue 16); a third run with `--membership visible`
+gives the hidden/visible round ratio (issue 16's target: ≤ 1.5).
 
 Both runs share the machine with whatever else runs: compare the ratio, and note the load.
 `python benchmarks/fedbiscuit_cost.py [--rounds N] [--backbone minilm]`
@@ -55,6 +57,14 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def _ratio(rounds: dict[str, list[float]], over: str, under: str) -> str:
+    return (
+        f"{_mean(rounds[over]) / _mean(rounds[under]):.2f}, "
+        f"{_mean(rounds[over][1:]) / _mean(rounds[under][1:]):.2f} without round 1 (the silos' "
+        "start-up)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
@@ -65,16 +75,17 @@ def main() -> None:
     common += ["--protection", args.protection]
     if args.backbone == "tiny":
         common.append("--tiny")
-    variants = {
-        "fedbis": common,
-        "fedbiscuit": [*common, "--algorithm", "fedbiscuit", "--clusters", str(CLUSTERS)],
-    }
+    fedbiscuit = [*common, "--algorithm", "fedbiscuit", "--clusters", str(CLUSTERS)]
+    variants = {"fedbis": common, "fedbiscuit": fedbiscuit}
+    if args.protection == "masking":
+        # Masked FedBiscuit hides membership by default (issue 16): also time the visible mode.
+        variants["fb-visible"] = [*fedbiscuit, "--membership", "visible"]
     load = os.getloadavg()[0]
     results = {}
     for name, flags in variants.items():
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp) / "work"
-            seconds, report = run_variant([*flags, "--workdir", str(workdir)], Path(tmp))
+            seconds, _, report = run_variant([*flags, "--workdir", str(workdir)], Path(tmp))
             rounds, groupings = round_times(workdir / "aggregator" / "state")
         results[name] = (seconds, report, rounds, groupings)
     load = max(load, os.getloadavg()[0])
@@ -86,12 +97,16 @@ def main() -> None:
             f"{name:11} {seconds:7.1f} {_mean(rounds):8.2f} {_mean(rounds[1:]):14.2f} "
             f"{sum(groupings):12.1f} {report['agreement']['overall']:10.3f}"
         )
-    (_, _, fedbis, _), (_, _, fedbiscuit, _) = results.values()
+    rounds_of = {name: rounds for name, (_, _, rounds, _) in results.items()}
     print(
-        f"FedBiscuit/FedBis round-time ratio: {_mean(fedbiscuit) / _mean(fedbis):.2f}, "
-        f"{_mean(fedbiscuit[1:]) / _mean(fedbis[1:]):.2f} without round 1 (the silos' "
-        "start-up); target <= 1.3"
+        f"FedBiscuit/FedBis round-time ratio: {_ratio(rounds_of, 'fedbiscuit', 'fedbis')}; "
+        "target <= 1.3"
     )
+    if "fb-visible" in rounds_of:
+        print(
+            "FedBiscuit hidden/visible membership round-time ratio: "
+            f"{_ratio(rounds_of, 'fedbiscuit', 'fb-visible')}; target <= 1.5 (issue 16)"
+        )
     print(f"load average (1 min, max of start and end): {load:.1f}")
 
 
