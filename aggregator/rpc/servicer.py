@@ -79,6 +79,10 @@ class FederationServicer(pb_grpc.FederationServicer):
         self._plan_sha256 = plan.sha256()
         self._max_long_poll_s = max_long_poll_s
 
+    def _wait_s(self, wait_ms: int) -> float:
+        """How long a long-poll may hold the call: what the silo asked for, within the cap."""
+        return min(wait_ms / 1000, self._max_long_poll_s)
+
     @_unary
     def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
         silo_id = self._caller(context, request.federation_id)
@@ -99,8 +103,7 @@ class FederationServicer(pb_grpc.FederationServicer):
     def PullTask(self, request: pb.PullTaskRequest, context: grpc.ServicerContext) -> pb.Task:
         silo_id = self._caller(context, request.federation_id)
         self._check_plan(request.plan_sha256)
-        wait_s = min(request.wait_ms / 1000, self._max_long_poll_s)
-        assignment = self._machine.pull(silo_id, wait_s)
+        assignment = self._machine.pull(silo_id, self._wait_s(request.wait_ms))
         common = {"federation_id": self._plan.federation_id, "plan_sha256": self._plan_sha256}
         if assignment.kind == "DONE":
             return pb.Task(kind=pb.TASK_KIND_DONE, message=assignment.message, **common)
@@ -195,16 +198,14 @@ class FederationServicer(pb_grpc.FederationServicer):
         self, request: pb.SecAggFetchRequest, context: grpc.ServicerContext
     ) -> pb.SecAggBroadcast:
         silo_id = self._caller(context, request.federation_id)
-        wait_s = min(request.wait_ms / 1000, self._max_long_poll_s)
-        return self._edge.secagg_fetch(silo_id, request, wait_s)
+        return self._edge.secagg_fetch(silo_id, request, self._wait_s(request.wait_ms))
 
     @_unary
     def GroupingFetch(
         self, request: pb.GroupingFetchRequest, context: grpc.ServicerContext
     ) -> pb.GroupingBroadcast:
         silo_id = self._caller(context, request.federation_id)
-        wait_s = min(request.wait_ms / 1000, self._max_long_poll_s)
-        return self._edge.grouping_fetch(silo_id, request, wait_s)
+        return self._edge.grouping_fetch(silo_id, request, self._wait_s(request.wait_ms))
 
     @_unary
     def GroupingConfirm(

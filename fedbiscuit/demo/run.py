@@ -277,13 +277,12 @@ def _own_clusters(layout: DemoLayout) -> dict[str, int]:
     return clusters
 
 
-def _grouped_upload_bytes(layout: DemoLayout, selector: object) -> int | None:
-    """Hidden membership: a grouped round's upload, K slots of the adapter plus counts and
-    sizes (the same for every silo); None otherwise."""
+def _grouped_upload_bytes(layout: DemoLayout, dim: int) -> int | None:
+    """Hidden membership: a grouped round's upload, K slots of an adapter of `dim`
+    parameters plus counts and sizes (the same for every silo); None otherwise."""
     fb = layout.plan.fedbiscuit
     if fb is None or fb.membership != "hidden":
         return None
-    dim = sum(v.size for v in adapter_state(selector).values())
     words = KSlotLayout.for_encoding(dim, fb.clusters, for_plan(layout.plan).encoding).length
     return words * 4  # uint32 ring elements
 
@@ -328,6 +327,7 @@ def _evaluate(layout: DemoLayout, status: FederationStatus, budget_epsilon: floa
         ]
     by_id = {silo.id: silo for silo in status.silos}
     backbone = layout.plan.selector.backbone
+    adapter = adapter_state(selectors[0])
     silos = [
         SiloReport(
             id=silo_id,
@@ -353,8 +353,8 @@ def _evaluate(layout: DemoLayout, status: FederationStatus, budget_epsilon: floa
         silos=silos,
         clusters=cluster_reports,
         test_pairs=total,
-        update_bytes=sum(v.nbytes for v in adapter_state(selectors[0]).values()),
-        grouped_update_bytes=_grouped_upload_bytes(layout, selectors[0]),
+        update_bytes=sum(v.nbytes for v in adapter.values()),
+        grouped_update_bytes=_grouped_upload_bytes(layout, sum(v.size for v in adapter.values())),
         wall_time_s=0.0,
         workdir=None,
     )
