@@ -40,8 +40,9 @@ class CallerLimits(BaseModel):
         2,
         ge=1,
         le=64,
-        description="Waiting calls (PullTask and SecAggFetch long-polls, health Watch streams) "
-        "one silo may hold; beyond it a long-poll answers at once and a Watch is refused.",
+        description="Waiting calls (PullTask, SecAggFetch and GroupingFetch long-polls, health "
+        "Watch streams) one silo may hold; beyond it a long-poll answers at once and a Watch is "
+        "refused.",
     )
     max_waiting: int = Field(
         32,
