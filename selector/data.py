@@ -117,6 +117,16 @@ class PairBatch(RowTensors):
     half_ids: torch.Tensor
 
 
+@dataclass(frozen=True)
+class PrefixBatch(RowTensors):
+    """Pairs already through a selector's frozen bottom layers (`selector.prefix`):
+    `hidden` [B, 2L, H] is their output, `half_ids` [B, 2L] as in the PairBatch they came
+    from. Only a selector with the same frozen layers may finish them."""
+
+    hidden: torch.Tensor
+    half_ids: torch.Tensor
+
+
 class PairEncoder:
     """Tokenizes pairs with the chosen answer as side a (so the target logit is always +).
 

@@ -20,15 +20,25 @@ import torch
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 from transformers import BertModel
+from transformers.masking_utils import create_bidirectional_mask
 
 from protos.errors import InvalidInput
 from protos.plan import SelectorSpec
 from selector.backbone import backbone_tokenizer, load_backbone
 from selector.causal_lm import CausalLMSelector, split_causal_lm
 from selector.choice_data import ChoiceEncoder
-from selector.data import PAD_HALF, PairBatch, PairEncoder
+from selector.data import PAD_HALF, PairBatch, PairEncoder, PrefixBatch
 
 _PEFT_ADAPTER = ".default"
+
+
+def _pair_mask(half: torch.Tensor) -> torch.Tensor:
+    """[B, 1, 2L, 2L] block-diagonal attention: a slot sees its own side only. Padding rows
+    attend to themselves only, so no row of the softmax is empty."""
+    real = half != PAD_HALF
+    same_half = (half[:, :, None] == half[:, None, :]) & real[:, None, :]
+    itself = torch.eye(half.shape[1], dtype=torch.bool, device=half.device)
+    return (same_half | itself)[:, None, :, :]
 
 
 class PairwiseSelector(nn.Module):
@@ -41,27 +51,68 @@ class PairwiseSelector(nn.Module):
         # No bias: it cancels in score(a) − score(b), so it would only collect DP noise.
         self.head = nn.Linear(backbone.config.hidden_size, 1, bias=False)
 
-    def forward(self, batch: PairBatch) -> torch.Tensor:
+    @property
+    def frozen_layers(self) -> int:
+        """How many bottom encoder layers (with the embeddings) train nothing. Their output is
+        a fixed function of a pair, so a trainer can compute it once per pair
+        (`encode_prefix`) and run only the layers above on every step."""
+        if type(self.backbone) is not BertModel:
+            return 0  # a local backbone of another architecture: no assumption about its layers
+        if any(param.requires_grad for param in self.backbone.embeddings.parameters()):
+            return 0
+        for index, layer in enumerate(self.backbone.encoder.layer):
+            if any(param.requires_grad for param in layer.parameters()):
+                return index
+        return len(self.backbone.encoder.layer)
+
+    def forward(self, batch: PairBatch | PrefixBatch) -> torch.Tensor:
         if len(batch) == 0:
             # BERT cannot reshape a 0-row batch; an empty Poisson batch scores nothing.
             return self.head.weight.new_zeros(0)
+        mask = _pair_mask(batch.half_ids)
+        if isinstance(batch, PrefixBatch):
+            hidden = self._layers(batch.hidden, mask, self.frozen_layers, None)
+        else:
+            hidden = self.backbone(
+                input_ids=batch.input_ids,
+                attention_mask=mask,
+                token_type_ids=batch.token_type_ids,
+                position_ids=batch.position_ids,
+            ).last_hidden_state
         half = batch.half_ids
-        real = half != PAD_HALF
-        same_half = (half[:, :, None] == half[:, None, :]) & real[:, None, :]
-        # Padding rows attend to themselves only, so no row of the softmax is empty.
-        itself = torch.eye(half.shape[1], dtype=torch.bool, device=half.device)
-        mask = (same_half | itself)[:, None, :, :]
-        hidden = self.backbone(
-            input_ids=batch.input_ids,
-            attention_mask=mask,
-            token_type_ids=batch.token_type_ids,
-            position_ids=batch.position_ids,
-        ).last_hidden_state
         sides = torch.arange(2, device=half.device)
         weights = (half[:, None, :] == sides[None, :, None]).to(hidden.dtype)
         weights = weights / weights.sum(dim=-1, keepdim=True).clamp(min=1.0)
         scores = self.head(weights @ hidden).squeeze(-1)
         return scores[:, 0] - scores[:, 1]
+
+    @torch.no_grad()
+    def encode_prefix(self, batch: PairBatch) -> PrefixBatch:
+        """`batch` through the embeddings and the `frozen_layers` bottom layers, without
+        dropout (a fixed function of the pair, whatever mode the selector is in)."""
+        was_training = self.training
+        self.eval()
+        try:
+            hidden = self.backbone.embeddings(
+                input_ids=batch.input_ids,
+                token_type_ids=batch.token_type_ids,
+                position_ids=batch.position_ids,
+            )
+            hidden = self._layers(hidden, _pair_mask(batch.half_ids), 0, self.frozen_layers)
+        finally:
+            self.train(was_training)
+        return PrefixBatch(hidden, batch.half_ids)
+
+    def _layers(
+        self, hidden: torch.Tensor, mask: torch.Tensor, start: int, stop: int | None
+    ) -> torch.Tensor:
+        """Encoder layers [start, stop) on `hidden`, with the mask BertModel would pass them."""
+        mask = create_bidirectional_mask(
+            config=self.backbone.config, inputs_embeds=hidden, attention_mask=mask
+        )
+        for layer in self.backbone.encoder.layer[start:stop]:
+            hidden = layer(hidden, mask)
+        return hidden
 
     def trainable(self) -> dict[str, nn.Parameter]:
         """The adapter and head parameters under their stable (wire) names."""

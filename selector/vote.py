@@ -25,6 +25,7 @@ from protos.errors import InvalidInput
 from selector.data import PreferencePair
 from selector.evaluation import agreement
 from selector.model import Encoder, Selector
+from selector.prefix import shares_frozen_prefix
 
 __all__ = ["majority_vote", "own_cluster_agreement", "selector_logits", "vote_agreement"]
 
@@ -62,20 +63,23 @@ def selector_logits(
         raise InvalidInput("need at least one selector")
     if not pairs:
         raise InvalidInput("need at least one preference pair")
-    rows = []
-    for model in models:
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        try:
-            chunks = [
-                model(encoder.encode(pairs[start : start + batch_size]).to(device)).cpu()
-                for start in range(0, len(pairs), batch_size)
-            ]
-        finally:
-            model.train(was_training)
-        rows.append(torch.cat(chunks))
-    return torch.stack(rows)
+    shared = shares_frozen_prefix(models)
+    rows: list[list[torch.Tensor]] = [[] for _ in models]
+    modes = [model.training for model in models]
+    device = next(models[0].parameters()).device
+    try:
+        for model in models:
+            model.eval()
+        for start in range(0, len(pairs), batch_size):
+            encoded = encoder.encode(pairs[start : start + batch_size])
+            if shared:  # K selectors over one frozen backbone: its layers run once
+                encoded = models[0].encode_prefix(encoded.to(device))
+            for row, model in zip(rows, models, strict=True):
+                row.append(model(encoded.to(next(model.parameters()).device)).cpu())
+    finally:
+        for model, mode in zip(models, modes, strict=True):
+            model.train(mode)
+    return torch.stack([torch.cat(row) for row in rows])
 
 
 def vote_agreement(

@@ -27,6 +27,7 @@ from protos.errors import FailedPrecondition, InvalidInput
 from protos.plan import DpSpec, TrainingSpec
 from selector.data import PreferencePair
 from selector.model import Encoder, Selector, adapter_state, load_adapter_state
+from selector.prefix import with_frozen_prefix
 
 
 class LocalTrainer:
@@ -71,7 +72,8 @@ class LocalTrainer:
         self.noise_multiplier = float(noise_multiplier)
         self.device = device
         self.physical_batch_size = physical_batch_size
-        self._examples = encoder.encode(train_pairs)
+        # Adapters on the top layer only: the layers below run once per pair, here.
+        self._examples = with_frozen_prefix(self.model, encoder.encode(train_pairs), device)
         self._module = GradSampleModule(self.model, loss_reduction="sum")
         self.noise = noise
 
