@@ -7,8 +7,10 @@ Run from the repository root (one table per seed, then the targets for every see
     OMP_NUM_THREADS=1 python benchmarks/quality.py --backbone tiny [--seeds 0,1,2] [--quick]
 
 `--variant long`: answers of 3–6 sentences with what matters spread through them, 9 silos
-in three equal groups (selector/benchmark/long_answers.py), a token window from the
-training pairs' length statistics (`--window` to set it), and its own targets with DP:
+in three equal groups (selector/benchmark/long_answers.py), trained with the recipe a
+partner's data gets (`fedbiscuit/recipe.py` through `with_data_recipe`: adapters on the top
+layer, its batch, steps and learning rate, a token window from the training pairs' length
+statistics; `--window` and `--local-steps` still override), and its own targets with DP:
 FedBiscuit's final clusters are the groups, its mean per-silo agreement ≥ 0.75.
 """
 
@@ -18,6 +20,7 @@ import argparse
 import dataclasses
 import time
 
+from fedbiscuit.demo.layout import DemoOptions, demo_plan, with_data_recipe
 from fedbiscuit.quality.comparison import (
     QualityOptions,
     Row,
@@ -27,14 +30,10 @@ from fedbiscuit.quality.comparison import (
     target_verdict,
 )
 from fedbiscuit.quality.methods import METHODS
-from fedbiscuit.recipe import WINDOW_LIMIT
 from protos.plan import Plan
-from selector.backbone import backbone_tokenizer
 from selector.benchmark.bayes import bayes_rates
 from selector.benchmark.generator import THREE_GROUPS, SiloData, make_federated_dataset
 from selector.benchmark.long_answers import LONG_GROUPS, LONG_SILOS, make_long_dataset
-from selector.token_budget import length_statistics, suggested_window
-from selector.truncation import PairTemplate
 
 LONG_MEAN_SILO_TARGET = 0.75
 
@@ -50,16 +49,37 @@ def variant_dataset(variant: str, options: QualityOptions) -> dict[str, SiloData
     )
 
 
-def data_window(plan: Plan, dataset: dict[str, SiloData]) -> int:
-    """The demo's rule for a partner's data: a window from the training pairs' lengths."""
-    tokenizer = backbone_tokenizer(plan.selector.backbone)
-    stats = length_statistics([p for d in dataset.values() for p in d.train], tokenizer)
-    return suggested_window(stats, WINDOW_LIMIT, PairTemplate.of(tokenizer).added)
+def recipe_plans(
+    options: QualityOptions, dataset: dict[str, SiloData]
+) -> tuple[dict[str, Plan], str]:
+    """The FedBis and FedBiscuit plans a partner's data would get (`with_data_recipe`), and
+    the line saying what the recipe chose."""
+    demo = DemoOptions(
+        silos=options.silos,
+        rounds=options.rounds,
+        clusters=options.clusters,
+        epsilon=options.epsilon,
+        seed=options.seed,
+        tiny=options.backbone == "tiny",
+        train_pairs_per_silo=min(len(data.train) for data in dataset.values()),
+        protection="insecure_plaintext",  # in-process, as comparison.plans
+    )
+    chosen, note = with_data_recipe(demo, [p for data in dataset.values() for p in data.train])
+    by_algorithm = {
+        algorithm: demo_plan(dataclasses.replace(chosen, algorithm=algorithm))
+        for algorithm in ("fedbis", "fedbiscuit")
+    }
+    return by_algorithm, note
 
 
 def with_window(plan: Plan, window: int) -> Plan:
     selector = {**plan.selector.model_dump(), "max_tokens_per_answer": window}
     return Plan.model_validate({**plan.model_dump(), "selector": selector})
+
+
+def with_local_steps(plan: Plan, steps: int) -> Plan:
+    training = {**plan.training.model_dump(), "local_steps": steps}
+    return Plan.model_validate({**plan.model_dump(), "training": training})
 
 
 def long_verdict(rows: list[Row], dataset: dict[str, SiloData]) -> str | None:
@@ -98,7 +118,9 @@ def main() -> None:
         "from the data's lengths, as the demo chooses for a partner's data)",
     )
     parser.add_argument("--clusters", type=int, default=defaults.clusters)
-    parser.add_argument("--local-steps", type=int, default=defaults.local_steps)
+    parser.add_argument(
+        "--local-steps", type=int, help=f"default {defaults.local_steps}; long: the recipe's"
+    )
     parser.add_argument("--train-pairs", type=int, help="per silo (default 256; quick: 96)")
     parser.add_argument("--test-pairs", type=int, help="per silo (default 128; quick: 64)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds of data and noise")
@@ -112,7 +134,7 @@ def main() -> None:
         silos=args.silos or (LONG_SILOS if args.variant == "long" else defaults.silos),
         clusters=args.clusters,
         rounds=args.rounds or (12 if args.quick else defaults.rounds),
-        local_steps=args.local_steps,
+        local_steps=args.local_steps or defaults.local_steps,
         train_pairs=args.train_pairs or (96 if args.quick else defaults.train_pairs),
         test_pairs=args.test_pairs or (64 if args.quick else defaults.test_pairs),
         methods=tuple(args.methods.split(",")),
@@ -123,8 +145,8 @@ def main() -> None:
     print(
         f"benchmark ({args.variant} answers): {options.silos} silos (groups {shares}), "
         f"{options.train_pairs} train / "
-        f"{options.test_pairs} test pairs per silo; {options.rounds} rounds of "
-        f"{options.local_steps} DP-SGD steps; backbone {options.backbone}; DP: "
+        f"{options.test_pairs} test pairs per silo; {options.rounds} rounds; "
+        f"backbone {options.backbone}; DP: "
         f"epsilon={options.epsilon:g} per silo",
         flush=True,
     )
@@ -135,13 +157,25 @@ def main() -> None:
         print(f"\nseed {seed}", flush=True)
         seeded = dataclasses.replace(options, seed=seed)
         dataset = variant_dataset(args.variant, seeded)
-        by_algorithm = plans(seeded)
-        window = args.window or (
-            data_window(by_algorithm["fedbis"], dataset) if args.variant == "long" else None
+        if args.variant == "long":
+            by_algorithm, note = recipe_plans(seeded, dataset)
+            print(note, flush=True)
+            if args.local_steps is not None:
+                by_algorithm = {
+                    name: with_local_steps(p, args.local_steps) for name, p in by_algorithm.items()
+                }
+        else:
+            by_algorithm = plans(seeded)
+        if args.window is not None:
+            by_algorithm = {name: with_window(p, args.window) for name, p in by_algorithm.items()}
+        fedbis = by_algorithm["fedbis"]
+        print(
+            f"window {fedbis.selector.max_tokens_per_answer} tokens per side; "
+            f"{fedbis.training.local_steps} DP-SGD steps a round, expected batch "
+            f"{fedbis.dp.expected_batch_size}; adapters on "
+            f"{', '.join(fedbis.selector.lora.target_modules)}",
+            flush=True,
         )
-        if window is not None:
-            by_algorithm = {name: with_window(p, window) for name, p in by_algorithm.items()}
-        print(f"window: {by_algorithm['fedbis'].selector.max_tokens_per_answer} tokens per side")
         rows = run_methods(by_algorithm, dataset, seeded, log=lambda line: print(line, flush=True))
         print("\n" + format_table(rows) + f"\n(seed {seed}: {time.monotonic() - started:.0f} s)")
         if args.variant == "long" and (verdict := long_verdict(rows, dataset)) is not None:
