@@ -10,9 +10,9 @@ The rule, for N pairs per silo (the smallest silo; an operator's estimate when p
   through Scale", 2022; Ponomareva et al., "How to DP-fy ML", JAIR 2023, §5.4: large
   batches, few epochs, tuned learning rate). So B is the smaller of: half the silo's pairs,
   and PAIRS_PER_ROUND / LOCAL_STEPS (a round's compute on a CPU silo: MiniLM at 128 tokens
-  per side, adapters on the last layer, trains ~8 pairs per CPU-second), within
-  [MIN_BATCH, MAX_BATCH]. The
-  trainer computes such a batch a few pairs at a time (memory-bounded, Opacus-style).
+  per side, adapters on the last layer, trains ~30 pairs per CPU-second on the kept outputs
+  of the layers below, `selector/prefix.py`), within [MIN_BATCH, MAX_BATCH]. The trainer
+  computes such a batch a few pairs at a time (memory-bounded, Opacus-style).
 - **A few steps a round, a few rounds.** LOCAL_STEPS DP-SGD steps per round; the rounds are
   the operator's (DEFAULT_ROUNDS unless given). With q = 1/2 and σ derived from ε over all
   planned participations, the noise per averaged gradient stays at ~1–2% of C.
