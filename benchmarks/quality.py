@@ -20,10 +20,11 @@ import argparse
 import dataclasses
 import time
 
-from fedbiscuit.demo.layout import DemoOptions, demo_plan, with_data_recipe
+from fedbiscuit.demo.layout import demo_plan, with_data_recipe
 from fedbiscuit.quality.comparison import (
     QualityOptions,
     Row,
+    demo_options,
     format_table,
     plans,
     run_methods,
@@ -54,16 +55,7 @@ def recipe_plans(
 ) -> tuple[dict[str, Plan], str]:
     """The FedBis and FedBiscuit plans a partner's data would get (`with_data_recipe`), and
     the line saying what the recipe chose."""
-    demo = DemoOptions(
-        silos=options.silos,
-        rounds=options.rounds,
-        clusters=options.clusters,
-        epsilon=options.epsilon,
-        seed=options.seed,
-        tiny=options.backbone == "tiny",
-        train_pairs_per_silo=min(len(data.train) for data in dataset.values()),
-        protection="insecure_plaintext",  # in-process, as comparison.plans
-    )
+    demo = demo_options(options, min(len(data.train) for data in dataset.values()))
     chosen, note = with_data_recipe(demo, [p for data in dataset.values() for p in data.train])
     by_algorithm = {
         algorithm: demo_plan(dataclasses.replace(chosen, algorithm=algorithm))

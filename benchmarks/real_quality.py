@@ -23,8 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fedbiscuit.demo.layout import DemoOptions, demo_plan, with_data_recipe
-from fedbiscuit.quality.comparison import QualityOptions, format_table, run_methods
+from fedbiscuit.demo.layout import demo_plan, with_data_recipe
+from fedbiscuit.quality.comparison import (
+    QualityOptions,
+    demo_options,
+    format_table,
+    run_methods,
+)
 from fedbiscuit.quality.methods import METHODS
 from selector.benchmark.generator import SiloData
 from selector.benchmark.partition import partition_iid
@@ -95,16 +100,16 @@ def main() -> None:
     for split in args.splits.split(","):
         started = time.monotonic()
         data = dataset(args.data, split, args.silos, args.seed)
-        base = DemoOptions(
+        quality = QualityOptions(
+            backbone=args.backbone,
             silos=args.silos,
-            rounds=args.rounds,
             clusters=args.clusters,
+            rounds=args.rounds,
             seed=args.seed,
-            tiny=args.backbone == "tiny",
-            train_pairs_per_silo=min(len(d.train) for d in data.values()),
-            # In-process, nothing travels (as benchmarks/quality.py).
-            protection="insecure_plaintext",
+            methods=tuple(args.methods.split(",")),
+            dp_modes=DP_MODES[args.dp],
         )
+        base = demo_options(quality, min(len(d.train) for d in data.values()))
         options, note = with_data_recipe(base, [p for d in data.values() for p in d.train])
         plans = {
             "fedbis": demo_plan(options),
@@ -121,12 +126,6 @@ def main() -> None:
             f"{options.local_steps} steps, expected batch {options.expected_batch_size}, "
             f"backbone {args.backbone}\n{note}",
             flush=True,
-        )
-        quality = QualityOptions(
-            backbone=args.backbone,
-            seed=args.seed,
-            methods=tuple(args.methods.split(",")),
-            dp_modes=DP_MODES[args.dp],
         )
         rows = run_methods(plans, data, quality, log=lambda line: print(line, flush=True))
         print("\n" + format_table(rows) + f"\n({split}: {time.monotonic() - started:.0f} s)")

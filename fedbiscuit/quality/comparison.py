@@ -38,6 +38,7 @@ from selector.vote import selector_logits
 
 __all__ = [
     "QualityOptions",
+    "demo_options",
     "Row",
     "format_table",
     "mean_probability_agreement",
@@ -77,21 +78,27 @@ class Row:
     outcome: Outcome
 
 
-def plans(options: QualityOptions) -> dict[str, Plan]:
-    """The demo's FedBis and FedBiscuit plans for these options (same training knobs)."""
-    demo = DemoOptions(
+def demo_options(options: QualityOptions, train_pairs_per_silo: int | None = None) -> DemoOptions:
+    """The demo's knobs for these options (silos of `options.train_pairs` pairs unless
+    `train_pairs_per_silo` says otherwise)."""
+    return DemoOptions(
         silos=options.silos,
         rounds=options.rounds,
         clusters=options.clusters,
         epsilon=options.epsilon,
         seed=options.seed,
         tiny=options.backbone == "tiny",
-        train_pairs_per_silo=options.train_pairs,
+        train_pairs_per_silo=train_pairs_per_silo or options.train_pairs,
         local_steps=options.local_steps,
         # In-process, nothing travels: masking would give the same sums (to 2^-26), and its
         # spare participation for re-run rounds would only add noise here.
         protection="insecure_plaintext",
     )
+
+
+def plans(options: QualityOptions) -> dict[str, Plan]:
+    """The demo's FedBis and FedBiscuit plans for these options (same training knobs)."""
+    demo = demo_options(options)
     return {
         algorithm: demo_plan(dataclasses.replace(demo, algorithm=algorithm))
         for algorithm in ("fedbis", "fedbiscuit")
